@@ -1,0 +1,27 @@
+// Entry point: the projector as its own process (`npm run start:projector`).
+import {
+  connectNats,
+  createLogger,
+  exitOnStartFailure,
+  loadConfig,
+  onShutdownSignal,
+  openStore,
+  requireSetting,
+} from "@keybox/shared";
+import { Projector } from "./projector.ts";
+
+try {
+  const config = loadConfig();
+  const log = createLogger("projector", config.LOG_LEVEL);
+  const nc = await connectNats(requireSetting(config, "NATS_URL", "to run the projector on its own"), "keybox-projector");
+  const store = await openStore(config);
+  const projector = new Projector(nc, store, config, log);
+  await projector.start();
+  onShutdownSignal(log, async () => {
+    await projector.stop();
+    await nc.drain();
+    await store.close();
+  });
+} catch (error) {
+  exitOnStartFailure(error);
+}

@@ -1,0 +1,105 @@
+// The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
+// owner's parts with one keyed read and renders them.
+import type { HttpBindings } from "@hono/node-server";
+import { Hono, type Context } from "hono";
+import { register } from "prom-client";
+import { idSchema, type DashboardStore, type Logger } from "@keybox/shared";
+import type { OwnerVerifier } from "./auth.ts";
+import { renderDashboard } from "./domain/renderDashboard.ts";
+
+export interface Readiness {
+  ready: boolean;
+  [detail: string]: unknown;
+}
+
+export interface AppDeps {
+  store: DashboardStore;
+  verifyOwner: OwnerVerifier;
+  readiness: () => Promise<Readiness>;
+  log: Logger;
+  now?: () => Date;
+}
+
+type Env = { Bindings: Partial<HttpBindings> };
+type ClientIdInput = { ok: true; clientId: string | undefined } | { ok: false; tooLarge?: boolean };
+
+/** A dashboard request body only ever holds a clientId. */
+const MAX_BODY_BYTES = 16 * 1024;
+
+/**
+ * The request body. WHATWG Requests drop GET bodies, so under Node it is read from the raw
+ * IncomingMessage; undefined when it is larger than MAX_BODY_BYTES.
+ */
+async function readBody(c: Context<Env>): Promise<string | undefined> {
+  const incoming = c.env?.incoming;
+  if (!incoming) return c.req.text();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of incoming as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const UNAUTHORIZED = { message: "Unauthorized" };
+const INVALID_CLIENT_ID = { message: "Invalid clientId" };
+
+/**
+ * The optional clientId filter, from the query string or a JSON body (KeyBox's own client sends a
+ * body with GET). Anything but a well-formed id, or two different ids, is invalid.
+ */
+async function readClientId(c: Context<Env>): Promise<ClientIdInput> {
+  const fromQuery = c.req.queries("clientId");
+  if (fromQuery && fromQuery.length > 1) return { ok: false };
+  let fromBody: unknown;
+  const text = await readBody(c);
+  if (text === undefined) return { ok: false, tooLarge: true };
+  if (text.trim() !== "") {
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return { ok: false };
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return { ok: false };
+    fromBody = (body as Record<string, unknown>).clientId;
+  }
+  const candidates = [fromQuery?.[0], fromBody].filter((v) => v !== undefined);
+  if (candidates.length === 0) return { ok: true, clientId: undefined };
+  if (!candidates.every((v) => idSchema.safeParse(v).success && v === candidates[0])) return { ok: false };
+  return { ok: true, clientId: candidates[0] as string };
+}
+
+export function createApp(deps: AppDeps): Hono<Env> {
+  const now = deps.now ?? (() => new Date());
+  const app = new Hono<Env>();
+
+  app.get("/dashboard", async (c) => {
+    const ownerId = await deps.verifyOwner(c.req.header("Authorization"));
+    if (!ownerId) return c.json(UNAUTHORIZED, 401);
+    const input = await readClientId(c);
+    if (!input.ok) return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
+    const { parts } = await deps.store.readDashboard(ownerId, input.clientId);
+    return c.json(renderDashboard(parts, now()));
+  });
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+
+  app.get("/readyz", async (c) => {
+    const readiness = await deps.readiness().catch((error: Error) => ({ ready: false, error: error.message }));
+    return c.json({ status: readiness.ready ? "ready" : "not ready", ...readiness }, readiness.ready ? 200 : 503);
+  });
+
+  app.get("/metrics", async (c) => c.text(await register.metrics(), 200, { "Content-Type": register.contentType }));
+
+  app.notFound((c) => c.json({ message: "Not Found" }, 404));
+
+  app.onError((error, c) => {
+    deps.log.error({ err: error, path: c.req.path }, "request failed");
+    return c.json({ message: "Failed to fetch dashboard", error: "The dashboard could not be read. Please try again." }, 500);
+  });
+
+  return app;
+}

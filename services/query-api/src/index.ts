@@ -1,0 +1,4 @@
+export { createApp, type AppDeps, type Readiness } from "./app.ts";
+export { createOwnerVerifier, type AuthSettings, type OwnerVerifier } from "./auth.ts";
+export { renderDashboard, type DashboardBody, type ClientView, type ProjectView, type LicenseView } from "./domain/renderDashboard.ts";
+export { startQueryApi, type QueryApi } from "./server.ts";

@@ -1,0 +1,36 @@
+// Composes the query API: auth, store, readiness, and the Node HTTP server.
+import type { AddressInfo } from "node:net";
+import { serve } from "@hono/node-server";
+import { requireSetting, type Config, type DashboardStore, type Logger, type NatsConnection } from "@keybox/shared";
+import { natsReadiness } from "./adapters/readiness.ts";
+import { createApp } from "./app.ts";
+import { createOwnerVerifier } from "./auth.ts";
+
+export interface QueryApi {
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startQueryApi(config: Config, nc: NatsConnection, store: DashboardStore, log: Logger): Promise<QueryApi> {
+  const app = createApp({
+    store,
+    log,
+    verifyOwner: createOwnerVerifier({
+      secret: requireSetting(config, "JWT_SECRET", "to verify bearer tokens"),
+      algorithms: config.JWT_ALGORITHMS,
+      ownerClaim: config.JWT_OWNER_CLAIM,
+    }),
+    readiness: natsReadiness(nc, config.EVENTS_STREAM, config.PROJECTOR_DURABLE, config.READY_MAX_LAG),
+  });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
+    s.once("error", reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.HOST === "0.0.0.0" ? "localhost" : config.HOST}:${port}`;
+  log.info({ url }, "query API listening");
+  return {
+    url,
+    close: () => new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve()))),
+  };
+}

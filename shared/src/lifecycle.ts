@@ -1,0 +1,30 @@
+import type { Logger } from "pino";
+
+/**
+ * Runs `shutdown` once on SIGINT or SIGTERM, then exits: 0 when it finished, 1 when it failed.
+ * A second signal exits at once.
+ */
+export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    log.info({ signal }, "shutting down");
+    shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+}
+
+/** For entry points: a failure to start (bad configuration included) is one clear line and exit 1. */
+export function exitOnStartFailure(error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`Failed to start: ${message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,100 @@
+// The embedded read model: LMDB in DATA_DIR. Needs no server, survives restarts, and is shared
+// safely by several processes on one machine (LMDB serialises writers with a file lock).
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { open, type Database, type RootDatabase } from "lmdb";
+import type { Part, RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
+import type { CommitResult, DashboardRead, DashboardStore, RecordWrite, RevisionedRecord } from "./types.ts";
+
+interface Stored {
+  rev: number;
+  value: StoredRecord;
+}
+
+/** Ids are [A-Za-z0-9_-], all below "~", so [x, "~"] closes the range of keys that start with x. */
+const AFTER_ANY_ID = "~";
+const OWNER_VERSION = "";
+
+type LmdbKey = string[];
+
+function lmdbKey(key: RecordKey): LmdbKey {
+  return key.type === "part" ? [key.ownerId, key.clientId, key.projectId] : [key.ownerId, key.entity, key.id];
+}
+
+export class LmdbDashboardStore implements DashboardStore {
+  private constructor(
+    private readonly env: RootDatabase,
+    private readonly parts: Database<Stored, LmdbKey>,
+    private readonly registers: Database<Stored, LmdbKey>,
+    private readonly meta: Database<number, string | LmdbKey>,
+  ) {}
+
+  static open(dataDir: string): LmdbDashboardStore {
+    const dir = path.join(dataDir, "lmdb");
+    mkdirSync(dir, { recursive: true });
+    // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily.
+    const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3 });
+    return new LmdbDashboardStore(
+      env,
+      env.openDB<Stored, LmdbKey>({ name: "parts" }),
+      env.openDB<Stored, LmdbKey>({ name: "registers" }),
+      env.openDB<number, string | LmdbKey>({ name: "meta" }),
+    );
+  }
+
+  private db(key: RecordKey): Database<Stored, LmdbKey> {
+    return key.type === "part" ? this.parts : this.registers;
+  }
+
+  async load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]> {
+    return keys.map((key) => {
+      const stored = this.db(key).get(lmdbKey(key));
+      return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
+    });
+  }
+
+  async commit(writes: readonly RecordWrite[], streamSeq: number): Promise<CommitResult> {
+    return this.env.transactionSync((): CommitResult => {
+      for (const write of writes) {
+        const rev = this.db(write.key).get(lmdbKey(write.key))?.rev ?? 0;
+        if (rev !== write.baseRev) return { ok: false, conflict: write.key };
+      }
+      const ownerVersions = new Map<string, number>();
+      for (const write of writes) {
+        const db = this.db(write.key);
+        const k = lmdbKey(write.key);
+        if (write.value === null) db.removeSync(k);
+        else db.putSync(k, { rev: write.baseRev + 1, value: write.value });
+        ownerVersions.set(write.key.ownerId, 0);
+      }
+      for (const ownerId of ownerVersions.keys()) {
+        const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
+        this.meta.putSync([ownerId, OWNER_VERSION], version);
+        ownerVersions.set(ownerId, version);
+      }
+      if (streamSeq > (this.meta.get("appliedSeq") ?? 0)) this.meta.putSync("appliedSeq", streamSeq);
+      return { ok: true, ownerVersions };
+    });
+  }
+
+  async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
+    // Synchronous reads share one LMDB read snapshot, so version and parts agree.
+    {
+      const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
+      const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
+      const parts: StoredPart[] = [];
+      for (const { key, value } of this.parts.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
+        parts.push({ clientId: key[1]!, projectId: key[2]!, part: value.value as Part });
+      }
+      return { version, parts };
+    }
+  }
+
+  async appliedSeq(): Promise<number> {
+    return this.meta.get("appliedSeq") ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.env.close();
+  }
+}

@@ -1,0 +1,46 @@
+import type { RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
+
+/** A record as loaded for a conditional write; `rev` 0 means "absent". */
+export interface RevisionedRecord {
+  key: RecordKey;
+  value: StoredRecord | null;
+  rev: number;
+}
+
+/** A write: the new value (null deletes), conditional on the record still being at `baseRev`. */
+export interface RecordWrite {
+  key: RecordKey;
+  value: StoredRecord | null;
+  baseRev: number;
+}
+
+export type CommitResult =
+  | { ok: true; ownerVersions: Map<string, number> }
+  | { ok: false; conflict: RecordKey };
+
+export interface DashboardRead {
+  /** Grows with every committed batch that touched the owner; 0 for an owner never written. */
+  version: number;
+  /** In key order: each client part before the project parts under it. */
+  parts: StoredPart[];
+}
+
+/**
+ * The read model's storage. Both adapters (LMDB, MongoDB) behave the same; the conformance suite
+ * in test/ holds them to it.
+ */
+export interface DashboardStore {
+  /** Point reads, with the revisions a later commit is conditional on. */
+  load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]>;
+  /**
+   * Writes everything or nothing: nothing when any record has moved past its `baseRev` (another
+   * replica won the race; reload and apply again). Bumps the version of every owner written to
+   * and records `streamSeq` as applied, in the same transaction.
+   */
+  commit(writes: readonly RecordWrite[], streamSeq: number): Promise<CommitResult>;
+  /** One owner's dashboard parts, or one client's when `clientId` is given: one keyed read. */
+  readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
+  /** The highest stream sequence committed so far (0 for none). */
+  appliedSeq(): Promise<number>;
+  close(): Promise<void>;
+}
