@@ -16,6 +16,7 @@ const configSchema = z.object({
   DLQ_STREAM: streamName.default("KEYBOX_DLQ"),
   PROJECTOR_DURABLE: streamName.default("dashboard-projector"),
   PROJECTOR_BATCH_SIZE: int(1, 10_000).default(256),
+  PROJECTOR_ACK_WAIT_MS: int(1000, 3_600_000).default(10_000),
   MAX_EVENT_BYTES: int(1024, 64 * 1024 * 1024).default(256 * 1024),
   MONGODB_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
   DATA_DIR: z.string().min(1).default(path.join(REPO_ROOT, ".data")),

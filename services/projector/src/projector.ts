@@ -19,11 +19,10 @@ import { projectorMetrics as metrics } from "./metrics.ts";
 
 export type ProjectorConfig = Pick<
   Config,
-  "EVENTS_STREAM" | "DLQ_STREAM" | "PROJECTOR_DURABLE" | "PROJECTOR_BATCH_SIZE" | "MAX_EVENT_BYTES"
+  "EVENTS_STREAM" | "DLQ_STREAM" | "PROJECTOR_DURABLE" | "PROJECTOR_BATCH_SIZE" | "PROJECTOR_ACK_WAIT_MS" | "MAX_EVENT_BYTES"
 >;
 
 const RETRY_DELAY_MS = 1000;
-const ACK_WAIT_MS = 30_000;
 
 export class Projector {
   private readonly queue: JsMsg[] = [];
@@ -45,7 +44,7 @@ export class Projector {
     await ensureConsumer(this.nc, {
       stream: EVENTS_STREAM,
       durable: PROJECTOR_DURABLE,
-      ackWaitMs: ACK_WAIT_MS,
+      ackWaitMs: this.config.PROJECTOR_ACK_WAIT_MS,
       maxAckPending: Math.max(1000, PROJECTOR_BATCH_SIZE * 4),
     });
     const consumer = await this.nc.jetstream().consumers.get(EVENTS_STREAM, PROJECTOR_DURABLE);

@@ -1,0 +1,211 @@
+// The whole pipeline on real parts: events published to NATS JetStream, the projector, the LMDB
+// read model, and GET /dashboard over HTTP.
+import { createRequire } from "node:module";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildEnvelope, publishEvent } from "@keybox/shared";
+import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
+import { bearer, httpGet } from "./support/http.ts";
+import { useNats } from "./support/nats.ts";
+import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
+
+const expected = createRequire(import.meta.url)("./fixtures/seed-example-response.json");
+
+const nats = useNats();
+let pipeline: Pipeline;
+beforeAll(async () => {
+  pipeline = await startPipeline(nats.url);
+});
+afterAll(async () => pipeline?.stop());
+
+async function dashboard(ownerId: string, query = "", body?: string) {
+  return httpGet(`${pipeline.api.url}/dashboard${query}`, { headers: bearer(await tokenFor({ userId: ownerId })), body });
+}
+
+/** Waits until the owner's dashboard satisfies `done`, and returns it. */
+async function dashboardWhen(ownerId: string, done: (body: any) => boolean) {
+  return eventually(async () => {
+    const res = await dashboard(ownerId);
+    return res.status === 200 && done(res.body) ? res.body : undefined;
+  });
+}
+
+function withOwner(body: any, ownerId: string) {
+  return { ...body, data: body.data.map((c: any) => ({ ...c, owner: ownerId })) };
+}
+
+function shuffle<T>(items: T[], seed: number): T[] {
+  const out = [...items];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) % 2 ** 31;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+describe("the API document's example", () => {
+  it("is served exactly, with ACTIVE licenses past their expiry served as EXPIRED", async () => {
+    for (const e of exampleEvents()) await pipeline.publish(e);
+    const body = await dashboardWhen(DEMO_OWNER_ID, (b) => b.projectsCount === 3 && b.data[1]?.projects[0]?.licenses.length === 1 && b.data[0].projects[1]?.licenses.length === 1 && b.data[0].projects[0]?.licenses.length === 1);
+    expect(body).toEqual(expected);
+  });
+
+  it("is the same when events arrive shuffled and duplicated (new message ids, so the projector de-duplicates)", async () => {
+    const owner = "shuffledOwner01";
+    const events = exampleEvents(owner);
+    const redelivered = events.map((e) => ({ ...e, id: `${e.id}-again` }));
+    for (const e of shuffle([...events, ...redelivered], 7)) await pipeline.publish(e);
+    const body = await dashboardWhen(owner, (b) => JSON.stringify(b) === JSON.stringify(withOwner(expected, owner)));
+    expect(body).toEqual(withOwner(expected, owner));
+  });
+
+  it("filters by clientId from the query string or from a GET body", async () => {
+    const techStart = { ...expected, clientsCount: 1, projectsCount: 1, data: [expected.data[1]] };
+    const viaQuery = await dashboard(DEMO_OWNER_ID, "?clientId=60f7b3b3e6b3a72e8c8e4a1f");
+    expect(viaQuery.status).toBe(200);
+    expect(viaQuery.body).toEqual(techStart);
+    const viaBody = await dashboard(DEMO_OWNER_ID, "", JSON.stringify({ clientId: "60f7b3b3e6b3a72e8c8e4a1f" }));
+    expect(viaBody.body).toEqual(techStart);
+  });
+});
+
+describe("the original KeyBox behaviours", () => {
+  it("gives an owner with no data 200, zero counts and no data", async () => {
+    const res = await dashboard("ownerWithNothing");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+  });
+
+  it("shows a client without projects and a project without licenses with empty arrays", async () => {
+    const owner = "emptyArraysOwner";
+    const t = "2024-03-01T00:00:00.000Z";
+    await pipeline.publish(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "lonelyClient", ownerId: owner, name: "Lonely", email: "l@x.io", createdAt: t } }));
+    await pipeline.publish(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "busyClient", ownerId: owner, name: "Busy", email: "b@x.io", createdAt: "2024-03-02T00:00:00.000Z" } }));
+    await pipeline.publish(buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: "bareProject", ownerId: owner, clientId: "busyClient", name: "Bare", createdAt: t } }));
+    const body = await dashboardWhen(owner, (b) => b.projectsCount === 1);
+    expect(body.data).toEqual([
+      { _id: "lonelyClient", name: "Lonely", email: "l@x.io", owner, projects: [] },
+      { _id: "busyClient", name: "Busy", email: "b@x.io", owner, projects: [{ _id: "bareProject", name: "Bare", client: "busyClient", licenses: [] }] },
+    ]);
+  });
+
+  it("never shows another owner's data, also when asked for another owner's clientId", async () => {
+    const res = await dashboard("someoneElse", "?clientId=60f7b3b3e6b3a72e8c8e4a1a");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+    const unknown = await dashboard(DEMO_OWNER_ID, "?clientId=doesNotExist");
+    expect(unknown.body).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });
+  });
+});
+
+describe("authentication", () => {
+  const unauthorized = { message: "Unauthorized" };
+  const cases: [string, () => Promise<Record<string, string>>][] = [
+    ["no Authorization header", async () => ({})],
+    ["another scheme", async () => ({ Authorization: `Basic ${Buffer.from("a:b").toString("base64")}` })],
+    ["a bad signature", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { secret: "another-secret-of-at-least-32-chars!!" }))],
+    ["an expired token", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: "-1m" }))],
+    [
+      "alg: none",
+      async () => {
+        const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+        return bearer(`${part({ alg: "none", typ: "JWT" })}.${part({ userId: DEMO_OWNER_ID })}.`);
+      },
+    ],
+    ["no owner claim", async () => bearer(await tokenFor({ role: "admin" }))],
+    ["an owner claim that is not a string", async () => bearer(await tokenFor({ userId: 42 }))],
+    ["an owner claim that is not an id", async () => bearer(await tokenFor({ userId: "../../etc" }))],
+    ["garbage", async () => bearer("not-a-jwt")],
+  ];
+  it.each(cases)("rejects %s with 401", async (_name, headers) => {
+    const res = await httpGet(`${pipeline.api.url}/dashboard`, { headers: await headers() });
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual(unauthorized);
+  });
+
+  it("takes the owner from `sub` when there is no userId claim", async () => {
+    const res = await httpGet(`${pipeline.api.url}/dashboard`, { headers: bearer(await tokenFor({ sub: DEMO_OWNER_ID })) });
+    expect(res.status).toBe(200);
+    expect(res.body.clientsCount).toBe(2);
+  });
+});
+
+describe("clientId validation", () => {
+  const invalid = { message: "Invalid clientId" };
+  it.each([
+    ["query: bad characters", "?clientId=not%20valid!", undefined],
+    ["query: empty", "?clientId=", undefined],
+    ["query: too long", `?clientId=${"a".repeat(65)}`, undefined],
+    ["query: given twice", "?clientId=a&clientId=b", undefined],
+    ["body: operator object", "", JSON.stringify({ clientId: { $ne: null } })],
+    ["body: number", "", JSON.stringify({ clientId: 42 })],
+    ["body: array", "", JSON.stringify({ clientId: ["60f7b3b3e6b3a72e8c8e4a1a"] })],
+    ["body: not JSON", "", "{clientId:"],
+    ["body: not an object", "", JSON.stringify("60f7b3b3e6b3a72e8c8e4a1a")],
+    ["query and body disagree", "?clientId=60f7b3b3e6b3a72e8c8e4a1a", JSON.stringify({ clientId: "60f7b3b3e6b3a72e8c8e4a1f" })],
+  ])("%s gives 400", async (_name, query, body) => {
+    const res = await dashboard(DEMO_OWNER_ID, query, body);
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual(invalid);
+  });
+});
+
+describe("invalid events", () => {
+  it("go to KEYBOX_DLQ with their reason, and later events are still applied", async () => {
+    const owner = "dlqOwner";
+    const js = pipeline.nc.jetstream();
+    const good = buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "goodClient", ownerId: owner, name: "Good", email: "g@x.io", createdAt: "2024-01-01T00:00:00.000Z" } });
+    const bad: [string, string | Uint8Array, RegExp][] = [
+      [`keybox.events.${owner}.client.created`, "{not json", /bad JSON/],
+      [`keybox.events.${owner}.client.created`, JSON.stringify({ ...good, data: { ...good.data, email: 7 } }), /data: email/],
+      [`keybox.events.${owner}.client.created`, JSON.stringify({ ...good, ownerid: "intruder" }), /ownerid intruder does not match/],
+      [`keybox.events.${owner}.client.created`, JSON.stringify({ ...good, data: { ...good.data, ownerId: "intruder" } }), /data.ownerId intruder/],
+      [`keybox.events.${owner}.client.updated`, JSON.stringify(good), /does not match subject/],
+      [`keybox.events.${owner}.client.created`, new Uint8Array(300 * 1024).fill(32), /too large/],
+    ];
+    for (const [subject, payload] of bad) await js.publish(subject, payload);
+    await publishEvent(js, good);
+
+    const body = await dashboardWhen(owner, (b) => b.clientsCount === 1);
+    expect(body.data[0]).toMatchObject({ _id: "goodClient", name: "Good", email: "g@x.io" });
+
+    const jsm = await pipeline.nc.jetstreamManager();
+    const reasons = await eventually(async () => {
+      const found: { subject: string; reason: string }[] = [];
+      const info = await jsm.streams.info(pipeline.config.DLQ_STREAM);
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
+        const m = await jsm.streams.getMessage(pipeline.config.DLQ_STREAM, { seq }).catch(() => undefined);
+        if (m?.subject.startsWith(`keybox.dlq.${owner}.`)) found.push({ subject: m.subject, reason: m.header.get("KeyBox-DLQ-Reason") });
+      }
+      return found.length === bad.length ? found : undefined;
+    });
+    bad.forEach(([, , pattern], i) => expect(reasons[i]!.reason).toMatch(pattern));
+    expect(reasons[0]!.subject).toBe(`keybox.dlq.${owner}.client.created`);
+  });
+});
+
+describe("freshness and health", () => {
+  it("shows a published event in GET /dashboard well within a second", async () => {
+    const owner = "freshOwner";
+    const started = Date.now();
+    await pipeline.publish(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "fresh", ownerId: owner, name: "Fresh", email: "f@x.io", createdAt: "2024-01-01T00:00:00.000Z" } }));
+    await dashboardWhen(owner, (b) => b.clientsCount === 1);
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it("answers /healthz and, once caught up, /readyz", async () => {
+    expect((await httpGet(`${pipeline.api.url}/healthz`)).status).toBe(200);
+    const ready = await eventually(async () => {
+      const res = await httpGet(`${pipeline.api.url}/readyz`);
+      return res.status === 200 ? res.body : undefined;
+    });
+    expect(ready).toMatchObject({ status: "ready", lag: 0 });
+  });
+
+  it("answers unknown paths with a JSON 404", async () => {
+    const res = await httpGet(`${pipeline.api.url}/nope`);
+    expect(res.status).toBe(404);
+    expect(res.body).toEqual({ message: "Not Found" });
+  });
+});

@@ -1,0 +1,47 @@
+// The projection rules run over a plain Map: how the domain tests see the read model without any
+// store, so they exercise applyEvent itself.
+import { applyEvent, missingRecords, withRecords, type Slice } from "@keybox/projector";
+import { renderDashboard, type DashboardBody } from "@keybox/query-api";
+import { keyId, parseEvent, type Envelope, type KeyboxEvent, type StoredPart } from "@keybox/shared";
+
+/** Parses an envelope the way the projector does (its subject is derived from it). */
+export function toEvent(envelope: Envelope): KeyboxEvent {
+  const [, entity, action] = envelope.type.split(".");
+  const subject = `keybox.events.${envelope.ownerid}.${entity}.${action}`;
+  const parsed = parseEvent(subject, new TextEncoder().encode(JSON.stringify(envelope)), 1 << 20);
+  if (!parsed.ok) throw new Error(`test event is invalid: ${parsed.reason}`);
+  return parsed.event;
+}
+
+/** Applies events one by one to `slice`, loading absent records as absent. */
+export function project(events: readonly KeyboxEvent[], slice: Slice = new Map()): Slice {
+  let current = slice;
+  for (const event of events) {
+    for (let missing = missingRecords(current, event); missing.length; missing = missingRecords(current, event)) {
+      current = withRecords(
+        current,
+        missing.map((key) => ({ key, value: null })),
+      );
+    }
+    current = applyEvent(current, event);
+  }
+  return current;
+}
+
+/** An owner's parts in the store's key order (client part first, then its projects). */
+export function ownerParts(slice: Slice, ownerId: string, clientId?: string): StoredPart[] {
+  const parts: StoredPart[] = [];
+  for (const { key, value } of slice.values()) {
+    if (key.type !== "part" || key.ownerId !== ownerId || value === null) continue;
+    if (clientId !== undefined && key.clientId !== clientId) continue;
+    parts.push({ clientId: key.clientId, projectId: key.projectId, part: value as StoredPart["part"] });
+  }
+  const order = (p: StoredPart) => `${p.clientId}/${p.projectId}`;
+  return parts.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+}
+
+export function dashboardOf(events: readonly Envelope[], ownerId: string, now = new Date()): DashboardBody {
+  return renderDashboard(ownerParts(project(events.map(toEvent)), ownerId), now);
+}
+
+export { keyId };

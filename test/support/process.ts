@@ -1,0 +1,38 @@
+// Services as real child processes, for the tests about crashes and restarts.
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { eventually } from "./pipeline.ts";
+import { httpGet } from "./http.ts";
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+export interface ServiceProcess {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or signal) once the process has ended. */
+  exited: Promise<number | NodeJS.Signals>;
+}
+
+/** Runs a TypeScript entry point of the repository with `env` added to this process's. */
+export function spawnService(entry: string, env: Record<string, string>): ServiceProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const keep = (d: Buffer) => (output = (output + d.toString()).slice(-20_000));
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  const exited = new Promise<number | NodeJS.Signals>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal!)));
+  return { child, output: () => output, exited };
+}
+
+export async function waitUntilReady(baseUrl: string, service: ServiceProcess, timeoutMs = 30_000): Promise<void> {
+  await eventually(async () => {
+    if (service.child.exitCode !== null) throw new Error(`service exited early:\n${service.output()}`);
+    const res = await httpGet(`${baseUrl}/readyz`);
+    return res.status === 200 ? true : undefined;
+  }, timeoutMs);
+}
