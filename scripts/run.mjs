@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm start` / `npm test` on a fresh clone: installs what is missing (node modules; nats-server
+// `npm start` / `npm test` (and the separate services) on a fresh clone: installs what is missing (node modules; nats-server
 // through apt-get where possible), then runs. Plain JavaScript with no dependencies, because it
 // runs before anything is installed.
 import { spawnSync, spawn } from "node:child_process";
@@ -70,12 +70,18 @@ switch (command) {
     ensureNatsServer();
     exec(process.execPath, [...tsx, "scripts/start.ts", ...passThrough]);
     break;
+  case "projector":
+  case "query-api":
+    // The services on their own: they need NATS_URL, so no local nats-server is installed.
+    ensureNodeModules();
+    exec(process.execPath, [...tsx, `services/${command}/src/main.ts`, ...passThrough]);
+    break;
   case "test":
     ensureNodeModules();
     ensureNatsServer();
     exec(process.execPath, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...passThrough]);
     break;
   default:
-    console.error("usage: node scripts/run.mjs start|test [args...]");
+    console.error("usage: node scripts/run.mjs start|test|projector|query-api [args...]");
     process.exit(2);
 }
