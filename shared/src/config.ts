@@ -19,9 +19,14 @@ const configSchema = z.object({
   PROJECTOR_ACK_WAIT_MS: int(1000, 3_600_000).default(10_000),
   MAX_EVENT_BYTES: int(1024, 64 * 1024 * 1024).default(256 * 1024),
   MONGODB_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
+  MONGODB_DB: z.string().regex(/^[^/\\. "$*<>:|?]{1,63}$/, "must be a valid MongoDB database name").optional(),
+  MONGODB_READ_PREFERENCE: z
+    .enum(["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"])
+    .default("primary"),
   DATA_DIR: z.string().min(1).default(path.join(REPO_ROOT, ".data")),
   PORT: int(0, 65_535).default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
+  METRICS_PORT: int(0, 65_535).default(9464),
   READY_MAX_LAG: int(0, Number.MAX_SAFE_INTEGER).default(100),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
   JWT_OWNER_CLAIM: z.string().min(1).default("userId"),

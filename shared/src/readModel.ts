@@ -1,12 +1,23 @@
 // The stored shape of the read model, shared by the projector (writes) and the query API (reads).
 //
 // An owner's dashboard is split into keyed parts, all under the owner's key:
-//   [ownerId, clientId, ""]         a client part: the client itself
-//   [ownerId, clientId, projectId]  a project part: the project and its licenses
+//   [ownerId, clientId, "", 0]          a client part: the client itself
+//   [ownerId, clientId, projectId, 0]   a project head: the project and how many license chunks it has
+//   [ownerId, clientId, projectId, n]   license chunk n ≥ 1 of that project
 // so one range read on [ownerId] gives the whole dashboard and one on [ownerId, clientId] one
-// client. Registers, kept apart, say where a project's part is (its clientId) and which project a
-// license is filed under, so that moves and early children are found with point reads.
+// client. Chunks keep every part small whatever the tenant's size, so applying an event rewrites a
+// bounded number of bytes. Registers, kept apart, say where a project is filed (its clientId) and
+// where a license is (project and chunk), so moves and early children are found with point reads.
 import type { ClientState, LicenseState, ProjectState } from "./events.ts";
+
+/** A license chunk takes new licenses until it holds this many bytes (of its entries as JSON). */
+export const LICENSE_CHUNK_TARGET_BYTES = 64 * 1024;
+
+/**
+ * No stored part exceeds this: a chunk is at most its target plus one license, and a license is
+ * smaller than the largest event accepted (MAX_EVENT_BYTES is at most 256 KiB by default).
+ */
+export const PART_MAX_BYTES = 1024 * 1024;
 
 /** An entity's newest known state and its version; `state: null` is a versioned tombstone. */
 export interface Entry<T> {
@@ -19,14 +30,22 @@ export interface ClientPart {
   client: Entry<ClientState>;
 }
 
-export interface ProjectPart {
+export interface ProjectHead {
   kind: "project";
   /** Absent while only licenses of the project have arrived. */
   project?: Entry<ProjectState>;
-  licenses: Record<string, Entry<LicenseState>>;
+  /** License chunks 1..chunks may exist under the same client and project. */
+  chunks: number;
 }
 
-export type Part = ClientPart | ProjectPart;
+export interface LicenseChunk {
+  kind: "licenses";
+  licenses: Record<string, Entry<LicenseState>>;
+  /** The size of `licenses` as JSON, kept up to date so filling a chunk needs no re-encoding. */
+  bytes: number;
+}
+
+export type Part = ClientPart | ProjectHead | LicenseChunk;
 
 export interface ProjectRegister {
   kind: "project";
@@ -36,20 +55,22 @@ export interface ProjectRegister {
 export interface LicenseRegister {
   kind: "license";
   projectId: string;
+  chunk: number;
 }
 
 export type Register = ProjectRegister | LicenseRegister;
 
-export type PartKey = { type: "part"; ownerId: string; clientId: string; projectId: string };
+export type PartKey = { type: "part"; ownerId: string; clientId: string; projectId: string; chunk: number };
 export type RegisterKey = { type: "register"; ownerId: string; entity: "project" | "license"; id: string };
 export type RecordKey = PartKey | RegisterKey;
 export type StoredRecord = Part | Register;
 
-export const partKey = (ownerId: string, clientId: string, projectId = ""): PartKey => ({
+export const partKey = (ownerId: string, clientId: string, projectId = "", chunk = 0): PartKey => ({
   type: "part",
   ownerId,
   clientId,
   projectId,
+  chunk,
 });
 
 export const registerKey = (ownerId: string, entity: "project" | "license", id: string): RegisterKey => ({
@@ -62,7 +83,7 @@ export const registerKey = (ownerId: string, entity: "project" | "license", id: 
 /** A unique string for a key, for maps. Ids never contain "/", so this cannot collide. */
 export function keyId(key: RecordKey): string {
   return key.type === "part"
-    ? `p/${key.ownerId}/${key.clientId}/${key.projectId}`
+    ? `p/${key.ownerId}/${key.clientId}/${key.projectId}/${key.chunk}`
     : `r/${key.ownerId}/${key.entity}/${key.id}`;
 }
 
@@ -70,5 +91,6 @@ export function keyId(key: RecordKey): string {
 export interface StoredPart {
   clientId: string;
   projectId: string;
+  chunk: number;
   part: Part;
 }

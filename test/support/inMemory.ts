@@ -28,16 +28,15 @@ export function project(events: readonly KeyboxEvent[], slice: Slice = new Map()
   return current;
 }
 
-/** An owner's parts in the store's key order (client part first, then its projects). */
+/** An owner's parts (or one client's), as a store's range read gives them. */
 export function ownerParts(slice: Slice, ownerId: string, clientId?: string): StoredPart[] {
   const parts: StoredPart[] = [];
   for (const { key, value } of slice.values()) {
     if (key.type !== "part" || key.ownerId !== ownerId || value === null) continue;
     if (clientId !== undefined && key.clientId !== clientId) continue;
-    parts.push({ clientId: key.clientId, projectId: key.projectId, part: value as StoredPart["part"] });
+    parts.push({ clientId: key.clientId, projectId: key.projectId, chunk: key.chunk, part: value as StoredPart["part"] });
   }
-  const order = (p: StoredPart) => `${p.clientId}/${p.projectId}`;
-  return parts.sort((a, b) => (order(a) < order(b) ? -1 : order(a) > order(b) ? 1 : 0));
+  return parts;
 }
 
 export function dashboardOf(events: readonly Envelope[], ownerId: string, now = new Date()): DashboardBody {

@@ -14,5 +14,6 @@ export const projectorMetrics = {
     name: "keybox_projector_commit_conflicts_total",
     help: "Batch commits lost to another projector replica and retried",
   }),
+  bytesWritten: new Counter({ name: "keybox_projector_bytes_written_total", help: "Bytes of read-model records written" }),
   batchFailures: new Counter({ name: "keybox_projector_batch_failures_total", help: "Batches that failed and will be redelivered" }),
 };

@@ -101,6 +101,7 @@ export class Projector {
       for (const { msg } of valid) msg.ack();
       metrics.eventsApplied.inc(outcome.applied);
       metrics.commitConflicts.inc(outcome.conflicts);
+      metrics.bytesWritten.inc(outcome.written.bytes);
       for (const [ownerId, version] of outcome.ownerVersions) {
         const notice: DashboardChanged = { ownerId, version };
         this.nc.publish(dashboardChangedSubject(ownerId), JSON.stringify(notice));

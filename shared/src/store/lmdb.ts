@@ -4,7 +4,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
 import type { Part, RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
-import type { CommitResult, DashboardRead, DashboardStore, RecordWrite, RevisionedRecord } from "./types.ts";
+import type { Commit, CommitResult, DashboardRead, DashboardStore, PartStats, RevisionedRecord } from "./types.ts";
 
 interface Stored {
   rev: number;
@@ -14,11 +14,13 @@ interface Stored {
 /** Ids are [A-Za-z0-9_-], all below "~", so [x, "~"] closes the range of keys that start with x. */
 const AFTER_ANY_ID = "~";
 const OWNER_VERSION = "";
+const COMMITS = "commits";
+const APPLIED_SEQ = "appliedSeq";
 
-type LmdbKey = string[];
+type LmdbKey = (string | number)[];
 
 function lmdbKey(key: RecordKey): LmdbKey {
-  return key.type === "part" ? [key.ownerId, key.clientId, key.projectId] : [key.ownerId, key.entity, key.id];
+  return key.type === "part" ? [key.ownerId, key.clientId, key.projectId, key.chunk] : [key.ownerId, key.entity, key.id];
 }
 
 export class LmdbDashboardStore implements DashboardStore {
@@ -53,18 +55,25 @@ export class LmdbDashboardStore implements DashboardStore {
     });
   }
 
-  async commit(writes: readonly RecordWrite[], streamSeq: number): Promise<CommitResult> {
+  async commit({ writes, reads }: Commit, streamSeq: number): Promise<CommitResult> {
     return this.env.transactionSync((): CommitResult => {
-      for (const write of writes) {
-        const rev = this.db(write.key).get(lmdbKey(write.key))?.rev ?? 0;
-        if (rev !== write.baseRev) return { ok: false, conflict: write.key };
+      for (const expected of [...reads, ...writes.map((w) => ({ key: w.key, rev: w.baseRev }))]) {
+        const rev = this.db(expected.key).get(lmdbKey(expected.key))?.rev ?? 0;
+        if (rev !== expected.rev) return { ok: false, conflict: expected.key };
       }
+      // Revisions come from one counter, so a record deleted and created again never reuses one.
+      const rev = (this.meta.get(COMMITS) ?? 0) + 1;
+      this.meta.putSync(COMMITS, rev);
       const ownerVersions = new Map<string, number>();
+      let bytes = 0;
       for (const write of writes) {
         const db = this.db(write.key);
         const k = lmdbKey(write.key);
         if (write.value === null) db.removeSync(k);
-        else db.putSync(k, { rev: write.baseRev + 1, value: write.value });
+        else {
+          db.putSync(k, { rev, value: write.value });
+          bytes += db.getBinary(k)?.length ?? 0;
+        }
         ownerVersions.set(write.key.ownerId, 0);
       }
       for (const ownerId of ownerVersions.keys()) {
@@ -72,8 +81,8 @@ export class LmdbDashboardStore implements DashboardStore {
         this.meta.putSync([ownerId, OWNER_VERSION], version);
         ownerVersions.set(ownerId, version);
       }
-      if (streamSeq > (this.meta.get("appliedSeq") ?? 0)) this.meta.putSync("appliedSeq", streamSeq);
-      return { ok: true, ownerVersions };
+      if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
+      return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
     });
   }
 
@@ -84,14 +93,25 @@ export class LmdbDashboardStore implements DashboardStore {
       const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
       const parts: StoredPart[] = [];
       for (const { key, value } of this.parts.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
-        parts.push({ clientId: key[1]!, projectId: key[2]!, part: value.value as Part });
+        parts.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), part: value.value as Part });
       }
       return { version, parts };
     }
   }
 
+  async partStats(ownerId: string): Promise<PartStats> {
+    const stats: PartStats = { parts: 0, bytes: 0, largestPartBytes: 0 };
+    for (const key of this.parts.getKeys({ start: [ownerId], end: [ownerId, AFTER_ANY_ID] })) {
+      const size = this.parts.getBinary(key)?.length ?? 0;
+      stats.parts++;
+      stats.bytes += size;
+      stats.largestPartBytes = Math.max(stats.largestPartBytes, size);
+    }
+    return stats;
+  }
+
   async appliedSeq(): Promise<number> {
-    return this.meta.get("appliedSeq") ?? 0;
+    return this.meta.get(APPLIED_SEQ) ?? 0;
   }
 
   async close(): Promise<void> {

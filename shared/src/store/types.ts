@@ -14,8 +14,19 @@ export interface RecordWrite {
   baseRev: number;
 }
 
+/** A record the batch read but does not change: the commit still requires it unchanged. */
+export interface RecordRead {
+  key: RecordKey;
+  rev: number;
+}
+
+export interface Commit {
+  writes: readonly RecordWrite[];
+  reads: readonly RecordRead[];
+}
+
 export type CommitResult =
-  | { ok: true; ownerVersions: Map<string, number> }
+  | { ok: true; ownerVersions: Map<string, number>; written: { records: number; bytes: number } }
   | { ok: false; conflict: RecordKey };
 
 export interface DashboardRead {
@@ -23,6 +34,13 @@ export interface DashboardRead {
   version: number;
   /** In key order: each client part before the project parts under it. */
   parts: StoredPart[];
+}
+
+export interface PartStats {
+  parts: number;
+  /** Stored bytes, as the adapter encodes them. */
+  bytes: number;
+  largestPartBytes: number;
 }
 
 /**
@@ -33,13 +51,15 @@ export interface DashboardStore {
   /** Point reads, with the revisions a later commit is conditional on. */
   load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]>;
   /**
-   * Writes everything or nothing: nothing when any record has moved past its `baseRev` (another
-   * replica won the race; reload and apply again). Bumps the version of every owner written to
-   * and records `streamSeq` as applied, in the same transaction.
+   * Writes everything or nothing: nothing when any record written or read has moved past the
+   * revision it was loaded at (another replica won the race; reload and apply again). Bumps the
+   * version of every owner written to and records `streamSeq` as applied, in the same transaction.
    */
-  commit(writes: readonly RecordWrite[], streamSeq: number): Promise<CommitResult>;
+  commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
   /** One owner's dashboard parts, or one client's when `clientId` is given: one keyed read. */
   readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
+  /** How an owner's dashboard is stored: part count and stored sizes (for operators and tests). */
+  partStats(ownerId: string): Promise<PartStats>;
   /** The highest stream sequence committed so far (0 for none). */
   appliedSeq(): Promise<number>;
   close(): Promise<void>;

@@ -1,9 +1,8 @@
 // Applies a batch of events to the read model: load what the rules need, apply them purely,
 // commit conditionally. A lost race with another replica reloads and applies again.
-import type { DashboardStore, KeyboxEvent, RecordWrite } from "@keybox/shared";
-import { keyId } from "@keybox/shared";
-import { applyEvent, missingRecords } from "./applyEvent.ts";
-import { changedEntries, emptySlice, withRecords, type Slice } from "./slice.ts";
+import { keyId, type DashboardStore, type KeyboxEvent, type RecordRead, type RecordWrite } from "@keybox/shared";
+import { projectEvent } from "./applyEvent.ts";
+import type { SliceEntry } from "./slice.ts";
 
 export interface BatchOutcome {
   /** The new read-model version of each owner the batch changed. */
@@ -12,38 +11,41 @@ export interface BatchOutcome {
   applied: number;
   /** Commit attempts lost to another writer before this one won. */
   conflicts: number;
+  /** Records and bytes the winning commit wrote. */
+  written: { records: number; bytes: number };
 }
 
 const MAX_ATTEMPTS = 100;
 
-export async function applyBatch(
-  store: DashboardStore,
-  events: readonly KeyboxEvent[],
-  streamSeq: number,
-): Promise<BatchOutcome> {
+export async function applyBatch(store: DashboardStore, events: readonly KeyboxEvent[], streamSeq: number): Promise<BatchOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    let loaded = emptySlice();
-    const revisions = new Map<string, number>();
-    let slice: Slice = loaded;
+    // `slice` is this attempt's working copy; `loaded` what the store said, with revisions.
+    const slice = new Map<string, SliceEntry>();
+    const loaded = new Map<string, { entry: SliceEntry; rev: number }>();
     let applied = 0;
     for (const event of events) {
-      for (let missing = missingRecords(slice, event); missing.length; missing = missingRecords(slice, event)) {
-        const records = await store.load(missing);
-        for (const r of records) revisions.set(keyId(r.key), r.rev);
-        loaded = withRecords(loaded, records);
-        slice = withRecords(slice, records);
+      let projection = projectEvent(slice, event);
+      while (projection.missing.length) {
+        for (const record of await store.load(projection.missing)) {
+          const entry = { key: record.key, value: record.value };
+          loaded.set(keyId(record.key), { entry, rev: record.rev });
+          slice.set(keyId(record.key), entry);
+        }
+        projection = projectEvent(slice, event);
       }
-      const next = applyEvent(slice, event);
-      if (next !== slice) applied++;
-      slice = next;
+      for (const entry of projection.writes) slice.set(keyId(entry.key), entry);
+      if (projection.writes.length) applied++;
     }
-    const writes: RecordWrite[] = changedEntries(loaded, slice).map((e) => ({
-      key: e.key,
-      value: e.value,
-      baseRev: revisions.get(keyId(e.key)) ?? 0,
-    }));
-    const result = await store.commit(writes, streamSeq);
-    if (result.ok) return { ownerVersions: result.ownerVersions, applied, conflicts: attempt };
+
+    const writes: RecordWrite[] = [];
+    const reads: RecordRead[] = [];
+    for (const [id, entry] of slice) {
+      const base = loaded.get(id);
+      if (base?.entry === entry) reads.push({ key: entry.key, rev: base.rev });
+      else writes.push({ key: entry.key, value: entry.value, baseRev: base?.rev ?? 0 });
+    }
+    const result = await store.commit({ writes, reads }, streamSeq);
+    if (result.ok) return { ownerVersions: result.ownerVersions, applied, conflicts: attempt, written: result.written };
   }
   throw new Error(`batch lost ${MAX_ATTEMPTS} commit races in a row`);
 }

@@ -1,21 +1,27 @@
 // The projection rules: (slice, event) → slice, with no I/O.
 //
 // - For each entity the highest `entityversion` wins; a delete is a versioned tombstone.
-// - Licenses are filed in their project's part, projects in their client's key range; a child that
-//   arrives before its parent is filed where its own data says and shown once the parent exists.
-// - A project whose clientId changes moves with its licenses; a license whose projectId changes
-//   moves. Registers remember where each was filed so the old copy is found with a point read.
-import type { KeyboxEvent, LicenseState } from "@keybox/shared";
+// - A client is its own part. A project is a head part under its client's key plus license chunks
+//   beside it; a license sits in one chunk of its project. A child that arrives before its parent
+//   is filed where its own data says and shown once the parent exists.
+// - A project whose clientId changes moves, head and chunks; a license whose projectId changes
+//   moves to the other project's last chunk. Registers remember where each was filed, so the old
+//   copy is found with a point read and nothing else of the tenant is read or written.
 import {
   keyId,
+  LICENSE_CHUNK_TARGET_BYTES,
   partKey,
   registerKey,
   type ClientPart,
   type Entry,
+  type KeyboxEvent,
+  type LicenseChunk,
   type LicenseRegister,
+  type LicenseState,
   type PartKey,
-  type ProjectPart,
+  type ProjectHead,
   type ProjectRegister,
+  type ProjectState,
   type RecordKey,
   type StoredRecord,
 } from "@keybox/shared";
@@ -23,34 +29,63 @@ import type { Slice, SliceEntry } from "./slice.ts";
 
 /** Thrown by applyEvent when the slice lacks a record the event needs (see missingRecords). */
 export class MissingRecordsError extends Error {
-  constructor(readonly keys: RecordKey[]) {
+  readonly keys: RecordKey[];
+  constructor(keys: RecordKey[]) {
     super(`slice lacks ${keys.length} record(s): ${keys.map(keyId).join(", ")}`);
+    this.keys = keys;
   }
 }
 
-/** Applies one validated event. Unchanged slice (same object) when the event is stale or a duplicate. */
-export function applyEvent(slice: Slice, event: KeyboxEvent): Slice {
-  const run = project(slice, event);
-  if (run.missing.length) throw new MissingRecordsError(run.missing);
-  if (run.writes.size === 0) return slice;
-  const next = new Map(slice);
-  for (const [id, entry] of run.writes) next.set(id, entry);
-  return next;
+export interface Projection {
+  /** Records the event needs that the slice does not hold: load them and project again. */
+  missing: RecordKey[];
+  /** What the event changes; empty for a stale or duplicate event. */
+  writes: SliceEntry[];
 }
 
 /**
- * The records `event` needs that `slice` does not hold. Load them and ask again: a register can
- * point at a part not yet loaded, so this converges in at most three rounds.
+ * The effect of one validated event on the slice. A register can point at a part not yet loaded,
+ * so loading `missing` and asking again converges in at most three rounds.
  */
+export function projectEvent(slice: Slice, event: KeyboxEvent): Projection {
+  const ws = new Workspace(slice);
+  const incoming = { v: event.version, state: event.deleted ? null : event.data };
+  switch (event.entity) {
+    case "client":
+      applyClient(ws, event.ownerId, event.entityId, incoming as ClientPart["client"]);
+      break;
+    case "project":
+      applyProject(ws, event.ownerId, event.entityId, event.data.clientId, incoming as Entry<ProjectState>);
+      break;
+    case "license":
+      applyLicense(ws, event.ownerId, event.entityId, event.data.projectId, event.data.clientId, incoming as Entry<LicenseState>);
+      break;
+  }
+  return { missing: ws.missing, writes: [...ws.writes.values()] };
+}
+
+/** Applies one event. The same slice object comes back when the event is stale or a duplicate. */
+export function applyEvent(slice: Slice, event: KeyboxEvent): Slice {
+  const { missing, writes } = projectEvent(slice, event);
+  if (missing.length) throw new MissingRecordsError(missing);
+  if (writes.length === 0) return slice;
+  const next = new Map(slice);
+  for (const entry of writes) next.set(keyId(entry.key), entry);
+  return next;
+}
+
 export function missingRecords(slice: Slice, event: KeyboxEvent): RecordKey[] {
-  return project(slice, event).missing;
+  return projectEvent(slice, event).missing;
 }
 
 /** Reads through pending writes to the slice; records (but tolerates) what is missing. */
 class Workspace {
   readonly writes = new Map<string, SliceEntry>();
   readonly missing: RecordKey[] = [];
-  constructor(private readonly slice: Slice) {}
+  private readonly slice: Slice;
+  constructor(slice: Slice) {
+    this.slice = slice;
+  }
 
   get<T extends StoredRecord>(key: RecordKey): T | null {
     const id = keyId(key);
@@ -67,26 +102,6 @@ class Workspace {
   }
 }
 
-function project(slice: Slice, event: KeyboxEvent): Workspace {
-  const ws = new Workspace(slice);
-  switch (event.entity) {
-    case "client":
-      applyClient(ws, event.ownerId, event.entityId, entry(event));
-      break;
-    case "project":
-      applyProject(ws, event.ownerId, event.entityId, event.data.clientId, entry(event));
-      break;
-    case "license":
-      applyLicense(ws, event.ownerId, event.entityId, event.data.projectId, event.data.clientId, entry(event));
-      break;
-  }
-  return ws;
-}
-
-function entry<T>(event: { version: number; deleted: boolean; data: unknown }): Entry<T> {
-  return { v: event.version, state: event.deleted ? null : (event.data as T) };
-}
-
 const isNewer = (incoming: Entry<unknown>, current: Entry<unknown> | undefined) =>
   current === undefined || incoming.v > current.v;
 
@@ -97,27 +112,31 @@ function applyClient(ws: Workspace, ownerId: string, clientId: string, incoming:
   ws.set(key, { kind: "client", client: incoming });
 }
 
-function applyProject(
-  ws: Workspace,
-  ownerId: string,
-  projectId: string,
-  clientId: string,
-  incoming: NonNullable<ProjectPart["project"]>,
-): void {
+function applyProject(ws: Workspace, ownerId: string, projectId: string, clientId: string, incoming: Entry<ProjectState>): void {
   const regKey = registerKey(ownerId, "project", projectId);
   const register = ws.get<ProjectRegister>(regKey);
-  const fromKey = partKey(ownerId, register?.clientId ?? clientId, projectId);
-  const toKey = partKey(ownerId, clientId, projectId);
-  const current = ws.get<ProjectPart>(fromKey);
-  if (!isNewer(incoming, current?.project)) return;
+  const fromClient = register?.clientId ?? clientId;
+  const head = ws.get<ProjectHead>(partKey(ownerId, fromClient, projectId));
+  if (!isNewer(incoming, head?.project)) return;
 
-  const moved = fromKey.clientId !== toKey.clientId;
-  // Normally nothing is filed at the destination yet; merging keeps licenses safe if something is.
-  const atDestination = moved ? ws.get<ProjectPart>(toKey) : null;
-  if (moved) ws.set(fromKey, null);
-  const licenses = { ...atDestination?.licenses, ...current?.licenses };
-  ws.set(toKey, { kind: "project", project: incoming, licenses });
-  if (!register || moved) ws.set(regKey, { kind: "project", clientId });
+  const chunks = head?.chunks ?? 0;
+  ws.set(partKey(ownerId, clientId, projectId), { kind: "project", project: incoming, chunks });
+  if (fromClient !== clientId) {
+    ws.get(partKey(ownerId, clientId, projectId)); // loaded so the commit checks it is free
+    ws.set(partKey(ownerId, fromClient, projectId), null);
+    for (let n = 1; n <= chunks; n++) {
+      const chunk = ws.get<LicenseChunk>(partKey(ownerId, fromClient, projectId, n));
+      ws.get(partKey(ownerId, clientId, projectId, n)); // loaded so the commit checks it is free
+      ws.set(partKey(ownerId, fromClient, projectId, n), null);
+      ws.set(partKey(ownerId, clientId, projectId, n), chunk);
+    }
+  }
+  if (register?.clientId !== clientId) ws.set(regKey, { kind: "project", clientId });
+}
+
+/** The JSON size of a license entry as its chunk counts it. */
+function entryBytes(licenseId: string, entry: Entry<LicenseState>): number {
+  return Buffer.byteLength(JSON.stringify(entry)) + licenseId.length + 4;
 }
 
 function applyLicense(
@@ -130,29 +149,66 @@ function applyLicense(
 ): void {
   const regKey = registerKey(ownerId, "license", licenseId);
   const register = ws.get<LicenseRegister>(regKey);
-  const fromKey = projectPartKey(ws, ownerId, register?.projectId ?? projectId, clientIdHint);
-  const fromPart = ws.get<ProjectPart>(fromKey);
-  if (!isNewer(incoming, fromPart?.licenses[licenseId])) return;
-
-  const toKey = projectPartKey(ws, ownerId, projectId, clientIdHint);
-  if (keyId(fromKey) !== keyId(toKey) && fromPart) {
-    const { [licenseId]: _left, ...licenses } = fromPart.licenses;
-    const emptyOrphan = !fromPart.project && Object.keys(licenses).length === 0;
-    ws.set(fromKey, emptyOrphan ? null : { ...fromPart, licenses });
+  let from: { key: PartKey; chunk: LicenseChunk } | undefined;
+  if (register) {
+    const key = partKey(ownerId, projectClient(ws, ownerId, register.projectId, clientIdHint), register.projectId, register.chunk);
+    const chunk = ws.get<LicenseChunk>(key);
+    if (chunk?.licenses[licenseId]) from = { key, chunk };
   }
-  const toPart = ws.get<ProjectPart>(toKey) ?? { kind: "project", licenses: {} };
-  ws.set(toKey, { ...toPart, licenses: { ...toPart.licenses, [licenseId]: incoming } });
-  if (register?.projectId !== projectId) ws.set(regKey, { kind: "license", projectId });
+  const current = from?.chunk.licenses[licenseId];
+  if (!isNewer(incoming, current)) return;
+  const size = entryBytes(licenseId, incoming);
+
+  if (from && current && register?.projectId === projectId) {
+    const bytes = from.chunk.bytes - entryBytes(licenseId, current) + size;
+    if (bytes <= LICENSE_CHUNK_TARGET_BYTES || Object.keys(from.chunk.licenses).length === 1) {
+      ws.set(from.key, { kind: "licenses", licenses: { ...from.chunk.licenses, [licenseId]: incoming }, bytes });
+      return;
+    }
+  }
+  if (from && current) {
+    const { [licenseId]: _moved, ...licenses } = from.chunk.licenses;
+    const bytes = from.chunk.bytes - entryBytes(licenseId, current);
+    ws.set(from.key, Object.keys(licenses).length ? { kind: "licenses", licenses, bytes } : null);
+  }
+  const chunk = fileLicense(ws, ownerId, projectId, clientIdHint, licenseId, incoming, size);
+  ws.set(regKey, { kind: "license", projectId, chunk });
+}
+
+/** Adds a license to its project's last chunk, or to a new chunk when that one is full. */
+function fileLicense(
+  ws: Workspace,
+  ownerId: string,
+  projectId: string,
+  clientIdHint: string,
+  licenseId: string,
+  entry: Entry<LicenseState>,
+  size: number,
+): number {
+  const clientId = projectClient(ws, ownerId, projectId, clientIdHint);
+  const headKey = partKey(ownerId, clientId, projectId);
+  const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0 };
+  const lastKey = partKey(ownerId, clientId, projectId, head.chunks);
+  const last = head.chunks > 0 ? ws.get<LicenseChunk>(lastKey) : null;
+  if (last && last.bytes + size <= LICENSE_CHUNK_TARGET_BYTES) {
+    ws.set(lastKey, { kind: "licenses", licenses: { ...last.licenses, [licenseId]: entry }, bytes: last.bytes + size });
+    return head.chunks;
+  }
+  const chunk = last || head.chunks === 0 ? head.chunks + 1 : head.chunks; // reuse an emptied last chunk
+  ws.get(partKey(ownerId, clientId, projectId, chunk)); // loaded so the commit checks it is free
+  ws.set(partKey(ownerId, clientId, projectId, chunk), { kind: "licenses", licenses: { [licenseId]: entry }, bytes: size });
+  if (chunk !== head.chunks) ws.set(headKey, { ...head, chunks: chunk });
+  return chunk;
 }
 
 /**
- * Where a project's part is: under the client its register names, or, for a project not seen yet,
- * under the client the license names, registered there so the project finds it when it arrives.
+ * The client a project is filed under: its register's, or, for a project not seen yet, the one the
+ * license names, registered now so the project finds its licenses when it arrives.
  */
-function projectPartKey(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string): PartKey {
+function projectClient(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string): string {
   const regKey = registerKey(ownerId, "project", projectId);
   const register = ws.get<ProjectRegister>(regKey);
-  if (register) return partKey(ownerId, register.clientId, projectId);
+  if (register) return register.clientId;
   ws.set(regKey, { kind: "project", clientId: clientIdHint });
-  return partKey(ownerId, clientIdHint, projectId);
+  return clientIdHint;
 }

@@ -64,27 +64,38 @@ function renderLicense(l: LicenseState, nowIso: string): LicenseView {
 }
 
 /**
- * Renders the dashboard from parts in key order (a client part, then the project parts filed
- * under that client). Deleted entities, and everything under a missing or deleted parent, are left
- * out; children that arrived before their parent show up once it exists.
+ * Renders the dashboard from an owner's parts (client parts, project heads, license chunks; in any
+ * order). Deleted entities, and everything under a missing or deleted parent, are left out;
+ * children that arrived before their parent show up once it exists.
  */
 export function renderDashboard(parts: readonly StoredPart[], now: Date): DashboardBody {
   const nowIso = now.toISOString();
   const clients: ClientState[] = [];
-  const projectsByClient = new Map<string, { project: ProjectState; licenses: LicenseState[] }[]>();
+  const projects = new Map<string, { project: ProjectState | undefined; licenses: LicenseState[] }>();
+  const projectOf = (clientId: string, projectId: string) => {
+    const key = `${clientId}/${projectId}`;
+    let entry = projects.get(key);
+    if (!entry) projects.set(key, (entry = { project: undefined, licenses: [] }));
+    return entry;
+  };
 
-  for (const { clientId, part } of parts) {
+  for (const { clientId, projectId, part } of parts) {
     if (part.kind === "client") {
       if (part.client.state) clients.push(part.client.state);
-      continue;
+    } else if (part.kind === "project") {
+      projectOf(clientId, projectId).project = part.project?.state ?? undefined;
+    } else {
+      const { licenses } = projectOf(clientId, projectId);
+      for (const entry of Object.values(part.licenses)) if (entry.state) licenses.push(entry.state);
     }
-    const project = part.project?.state;
+  }
+
+  const projectsByClient = new Map<string, { project: ProjectState; licenses: LicenseState[] }[]>();
+  for (const { project, licenses } of projects.values()) {
     if (!project) continue;
-    const licenses: LicenseState[] = [];
-    for (const entry of Object.values(part.licenses)) if (entry.state) licenses.push(entry.state);
-    const list = projectsByClient.get(clientId) ?? [];
+    const list = projectsByClient.get(project.clientId) ?? [];
     list.push({ project, licenses });
-    projectsByClient.set(clientId, list);
+    projectsByClient.set(project.clientId, list);
   }
 
   let projectsCount = 0;
