@@ -3,7 +3,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { LmdbDashboardStore, type DashboardStore } from "@keybox/shared";
+import type { StartedMongoDBContainer } from "@testcontainers/mongodb";
+import { LmdbDashboardStore, MongoDashboardStore, type DashboardStore } from "@keybox/shared";
 
 export interface StoreAdapter {
   name: string;
@@ -24,6 +25,59 @@ function lmdb(): StoreAdapter {
   };
 }
 
+/**
+ * MONGODB_URL (a replica set) with a database of its own for this run, dropped afterwards; else a
+ * throwaway single-node replica set from testcontainers; else skipped, saying why. Without a
+ * container runtime testcontainers fails at once, so the skip costs no time.
+ */
+async function mongo(): Promise<StoreAdapter> {
+  const name = "MongoDB";
+  const dbName = `keybox_test_${Date.now()}_${process.pid}`;
+  let url = process.env.MONGODB_URL || undefined; // empty means unset, as in loadConfig
+  let container: StartedMongoDBContainer | undefined;
+  if (!url) {
+    try {
+      const { MongoDBContainer } = await import("@testcontainers/mongodb");
+      container = await new MongoDBContainer("mongo:7").start();
+      // The replica set knows itself by the container's hostname: talk to the node directly.
+      url = `${container.getConnectionString()}/?directConnection=true`;
+    } catch (error) {
+      const unavailable = async (): Promise<never> => {
+        throw new Error("MongoDB is not available");
+      };
+      return {
+        name,
+        skip:
+          "no MongoDB: set MONGODB_URL to a replica-set MongoDB, or provide a Docker engine for testcontainers " +
+          `(${(error as Error).message})`,
+        open: unavailable,
+        reopen: unavailable,
+        cleanup: async () => {},
+      };
+    }
+  }
+  const mongoUrl = url;
+  const open = async () => MongoDashboardStore.open({ url: mongoUrl, dbName, appName: "keybox-conformance" });
+  return {
+    name,
+    open,
+    reopen: open,
+    cleanup: async () => {
+      if (container) {
+        await container.stop(); // the data goes with the container
+        return;
+      }
+      const { MongoClient } = await import("mongodb");
+      const client = new MongoClient(mongoUrl);
+      try {
+        await client.db(dbName).dropDatabase();
+      } finally {
+        await client.close();
+      }
+    },
+  };
+}
+
 export async function storeAdapters(): Promise<StoreAdapter[]> {
-  return [lmdb()];
+  return [lmdb(), await mongo()];
 }

@@ -8,6 +8,7 @@ import {
   openStore,
   requireSetting,
 } from "@keybox/shared";
+import { startHealthServer } from "./adapters/healthServer.ts";
 import { Projector } from "./projector.ts";
 
 try {
@@ -17,8 +18,11 @@ try {
   const store = await openStore(config);
   const projector = new Projector(nc, store, config, log);
   await projector.start();
+  const health = await startHealthServer(config.METRICS_PORT, () => !nc.isClosed());
+  log.info({ port: health.port }, "health and metrics listening");
   onShutdownSignal(log, async () => {
     await projector.stop();
+    await health.close();
     await nc.drain();
     await store.close();
   });

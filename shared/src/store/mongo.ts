@@ -1,0 +1,304 @@
+// The read model on MongoDB, for deployments across machines. Same behaviour as the LMDB adapter:
+// an owner's parts are one _id range (read with one indexed query), and a commit is one
+// multi-document transaction, conditional on the revisions its records were loaded at.
+import { randomInt } from "node:crypto";
+import {
+  BSON,
+  MongoClient,
+  MongoError,
+  WriteConcern,
+  type ClientSession,
+  type Collection,
+  type ReadPreferenceMode,
+  type TransactionOptions,
+} from "mongodb";
+import type { Part, RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
+import type { Commit, CommitResult, DashboardRead, DashboardStore, PartStats, RevisionedRecord } from "./types.ts";
+
+/**
+ * A record: its revision and its value as JSON text. One BSON string decoded by the driver and
+ * then V8's JSON.parse is the cheapest read path, much cheaper than BSON-decoding a deep tree.
+ */
+interface RecordDoc {
+  _id: string;
+  rev: number;
+  json: string;
+  /** The last commit that required the record unchanged (see `commit`). */
+  lockedBy?: number;
+}
+
+/** An owner's read-model version, kept in the parts collection at `${ownerId}/`. */
+interface VersionDoc {
+  _id: string;
+  version: number;
+}
+
+interface SeqDoc {
+  _id: string;
+  seq: number;
+}
+
+const APPLIED_SEQ = "appliedSeq";
+const DUPLICATE_KEY = 11000;
+const WRITE_CONFLICT = 112;
+const NAMESPACE_EXISTS = 48;
+
+/**
+ * Ids are [A-Za-z0-9_-] and never contain "/", so everything under a prefix ending in "/" lies in
+ * [prefix, prefix with its last "/" replaced by "0"), "0" being the character after "/". The
+ * owner's version document, `${ownerId}/`, sorts first in the owner's range.
+ */
+const AFTER_SLASH = "0";
+
+/** Chunk numbers padded so that string order is numeric order (up to 999,999 chunks a project). */
+function docId(key: RecordKey): string {
+  return key.type === "part"
+    ? `${key.ownerId}/${key.clientId}/${key.projectId}/${String(key.chunk).padStart(6, "0")}`
+    : `${key.ownerId}/${key.entity}/${key.id}`;
+}
+
+const versionId = (ownerId: string) => `${ownerId}/`;
+
+/** Snapshot reads and majority commits: what the transaction read is what it conditions on. */
+const TRANSACTION: TransactionOptions = {
+  readConcern: { level: "snapshot" },
+  writeConcern: new WriteConcern("majority"),
+  readPreference: "primary",
+};
+
+/** Thrown inside the transaction callback to abort it; withTransaction rethrows it unretried. */
+class Conflict extends Error {
+  constructor(readonly key: RecordKey) {
+    super("conflict");
+  }
+}
+
+const hasCode = (error: unknown, code: number) => error instanceof MongoError && error.code === code;
+
+/** The database named in the URL's path (mongodb://hosts/<db>?options), if any. */
+function urlDatabase(url: string): string | undefined {
+  // Credentials and hosts cannot contain an unescaped "/", so the path starts at the first one.
+  const name = /^mongodb(?:\+srv)?:\/\/[^/]*\/([^?]*)/.exec(url)?.[1];
+  return name ? decodeURIComponent(name) : undefined;
+}
+
+export interface MongoStoreOptions {
+  url: string;
+  /** Default: the URL's database, else "keybox". */
+  dbName?: string;
+  /** For dashboard reads; loads for commits always read the primary. Default "primary". */
+  readPreference?: ReadPreferenceMode;
+  appName?: string;
+}
+
+export class MongoDashboardStore implements DashboardStore {
+  private constructor(
+    private readonly client: MongoClient,
+    private readonly parts: Collection<RecordDoc>,
+    private readonly versions: Collection<VersionDoc>,
+    private readonly registers: Collection<RecordDoc>,
+    private readonly meta: Collection<SeqDoc>,
+    private readonly readPreference: ReadPreferenceMode,
+  ) {}
+
+  static async open(options: MongoStoreOptions): Promise<MongoDashboardStore> {
+    // The client keeps the default (primary) read preference: transactions require it, and
+    // dashboard reads pass the configured one explicitly.
+    const client = new MongoClient(options.url, options.appName ? { appName: options.appName } : {});
+    try {
+      await client.connect();
+      const hello = await client.db("admin").command({ hello: 1 });
+      if (hello.setName === undefined && hello.msg !== "isdbgrid") {
+        throw new Error(
+          "MONGODB_URL must point to a replica set (transactions are required); a single-node replica set " +
+            "will do: start mongod with --replSet rs0 and run rs.initiate() once",
+        );
+      }
+      const db = client.db(options.dbName ?? urlDatabase(options.url) ?? "keybox");
+      // Created up front: older servers cannot create a collection inside a transaction.
+      for (const name of ["parts", "registers", "meta"]) {
+        await db.createCollection(name).catch((error: unknown) => {
+          if (!hasCode(error, NAMESPACE_EXISTS)) throw error;
+        });
+      }
+      // The built-in _id index is the only index needed: every read is by _id or an _id range.
+      return new MongoDashboardStore(
+        client,
+        db.collection<RecordDoc>("parts"),
+        db.collection<VersionDoc>("parts"),
+        db.collection<RecordDoc>("registers"),
+        db.collection<SeqDoc>("meta"),
+        options.readPreference ?? "primary",
+      );
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+  }
+
+  private collection(key: RecordKey): Collection<RecordDoc> {
+    return key.type === "part" ? this.parts : this.registers;
+  }
+
+  async load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]> {
+    // From the primary (the client's default): a commit is conditional on the latest revisions.
+    const find = async (collection: Collection<RecordDoc>, ids: string[]) =>
+      ids.length ? collection.find({ _id: { $in: ids } }, { projection: { rev: 1, json: 1 } }).toArray() : [];
+    const ids = keys.map(docId);
+    const [parts, registers] = await Promise.all([
+      find(this.parts, ids.filter((_, i) => keys[i]!.type === "part")),
+      find(this.registers, ids.filter((_, i) => keys[i]!.type === "register")),
+    ]);
+    // Part and register ids have 4 and 3 segments, so one map cannot mix them up.
+    const found = new Map([...parts, ...registers].map((doc) => [doc._id, doc]));
+    return keys.map((key, i) => {
+      const doc = found.get(ids[i]!);
+      return { key, value: doc ? (JSON.parse(doc.json) as StoredRecord) : null, rev: doc?.rev ?? 0 };
+    });
+  }
+
+  async commit({ writes, reads }: Commit, streamSeq: number): Promise<CommitResult> {
+    // A fresh revision per commit, random so that no counter document serialises writers; at
+    // 2^47 values one is never reused in practice, so a record deleted and created again never
+    // passes a check against its earlier incarnation.
+    const rev = randomInt(1, 2 ** 47);
+    let result: CommitResult | undefined;
+    let current: RecordKey | undefined; // the record being handled, named if the server aborts
+    const session = this.client.startSession();
+    try {
+      // withTransaction runs the callback again on transient errors (a write conflict with a
+      // concurrent transaction), so everything it produces is (re)set inside it.
+      await session.withTransaction(async () => {
+        for (const read of reads) {
+          current = read.key;
+          const collection = this.collection(read.key);
+          const _id = docId(read.key);
+          if (read.rev === 0) await this.lockAbsent(session, collection, read.key);
+          else {
+            // A real write (a no-op $set would write nothing and lock nothing): it makes a
+            // concurrent writer of the record conflict with this transaction (no write skew).
+            const updated = await collection.updateOne({ _id, rev: read.rev }, { $set: { lockedBy: rev } }, { session });
+            if (updated.matchedCount === 0) throw new Conflict(read.key);
+          }
+        }
+        const ownerVersions = new Map<string, number>();
+        let bytes = 0;
+        for (const { key, value, baseRev } of writes) {
+          current = key;
+          const collection = this.collection(key);
+          const doc: RecordDoc = { _id: docId(key), rev, json: JSON.stringify(value) };
+          if (value === null && baseRev === 0) await this.lockAbsent(session, collection, key);
+          else if (value === null) {
+            const deleted = await collection.deleteOne({ _id: doc._id, rev: baseRev }, { session });
+            if (deleted.deletedCount === 0) throw new Conflict(key);
+          } else if (baseRev === 0) {
+            await this.insertNew(session, collection, doc, key);
+            bytes += BSON.calculateObjectSize(doc);
+          } else {
+            const updated = await collection.updateOne({ _id: doc._id, rev: baseRev }, { $set: { rev, json: doc.json } }, { session });
+            if (updated.matchedCount === 0) throw new Conflict(key);
+            bytes += BSON.calculateObjectSize(doc);
+          }
+          ownerVersions.set(key.ownerId, 0);
+        }
+        current = undefined;
+        for (const ownerId of ownerVersions.keys()) {
+          const after = await this.versions.findOneAndUpdate(
+            { _id: versionId(ownerId) },
+            { $inc: { version: 1 } },
+            { upsert: true, returnDocument: "after", session },
+          );
+          // With upsert and returnDocument "after" the document always comes back.
+          ownerVersions.set(ownerId, after?.version ?? 1);
+        }
+        await this.meta.updateOne({ _id: APPLIED_SEQ }, { $max: { seq: streamSeq } }, { upsert: true, session });
+        result = { ok: true, ownerVersions, written: { records: writes.length, bytes } };
+      }, TRANSACTION);
+    } catch (error) {
+      if (error instanceof Conflict) return { ok: false, conflict: error.key };
+      // Still conflicting after withTransaction's own retries: another writer keeps winning.
+      // Reported as a conflict so the caller reloads and applies again, as for a stale revision.
+      const conflict = current ?? writes[0]?.key ?? reads[0]?.key;
+      const transient = error instanceof MongoError && (error.code === WRITE_CONFLICT || error.hasErrorLabel("TransientTransactionError"));
+      if (transient && conflict) return { ok: false, conflict };
+      throw error;
+    } finally {
+      await session.endSession();
+    }
+    if (!result) throw new Error("MongoDB transaction ended without committing");
+    return result;
+  }
+
+  /** Inserts a record that must not exist yet; an existing one is a conflict. */
+  private async insertNew(session: ClientSession, collection: Collection<RecordDoc>, doc: RecordDoc, key: RecordKey): Promise<void> {
+    try {
+      await collection.insertOne(doc, { session });
+    } catch (error) {
+      if (hasCode(error, DUPLICATE_KEY)) throw new Conflict(key);
+      throw error;
+    }
+  }
+
+  /**
+   * Requires a record to be absent until the commit. Merely finding nothing would not stop a
+   * concurrent transaction from creating it (write skew), so the id is written: inserted and
+   * deleted again, which leaves nothing behind but makes a concurrent creator conflict.
+   */
+  private async lockAbsent(session: ClientSession, collection: Collection<RecordDoc>, key: RecordKey): Promise<void> {
+    const _id = docId(key);
+    await this.insertNew(session, collection, { _id, rev: 0, json: "null" }, key);
+    await collection.deleteOne({ _id }, { session });
+  }
+
+  async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
+    // One query. The version document sorts first, so it is read no later than the parts: the
+    // parts are never older than the version returned with them.
+    const version = versionId(ownerId);
+    const range =
+      clientId === undefined
+        ? { $gte: version, $lt: `${ownerId}${AFTER_SLASH}` }
+        : { $gte: `${ownerId}/${clientId}/`, $lt: `${ownerId}/${clientId}${AFTER_SLASH}` };
+    const filter = clientId === undefined ? { _id: range } : { $or: [{ _id: version }, { _id: range }] };
+    const docs = await this.parts
+      .find<Partial<RecordDoc & VersionDoc> & { _id: string }>(filter, {
+        sort: { _id: 1 },
+        projection: { json: 1, version: 1 },
+        readPreference: this.readPreference,
+      })
+      .toArray();
+    const read: DashboardRead = { version: 0, parts: [] };
+    for (const doc of docs) {
+      if (doc._id === version) read.version = doc.version ?? 0;
+      else {
+        const [, partClientId, projectId, chunk] = doc._id.split("/");
+        const part: StoredPart = { clientId: partClientId!, projectId: projectId!, chunk: Number(chunk), part: JSON.parse(doc.json!) as Part };
+        read.parts.push(part);
+      }
+    }
+    return read;
+  }
+
+  async partStats(ownerId: string): Promise<PartStats> {
+    // $bsonSize (MongoDB 4.4+) measures the stored documents on the server, without sending them.
+    const [stats] = await this.parts
+      .aggregate<PartStats>(
+        [
+          { $match: { _id: { $gt: versionId(ownerId), $lt: `${ownerId}${AFTER_SLASH}` } } },
+          { $project: { size: { $bsonSize: "$$ROOT" } } },
+          { $group: { _id: null, parts: { $sum: 1 }, bytes: { $sum: "$size" }, largestPartBytes: { $max: "$size" } } },
+          { $project: { _id: 0 } },
+        ],
+        { readPreference: this.readPreference },
+      )
+      .toArray();
+    return stats ?? { parts: 0, bytes: 0, largestPartBytes: 0 };
+  }
+
+  async appliedSeq(): Promise<number> {
+    return (await this.meta.findOne({ _id: APPLIED_SEQ }))?.seq ?? 0;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
