@@ -27,7 +27,10 @@ export const ACTIONS_BY_ENTITY: Record<Entity, readonly Action[]> = {
 export const idSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of [A-Za-z0-9_-]");
 // Times are normalised to UTC `toISOString()` form, as KeyBox's own JSON gives them, so that
 // string order is time order everywhere downstream.
-const timeSchema = z.iso.datetime({ offset: true }).transform((t) => new Date(t).toISOString());
+const timeSchema = z.iso
+  .datetime({ offset: true })
+  .transform((t) => new Date(t).toISOString())
+  .refine((t) => /^\d{4}-/.test(t), "must fall within the years 0000-9999 in UTC");
 
 export const clientStateSchema = z.object({
   id: idSchema,

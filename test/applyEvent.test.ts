@@ -1,0 +1,446 @@
+// The projection rules through the pure functions: events → applyEvent → slice → renderDashboard,
+// with no store and no NATS. Each test states one rule of DESIGN.md as a user would see it.
+import { describe, it, expect } from "vitest";
+import { applyEvent, emptySlice, missingRecords, MissingRecordsError, withRecords } from "@keybox/projector";
+import { renderDashboard, type DashboardBody } from "@keybox/query-api";
+import {
+  buildEnvelope,
+  partKey,
+  registerKey,
+  type Action,
+  type ClientState,
+  type Entity,
+  type Envelope,
+  type EventData,
+  type LicenseState,
+  type ProjectState,
+} from "@keybox/shared";
+import { dashboardOf, ownerParts, project, toEvent } from "./support/inMemory.ts";
+
+const OWNER = "ownerA";
+const NOW = new Date("2024-06-01T00:00:00.000Z");
+const FAR_FUTURE = "2030-01-01T00:00:00.000Z";
+const day = (n: number) => `2024-01-${String(n).padStart(2, "0")}T00:00:00.000Z`;
+
+/** Version, action (created at v1, else updated) and owner of one change. */
+interface Change {
+  v?: number;
+  action?: Action;
+  owner?: string;
+}
+const actionOf = ({ v = 1, action }: Change) => action ?? (v === 1 ? "created" : "updated");
+
+function client(id: string, data: Partial<ClientState> = {}, change: Change = {}): Envelope {
+  const { v = 1, owner = OWNER } = change;
+  const state = { id, ownerId: owner, name: `Client ${id}`, email: `${id}@example.com`, createdAt: day(1), ...data };
+  return buildEnvelope({ entity: "client", action: actionOf(change), version: v, data: state });
+}
+
+function projectOf(id: string, clientId: string, data: Partial<ProjectState> = {}, change: Change = {}): Envelope {
+  const { v = 1, owner = OWNER } = change;
+  const state = { id, ownerId: owner, clientId, name: `Project ${id}`, createdAt: day(2), ...data };
+  return buildEnvelope({ entity: "project", action: actionOf(change), version: v, data: state });
+}
+
+function license(id: string, projectId: string, data: Partial<LicenseState> = {}, change: Change = {}): Envelope {
+  const { v = 1, owner = OWNER } = change;
+  const state: LicenseState = {
+    id,
+    ownerId: owner,
+    clientId: "c1",
+    projectId,
+    key: `KEY-${id}`,
+    duration: 12,
+    issuedAt: day(3),
+    expiresAt: FAR_FUTURE,
+    status: "ACTIVE",
+    services: ["Hosting"],
+    machineId: undefined,
+    createdAt: undefined,
+    ...data,
+  };
+  return buildEnvelope({ entity: "license", action: actionOf(change), version: v, data: state });
+}
+
+function tombstone(entity: Entity, v: number, ids: { id: string; clientId?: string; projectId?: string }, owner = OWNER): Envelope {
+  return buildEnvelope({ entity, action: "deleted", version: v, data: { ownerId: owner, ...ids } as EventData<Entity> });
+}
+
+const dashboard = (events: Envelope[], owner = OWNER, now = NOW) => dashboardOf(events, owner, now);
+const dashboardForClient = (events: Envelope[], clientId: string, owner = OWNER) =>
+  renderDashboard(ownerParts(project(events.map(toEvent)), owner, clientId), NOW);
+
+/** The dashboard's structure and order: [clientId, [projectId, licenseIds][]][]. */
+const tree = (body: DashboardBody) =>
+  body.data.map((c) => [c._id, c.projects.map((p) => [p._id, p.licenses.map((l) => l._id)])]);
+const licensesOf = (body: DashboardBody) => body.data.flatMap((c) => c.projects.flatMap((p) => p.licenses));
+
+/** One client c1 with project p1: the parents a license needs. */
+const parents = [client("c1"), projectOf("p1", "c1")];
+
+describe("create and update", () => {
+  it("renders a created client, project and license with the documented fields", () => {
+    const body = dashboard([...parents, license("l1", "p1", { machineId: "hash-1", services: ["Hosting", "Domain"] })]);
+    expect(body).toEqual({
+      message: "Dashboard fetched successfully",
+      clientsCount: 1,
+      projectsCount: 1,
+      data: [
+        {
+          _id: "c1",
+          name: "Client c1",
+          email: "c1@example.com",
+          owner: OWNER,
+          projects: [
+            {
+              _id: "p1",
+              name: "Project p1",
+              client: "c1",
+              licenses: [
+                {
+                  _id: "l1",
+                  key: "KEY-l1",
+                  duration: 12,
+                  issuedAt: day(3),
+                  expiresAt: FAR_FUTURE,
+                  status: "ACTIVE",
+                  services: ["Hosting", "Domain"],
+                  machineId: "hash-1",
+                },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+  });
+
+  it("gives an empty dashboard for an owner with no events", () => {
+    expect(dashboard([])).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+  });
+
+  it("shows a client without projects with projects: [] and a project without licenses with licenses: []", () => {
+    const body = dashboard([client("c1"), client("c2", { createdAt: day(2) }), projectOf("p1", "c2")]);
+    expect(body.data).toEqual([
+      { _id: "c1", name: "Client c1", email: "c1@example.com", owner: OWNER, projects: [] },
+      { _id: "c2", name: "Client c2", email: "c2@example.com", owner: OWNER, projects: [{ _id: "p1", name: "Project p1", client: "c2", licenses: [] }] },
+    ]);
+  });
+
+  it("counts clients and projects over the whole dashboard", () => {
+    const body = dashboard([client("c1"), client("c2"), client("c3"), projectOf("p1", "c1"), projectOf("p2", "c1"), projectOf("p3", "c3")]);
+    expect(body.clientsCount).toBe(3);
+    expect(body.projectsCount).toBe(3);
+  });
+
+  it("replaces each entity's state with its update", () => {
+    const body = dashboard([
+      ...parents,
+      license("l1", "p1", { status: "PENDING" }),
+      client("c1", { name: "Renamed client", email: "new@example.com" }, { v: 2 }),
+      projectOf("p1", "c1", { name: "Renamed project" }, { v: 2 }),
+      license("l1", "p1", { status: "ACTIVE", machineId: "hash-2" }, { v: 2, action: "activated" }),
+    ]);
+    expect(body.data[0]).toMatchObject({ name: "Renamed client", email: "new@example.com" });
+    expect(body.data[0]!.projects[0]!.name).toBe("Renamed project");
+    expect(licensesOf(body)).toEqual([expect.objectContaining({ _id: "l1", status: "ACTIVE", machineId: "hash-2" })]);
+  });
+});
+
+/** Each entity with the events it needs first, a live state labelled `label`, a tombstone, and how to read the label back. */
+const lifecycles = [
+  {
+    entity: "client",
+    setup: [],
+    live: (v: number, label: string) => client("c1", { name: label }, { v }),
+    gone: (v: number) => tombstone("client", v, { id: "c1" }),
+    labels: (b: DashboardBody) => b.data.map((c) => c.name),
+  },
+  {
+    entity: "project",
+    setup: [client("c1")],
+    live: (v: number, label: string) => projectOf("p1", "c1", { name: label }, { v }),
+    gone: (v: number) => tombstone("project", v, { id: "p1", clientId: "c1" }),
+    labels: (b: DashboardBody) => b.data.flatMap((c) => c.projects.map((p) => p.name)),
+  },
+  {
+    entity: "license",
+    setup: parents,
+    live: (v: number, label: string) => license("l1", "p1", { key: label }, { v }),
+    gone: (v: number) => tombstone("license", v, { id: "l1", clientId: "c1", projectId: "p1" }),
+    labels: (b: DashboardBody) => licensesOf(b).map((l) => l.key),
+  },
+];
+
+describe.each(lifecycles)("versions of a $entity", ({ setup, live, gone, labels }) => {
+  it("keeps the highest entityversion: an older update arriving after a newer one is ignored", () => {
+    expect(labels(dashboard([...setup, live(1, "v1"), live(3, "v3"), live(2, "v2")]))).toEqual(["v3"]);
+    expect(labels(dashboard([...setup, live(3, "v3"), live(1, "v1")]))).toEqual(["v3"]);
+  });
+
+  it("ignores a second event with the same entityversion", () => {
+    expect(labels(dashboard([...setup, live(2, "first"), live(2, "second")]))).toEqual(["first"]);
+  });
+
+  it("treats a delete as a versioned tombstone: an older update arriving after it is ignored", () => {
+    expect(labels(dashboard([...setup, live(1, "v1"), gone(3), live(2, "v2")]))).toEqual([]);
+    expect(labels(dashboard([...setup, gone(3), live(1, "v1")]))).toEqual([]);
+  });
+
+  it("shows the entity again when a newer create follows the delete", () => {
+    expect(labels(dashboard([...setup, live(1, "v1"), gone(2), live(3, "again")]))).toEqual(["again"]);
+    expect(labels(dashboard([...setup, live(3, "again"), gone(2), live(1, "v1")]))).toEqual(["again"]);
+  });
+});
+
+describe("applyEvent", () => {
+  const slice = project([...parents, license("l1", "p1"), client("c1", { name: "v2" }, { v: 2 })].map(toEvent));
+
+  it("returns the very same slice for a stale or duplicate event", () => {
+    expect(applyEvent(slice, toEvent(client("c1", { name: "stale" }, { v: 1 })))).toBe(slice);
+    expect(applyEvent(slice, toEvent(client("c1", { name: "v2" }, { v: 2 })))).toBe(slice);
+    expect(applyEvent(slice, toEvent(projectOf("p1", "c1")))).toBe(slice);
+    expect(applyEvent(slice, toEvent(license("l1", "p1")))).toBe(slice);
+  });
+
+  it("returns a new slice for a newer event and leaves the given one unchanged", () => {
+    const before = renderDashboard(ownerParts(slice, OWNER), NOW);
+    const next = applyEvent(slice, toEvent(license("l1", "p1", { status: "REVOKED" }, { v: 2, action: "revoked" })));
+    expect(next).not.toBe(slice);
+    expect(licensesOf(renderDashboard(ownerParts(next, OWNER), NOW))[0]!.status).toBe("REVOKED");
+    expect(renderDashboard(ownerParts(slice, OWNER), NOW)).toEqual(before);
+  });
+
+  it("throws MissingRecordsError naming the records the slice lacks, and applies once they are loaded", () => {
+    const event = toEvent(client("c1"));
+    let error: unknown;
+    try {
+      applyEvent(emptySlice(), event);
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(MissingRecordsError);
+    expect((error as MissingRecordsError).keys).toEqual([partKey(OWNER, "c1")]);
+
+    const loaded = withRecords(emptySlice(), [{ key: partKey(OWNER, "c1"), value: null }]);
+    expect(renderDashboard(ownerParts(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
+  });
+
+  it("names a license's register among the missing records", () => {
+    expect(() => applyEvent(emptySlice(), toEvent(license("l1", "p1")))).toThrow(MissingRecordsError);
+    expect(missingRecords(emptySlice(), toEvent(license("l1", "p1")))).toContainEqual(registerKey(OWNER, "license", "l1"));
+  });
+});
+
+describe("children before parents", () => {
+  it("keeps a license that arrives before its project, and a project before its client, until the parents arrive", () => {
+    const events = [license("l1", "p1"), projectOf("p1", "c1"), client("c1")];
+    expect(dashboard(events.slice(0, 1)).data).toEqual([]);
+    expect(dashboard(events.slice(0, 2))).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });
+    expect(tree(dashboard(events))).toEqual([["c1", [["p1", ["l1"]]]]]);
+    expect(tree(dashboardForClient(events, "c1"))).toEqual([["c1", [["p1", ["l1"]]]]]);
+  });
+
+  it("files an early license under its project's client even when the license names another client", () => {
+    const events = [license("l1", "p1", { clientId: "c9" }), client("c1"), client("c9"), projectOf("p1", "c1")];
+    expect(tree(dashboard(events))).toEqual([["c1", [["p1", ["l1"]]]], ["c9", []]]);
+    expect(tree(dashboardForClient(events, "c1"))).toEqual([["c1", [["p1", ["l1"]]]]]);
+  });
+});
+
+describe("deletes", () => {
+  const family = [
+    client("c1"),
+    client("c2", { createdAt: day(2) }),
+    projectOf("p1", "c1"),
+    projectOf("p2", "c1", { createdAt: day(3) }),
+    projectOf("p3", "c2"),
+    license("l1", "p1"),
+    license("l2", "p2"),
+    license("l3", "p3", { clientId: "c2" }),
+  ];
+
+  it("hides a deleted client's projects and licenses", () => {
+    const body = dashboard([...family, tombstone("client", 2, { id: "c1" })]);
+    expect(tree(body)).toEqual([["c2", [["p3", ["l3"]]]]]);
+    expect(body).toMatchObject({ clientsCount: 1, projectsCount: 1 });
+    expect(dashboardForClient([...family, tombstone("client", 2, { id: "c1" })], "c1")).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });
+  });
+
+  it("hides a deleted project's licenses and keeps its siblings", () => {
+    const body = dashboard([...family, tombstone("project", 2, { id: "p1", clientId: "c1" })]);
+    expect(tree(body)).toEqual([
+      ["c1", [["p2", ["l2"]]]],
+      ["c2", [["p3", ["l3"]]]],
+    ]);
+    expect(body.projectsCount).toBe(2);
+  });
+
+  it("hides only the deleted license", () => {
+    expect(tree(dashboard([...family, tombstone("license", 2, { id: "l2", clientId: "c1", projectId: "p2" })]))).toEqual([
+      ["c1", [["p1", ["l1"]], ["p2", []]]],
+      ["c2", [["p3", ["l3"]]]],
+    ]);
+  });
+
+  it("shows the children again when a deleted client is re-created", () => {
+    const events = [...family, tombstone("client", 2, { id: "c1" }), client("c1", {}, { v: 3, action: "created" })];
+    expect(tree(dashboard(events))[0]).toEqual(["c1", [["p1", ["l1"]], ["p2", ["l2"]]]]);
+  });
+});
+
+describe("moves", () => {
+  const before = [
+    client("c1"),
+    client("c2", { createdAt: day(2) }),
+    projectOf("p1", "c1"),
+    license("l1", "p1", { clientId: "c1" }),
+    license("l2", "p1", { clientId: "c1", issuedAt: day(4) }),
+  ];
+  const move = projectOf("p1", "c2", {}, { v: 2 });
+
+  it("moves a project whose clientId changes, with its licenses, also in clientId-filtered reads", () => {
+    const events = [...before, move];
+    const body = dashboard(events);
+    expect(tree(body)).toEqual([
+      ["c1", []],
+      ["c2", [["p1", ["l1", "l2"]]]],
+    ]);
+    expect(body.data[1]!.projects[0]!.client).toBe("c2");
+    expect(tree(dashboardForClient(events, "c2"))).toEqual([["c2", [["p1", ["l1", "l2"]]]]]);
+    expect(dashboardForClient(events, "c1")).toMatchObject({ clientsCount: 1, projectsCount: 0, data: [{ _id: "c1", projects: [] }] });
+  });
+
+  it("keeps licenses under the moved project when their own data still names the old client", () => {
+    const events = [...before, move, license("l1", "p1", { clientId: "c1", status: "REVOKED" }, { v: 2, action: "revoked" })];
+    expect(tree(dashboard(events))).toEqual([
+      ["c1", []],
+      ["c2", [["p1", ["l1", "l2"]]]],
+    ]);
+    expect(licensesOf(dashboardForClient(events, "c2")).map((l) => l.status)).toEqual(["REVOKED", "ACTIVE"]);
+  });
+
+  it("ends in the same place when the move arrives before the project's creation", () => {
+    const events = [move, ...before];
+    expect(tree(dashboard(events))).toEqual([
+      ["c1", []],
+      ["c2", [["p1", ["l1", "l2"]]]],
+    ]);
+    expect(tree(dashboardForClient(events, "c2"))).toEqual([["c2", [["p1", ["l1", "l2"]]]]]);
+  });
+
+  it("moves a license whose projectId changes, and then ignores its older event for the old project", () => {
+    const moved = [...before, projectOf("p2", "c2"), license("l1", "p2", { clientId: "c2" }, { v: 2 })];
+    const expected = [
+      ["c1", [["p1", ["l2"]]]],
+      ["c2", [["p2", ["l1"]]]],
+    ];
+    expect(tree(dashboard(moved))).toEqual(expected);
+    expect(tree(dashboard([...moved, license("l1", "p1", { clientId: "c1" }, { v: 1 })]))).toEqual(expected);
+
+    const slice = project(moved.map(toEvent));
+    expect(applyEvent(slice, toEvent(license("l1", "p1", { clientId: "c1" }, { v: 1 })))).toBe(slice);
+  });
+});
+
+describe("owner isolation", () => {
+  const tenant = (owner: string) => [
+    client("c1", { name: `${owner} client` }, { owner }),
+    projectOf("p1", "c1", { name: `${owner} project` }, { owner }),
+    license("l1", "p1", { key: `${owner}-key` }, { owner }),
+  ];
+
+  it("never mixes two owners with the same structure and ids", () => {
+    const events = [...tenant("ownerA"), ...tenant("ownerB"), tombstone("license", 2, { id: "l1", clientId: "c1", projectId: "p1" }, "ownerB")];
+    const slice = project(events.map(toEvent));
+    const a = renderDashboard(ownerParts(slice, "ownerA"), NOW);
+    const b = renderDashboard(ownerParts(slice, "ownerB", "c1"), NOW);
+    expect(a.data).toEqual([expect.objectContaining({ name: "ownerA client", owner: "ownerA" })]);
+    expect(a.data[0]!.projects).toEqual([expect.objectContaining({ name: "ownerA project", licenses: [expect.objectContaining({ key: "ownerA-key" })] })]);
+    expect(b.data).toEqual([expect.objectContaining({ name: "ownerB client", owner: "ownerB" })]);
+    expect(b.data[0]!.projects).toEqual([expect.objectContaining({ name: "ownerB project", licenses: [] })]);
+  });
+
+  it("gives an empty dashboard for an owner who only shares ids with another", () => {
+    expect(dashboard(tenant("ownerA"), "ownerC")).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });
+  });
+});
+
+describe("ordering", () => {
+  it("orders clients by createdAt instant, then id", () => {
+    const body = dashboard([
+      client("cA", { createdAt: day(3) }),
+      client("cC", { createdAt: day(2) }),
+      // 2024-01-02T23:00Z: before cA although its text sorts after cA's
+      client("cD", { createdAt: "2024-01-03T01:00:00+02:00" }),
+      client("cB", { createdAt: day(2) }),
+      client("cZ", { createdAt: day(1) }),
+    ]);
+    expect(body.data.map((c) => c._id)).toEqual(["cZ", "cB", "cC", "cD", "cA"]);
+  });
+
+  it("orders projects by createdAt, then id", () => {
+    const body = dashboard([
+      client("c1"),
+      projectOf("pB", "c1", { createdAt: day(5) }),
+      projectOf("pA", "c1", { createdAt: day(6) }),
+      projectOf("pC", "c1", { createdAt: day(5) }),
+      projectOf("pD", "c1", { createdAt: day(4) }),
+    ]);
+    expect(tree(body)).toEqual([["c1", [["pD", []], ["pB", []], ["pC", []], ["pA", []]]]]);
+  });
+
+  it("orders licenses by createdAt, else issuedAt, then id", () => {
+    const body = dashboard([
+      ...parents,
+      license("lE", "p1", { createdAt: day(9), issuedAt: day(1) }),
+      license("lD", "p1", { issuedAt: day(6) }),
+      license("lB", "p1", { createdAt: day(5), issuedAt: day(20) }),
+      license("lC", "p1", { issuedAt: day(5) }),
+      license("lA", "p1", { createdAt: day(7), issuedAt: day(2) }),
+    ]);
+    expect(licensesOf(body).map((l) => l._id)).toEqual(["lB", "lC", "lD", "lA", "lE"]);
+  });
+});
+
+describe("read-time expiry", () => {
+  const justBefore = "2024-05-31T23:59:59.999Z";
+  const justAfter = "2024-06-01T00:00:00.001Z";
+  const statusOf = (data: Partial<LicenseState>, now = NOW) => licensesOf(dashboard([...parents, license("l1", "p1", data)], OWNER, now))[0]!.status;
+
+  it("serves an ACTIVE license whose expiresAt is at or before now as EXPIRED", () => {
+    expect(statusOf({ status: "ACTIVE", expiresAt: NOW.toISOString() })).toBe("EXPIRED");
+    expect(statusOf({ status: "ACTIVE", expiresAt: "2024-06-01T02:00:00+02:00" })).toBe("EXPIRED");
+    expect(statusOf({ status: "ACTIVE", expiresAt: justBefore })).toBe("EXPIRED");
+  });
+
+  it("keeps an ACTIVE license ACTIVE while expiresAt is in the future", () => {
+    expect(statusOf({ status: "ACTIVE", expiresAt: justAfter })).toBe("ACTIVE");
+    expect(statusOf({ status: "ACTIVE", expiresAt: NOW.toISOString() }, new Date(justBefore))).toBe("ACTIVE");
+  });
+
+  it.each(["PENDING", "REVOKED", "EXPIRED"] as const)("never changes a %s license", (status) => {
+    expect(statusOf({ status, expiresAt: justBefore })).toBe(status);
+    expect(statusOf({ status, expiresAt: justAfter })).toBe(status);
+  });
+
+  it("leaves the stored expiresAt as it is", () => {
+    const [view] = licensesOf(dashboard([...parents, license("l1", "p1", { expiresAt: justBefore })]));
+    expect(view).toMatchObject({ status: "EXPIRED", expiresAt: justBefore });
+  });
+});
+
+describe("machineId", () => {
+  it.each([
+    ["absent", {}],
+    ["null", { machineId: null as unknown as string }],
+  ])("is left out of the license when %s", (_name, data) => {
+    const [view] = licensesOf(dashboard([...parents, license("l1", "p1", data)]));
+    expect(view).toBeDefined();
+    expect(view).not.toHaveProperty("machineId");
+  });
+
+  it("is shown when the license has one", () => {
+    expect(licensesOf(dashboard([...parents, license("l1", "p1", { machineId: "hash" })]))[0]).toHaveProperty("machineId", "hash");
+  });
+});
