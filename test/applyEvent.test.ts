@@ -1,7 +1,7 @@
 // The projection rules through the pure functions: events → applyEvent → slice → renderDashboard,
 // with no store and no NATS. Each test states one rule of DESIGN.md as a user would see it.
 import { describe, it, expect } from "vitest";
-import { applyEvent, emptySlice, missingRecords, MissingRecordsError, withRecords } from "@keybox/projector";
+import { applyEvent, missingRecords, MissingRecordsError, withRecords, type Slice } from "@keybox/projector";
 import { renderDashboard, type DashboardBody } from "@keybox/query-api";
 import {
   buildEnvelope,
@@ -215,20 +215,20 @@ describe("applyEvent", () => {
     const event = toEvent(client("c1"));
     let error: unknown;
     try {
-      applyEvent(emptySlice(), event);
+      applyEvent((new Map() as Slice), event);
     } catch (thrown) {
       error = thrown;
     }
     expect(error).toBeInstanceOf(MissingRecordsError);
     expect((error as MissingRecordsError).keys).toEqual([partKey(OWNER, "c1")]);
 
-    const loaded = withRecords(emptySlice(), [{ key: partKey(OWNER, "c1"), value: null }]);
+    const loaded = withRecords((new Map() as Slice), [{ key: partKey(OWNER, "c1"), value: null }]);
     expect(renderDashboard(ownerParts(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
   });
 
   it("names a license's register among the missing records", () => {
-    expect(() => applyEvent(emptySlice(), toEvent(license("l1", "p1")))).toThrow(MissingRecordsError);
-    expect(missingRecords(emptySlice(), toEvent(license("l1", "p1")))).toContainEqual(registerKey(OWNER, "license", "l1"));
+    expect(() => applyEvent((new Map() as Slice), toEvent(license("l1", "p1")))).toThrow(MissingRecordsError);
+    expect(missingRecords((new Map() as Slice), toEvent(license("l1", "p1")))).toContainEqual(registerKey(OWNER, "license", "l1"));
   });
 });
 

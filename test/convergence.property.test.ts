@@ -8,14 +8,14 @@ import {
   buildEnvelope,
   LICENSE_STATUSES,
   type Action,
-  type ClientState,
   type Entity,
   type EventData,
   type KeyboxEvent,
   type LicenseState,
-  type ProjectState,
 } from "@keybox/shared";
+import { DEFAULT_PROJECTION, type ProjectionOptions } from "@keybox/projector";
 import { ownerParts, project, toEvent } from "./support/inMemory.ts";
+import { referenceDashboard } from "./support/reference.ts";
 
 const NOW = new Date("2024-06-01T00:00:00.000Z");
 const OWNERS = ["ownerA", "ownerB"];
@@ -143,8 +143,11 @@ const scenario = historyArb.chain((history) =>
 type Reads = Record<string, DashboardBody>;
 const readKeys = OWNERS.flatMap((owner) => [owner, ...CLIENT_IDS.map((c) => `${owner}/${c}`)]);
 
-function projectedReads(events: readonly KeyboxEvent[]): Reads {
-  const slice = project(events);
+/** Chunk targets to run the rules with: the default, and tiny ones so every chunking path runs. */
+const CHUNKINGS: ProjectionOptions[] = [DEFAULT_PROJECTION, { chunkTargetBytes: 1 }, { chunkTargetBytes: 700 }];
+
+function projectedReads(events: readonly KeyboxEvent[], options = DEFAULT_PROJECTION): Reads {
+  const slice = project(events, new Map(), options);
   return Object.fromEntries(
     readKeys.map((key) => {
       const [owner, clientId] = key.split("/") as [string, string | undefined];
@@ -153,62 +156,11 @@ function projectedReads(events: readonly KeyboxEvent[]): Reads {
   );
 }
 
-/** Latest live state per entity of `owner` (undefined when the latest is a delete). */
-function latestStates(events: readonly KeyboxEvent[], owner: string) {
-  const latest = new Map<string, KeyboxEvent>();
-  for (const e of events) {
-    const key = `${e.entity}/${e.entityId}`;
-    if (e.ownerId === owner && (latest.get(key)?.version ?? -1) < e.version) latest.set(key, e);
-  }
-  const live = <T>(entity: Entity) =>
-    [...latest.values()].filter((e) => e.entity === entity && !e.deleted).map((e) => e.data as T);
-  return { clients: live<ClientState>("client"), projects: live<ProjectState>("project"), licenses: live<LicenseState>("license") };
-}
-
-const byInstantThenId = <T extends { id: string }>(time: (x: T) => string) => (a: T, b: T) =>
-  Date.parse(time(a)) - Date.parse(time(b)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
-
-function referenceRead(events: readonly KeyboxEvent[], owner: string, clientId?: string): DashboardBody {
-  const { clients, projects, licenses } = latestStates(events, owner);
-  const data = clients
-    .filter((c) => clientId === undefined || c.id === clientId)
-    .sort(byInstantThenId((c) => c.createdAt))
-    .map((c) => ({
-      _id: c.id,
-      name: c.name,
-      email: c.email,
-      owner: c.ownerId,
-      projects: projects
-        .filter((p) => p.clientId === c.id)
-        .sort(byInstantThenId((p) => p.createdAt))
-        .map((p) => ({
-          _id: p.id,
-          name: p.name,
-          client: p.clientId,
-          licenses: licenses
-            .filter((l) => l.projectId === p.id)
-            .sort(byInstantThenId((l) => l.createdAt ?? l.issuedAt))
-            .map((l) => ({
-              _id: l.id,
-              key: l.key,
-              duration: l.duration,
-              issuedAt: l.issuedAt,
-              expiresAt: l.expiresAt,
-              status: l.status === "ACTIVE" && Date.parse(l.expiresAt) <= NOW.getTime() ? "EXPIRED" : l.status,
-              services: l.services,
-              ...(l.machineId != null && { machineId: l.machineId }),
-            })),
-        })),
-    }));
-  const projectsCount = data.reduce((n, c) => n + c.projects.length, 0);
-  return { message: "Dashboard fetched successfully", clientsCount: data.length, projectsCount, data };
-}
-
 const referenceReads = (events: readonly KeyboxEvent[]): Reads =>
   Object.fromEntries(
     readKeys.map((key) => {
       const [owner, clientId] = key.split("/") as [string, string | undefined];
-      return [key, referenceRead(events, owner, clientId)];
+      return [key, referenceDashboard(events, owner, NOW, clientId)];
     }),
   );
 
@@ -221,6 +173,7 @@ describe("convergence", () => {
       fc.property(historyArb, (history) => {
         const reads = projectedReads(history);
         expect(reads).toEqual(referenceReads(history));
+        for (const options of CHUNKINGS) expect(projectedReads(history, options)).toEqual(reads);
         if (Object.values(reads).some((r) => r.data.some((c) => c.projects.some((p) => p.licenses.length > 0)))) withLicenses++;
       }),
       { numRuns: 500 },
@@ -233,7 +186,9 @@ describe("convergence", () => {
     fc.assert(
       fc.property(scenario, ({ history, deliveries }) => {
         const inOrder = projectedReads(history);
-        for (const delivered of deliveries) expect(projectedReads(delivered)).toEqual(inOrder);
+        for (const delivered of deliveries) {
+          for (const options of CHUNKINGS) expect(projectedReads(delivered, options)).toEqual(inOrder);
+        }
       }),
       { numRuns: 500 },
     );

@@ -9,7 +9,8 @@ import { connectNats, publishEvent } from "@keybox/shared";
 import { freePort } from "../scripts/natsServer.ts";
 import { randomHistory } from "./support/history.ts";
 import { bearer, httpGet } from "./support/http.ts";
-import { dashboardOf } from "./support/inMemory.ts";
+import { toEvent } from "./support/inMemory.ts";
+import { referenceDashboard } from "./support/reference.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
 import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
@@ -58,7 +59,7 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
 
     const tokens = new Map(await Promise.all(OWNERS.map(async (o) => [o, await tokenFor({ userId: o })] as const)));
     for (const ownerId of OWNERS) {
-      const expected = dashboardOf(history, ownerId);
+      const expected = referenceDashboard(history.map(toEvent), ownerId, new Date());
       expect(expected.clientsCount).toBeGreaterThan(0);
       for (const api of apis) {
         const body = await eventually(async () => {

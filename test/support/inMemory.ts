@@ -1,6 +1,6 @@
 // The projection rules run over a plain Map: how the domain tests see the read model without any
 // store, so they exercise applyEvent itself.
-import { applyEvent, missingRecords, withRecords, type Slice } from "@keybox/projector";
+import { applyEvent, DEFAULT_PROJECTION, missingRecords, withRecords, type ProjectionOptions, type Slice } from "@keybox/projector";
 import { renderDashboard, type DashboardBody } from "@keybox/query-api";
 import { keyId, parseEvent, type Envelope, type KeyboxEvent, type StoredPart } from "@keybox/shared";
 
@@ -14,16 +14,16 @@ export function toEvent(envelope: Envelope): KeyboxEvent {
 }
 
 /** Applies events one by one to `slice`, loading absent records as absent. */
-export function project(events: readonly KeyboxEvent[], slice: Slice = new Map()): Slice {
+export function project(events: readonly KeyboxEvent[], slice: Slice = new Map(), options: ProjectionOptions = DEFAULT_PROJECTION): Slice {
   let current = slice;
   for (const event of events) {
-    for (let missing = missingRecords(current, event); missing.length; missing = missingRecords(current, event)) {
+    for (let missing = missingRecords(current, event, options); missing.length; missing = missingRecords(current, event, options)) {
       current = withRecords(
         current,
         missing.map((key) => ({ key, value: null })),
       );
     }
-    current = applyEvent(current, event);
+    current = applyEvent(current, event, options);
   }
   return current;
 }

@@ -1,7 +1,7 @@
 // Applies a batch of events to the read model: load what the rules need, apply them purely,
 // commit conditionally. A lost race with another replica reloads and applies again.
 import { keyId, type DashboardStore, type KeyboxEvent, type RecordRead, type RecordWrite } from "@keybox/shared";
-import { projectEvent } from "./applyEvent.ts";
+import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./applyEvent.ts";
 import type { SliceEntry } from "./slice.ts";
 
 export interface BatchOutcome {
@@ -17,21 +17,26 @@ export interface BatchOutcome {
 
 const MAX_ATTEMPTS = 100;
 
-export async function applyBatch(store: DashboardStore, events: readonly KeyboxEvent[], streamSeq: number): Promise<BatchOutcome> {
+export async function applyBatch(
+  store: DashboardStore,
+  events: readonly KeyboxEvent[],
+  streamSeq: number,
+  options: ProjectionOptions = DEFAULT_PROJECTION,
+): Promise<BatchOutcome> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     // `slice` is this attempt's working copy; `loaded` what the store said, with revisions.
     const slice = new Map<string, SliceEntry>();
     const loaded = new Map<string, { entry: SliceEntry; rev: number }>();
     let applied = 0;
     for (const event of events) {
-      let projection = projectEvent(slice, event);
+      let projection = projectEvent(slice, event, options);
       while (projection.missing.length) {
         for (const record of await store.load(projection.missing)) {
           const entry = { key: record.key, value: record.value };
           loaded.set(keyId(record.key), { entry, rev: record.rev });
           slice.set(keyId(record.key), entry);
         }
-        projection = projectEvent(slice, event);
+        projection = projectEvent(slice, event, options);
       }
       for (const entry of projection.writes) slice.set(keyId(entry.key), entry);
       if (projection.writes.length) applied++;

@@ -36,6 +36,13 @@ export class MissingRecordsError extends Error {
   }
 }
 
+export interface ProjectionOptions {
+  /** A license chunk takes new licenses until it holds this many bytes. */
+  chunkTargetBytes: number;
+}
+
+export const DEFAULT_PROJECTION: ProjectionOptions = { chunkTargetBytes: LICENSE_CHUNK_TARGET_BYTES };
+
 export interface Projection {
   /** Records the event needs that the slice does not hold: load them and project again. */
   missing: RecordKey[];
@@ -47,8 +54,8 @@ export interface Projection {
  * The effect of one validated event on the slice. A register can point at a part not yet loaded,
  * so loading `missing` and asking again converges in at most three rounds.
  */
-export function projectEvent(slice: Slice, event: KeyboxEvent): Projection {
-  const ws = new Workspace(slice);
+export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT_PROJECTION): Projection {
+  const ws = new Workspace(slice, options);
   const incoming = { v: event.version, state: event.deleted ? null : event.data };
   switch (event.entity) {
     case "client":
@@ -65,8 +72,8 @@ export function projectEvent(slice: Slice, event: KeyboxEvent): Projection {
 }
 
 /** Applies one event. The same slice object comes back when the event is stale or a duplicate. */
-export function applyEvent(slice: Slice, event: KeyboxEvent): Slice {
-  const { missing, writes } = projectEvent(slice, event);
+export function applyEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT_PROJECTION): Slice {
+  const { missing, writes } = projectEvent(slice, event, options);
   if (missing.length) throw new MissingRecordsError(missing);
   if (writes.length === 0) return slice;
   const next = new Map(slice);
@@ -74,8 +81,8 @@ export function applyEvent(slice: Slice, event: KeyboxEvent): Slice {
   return next;
 }
 
-export function missingRecords(slice: Slice, event: KeyboxEvent): RecordKey[] {
-  return projectEvent(slice, event).missing;
+export function missingRecords(slice: Slice, event: KeyboxEvent, options = DEFAULT_PROJECTION): RecordKey[] {
+  return projectEvent(slice, event, options).missing;
 }
 
 /** Reads through pending writes to the slice; records (but tolerates) what is missing. */
@@ -83,8 +90,10 @@ class Workspace {
   readonly writes = new Map<string, SliceEntry>();
   readonly missing: RecordKey[] = [];
   private readonly slice: Slice;
-  constructor(slice: Slice) {
+  readonly chunkTargetBytes: number;
+  constructor(slice: Slice, options: ProjectionOptions) {
     this.slice = slice;
+    this.chunkTargetBytes = options.chunkTargetBytes;
   }
 
   get<T extends StoredRecord>(key: RecordKey): T | null {
@@ -161,7 +170,7 @@ function applyLicense(
 
   if (from && current && register?.projectId === projectId) {
     const bytes = from.chunk.bytes - entryBytes(licenseId, current) + size;
-    if (bytes <= LICENSE_CHUNK_TARGET_BYTES || Object.keys(from.chunk.licenses).length === 1) {
+    if (bytes <= ws.chunkTargetBytes || Object.keys(from.chunk.licenses).length === 1) {
       ws.set(from.key, { kind: "licenses", licenses: { ...from.chunk.licenses, [licenseId]: incoming }, bytes });
       return;
     }
@@ -190,7 +199,7 @@ function fileLicense(
   const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0 };
   const lastKey = partKey(ownerId, clientId, projectId, head.chunks);
   const last = head.chunks > 0 ? ws.get<LicenseChunk>(lastKey) : null;
-  if (last && last.bytes + size <= LICENSE_CHUNK_TARGET_BYTES) {
+  if (last && last.bytes + size <= ws.chunkTargetBytes) {
     ws.set(lastKey, { kind: "licenses", licenses: { ...last.licenses, [licenseId]: entry }, bytes: last.bytes + size });
     return head.chunks;
   }
