@@ -2,7 +2,7 @@
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import { requireSetting, type Config, type DashboardStore, type Logger, type NatsConnection } from "@keybox/shared";
-import { natsReadiness } from "./adapters/readiness.ts";
+import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
 
@@ -20,7 +20,13 @@ export async function startQueryApi(config: Config, nc: NatsConnection, store: D
       algorithms: config.JWT_ALGORITHMS,
       ownerClaim: config.JWT_OWNER_CLAIM,
     }),
-    readiness: natsReadiness(nc, config.EVENTS_STREAM, config.PROJECTOR_DURABLE, config.READY_MAX_LAG),
+    readiness: readinessCheck({
+      nc,
+      store,
+      stream: config.EVENTS_STREAM,
+      durable: config.PROJECTOR_DURABLE,
+      maxLag: config.READY_MAX_LAG,
+    }),
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
