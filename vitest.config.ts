@@ -7,6 +7,7 @@ const sharedNats = Boolean(process.env.NATS_URL);
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    benchmark: { include: ["test/bench/**/*.bench.ts"] },
     pool: "forks",
     fileParallelism: !sharedNats,
     testTimeout: 60_000,
