@@ -6,6 +6,8 @@ import {
   BSON,
   MongoClient,
   MongoError,
+  MongoErrorLabel,
+  MongoServerError,
   WriteConcern,
   type ClientSession,
   type Collection,
@@ -216,11 +218,14 @@ export class MongoDashboardStore implements DashboardStore {
       }, TRANSACTION);
     } catch (error) {
       if (error instanceof Conflict) return { ok: false, conflict: error.key };
-      // Still conflicting after withTransaction's own retries: another writer keeps winning.
-      // Reported as a conflict so the caller reloads and applies again, as for a stale revision.
+      // The server still aborting after withTransaction's own retries (for up to 2 minutes): other
+      // writers keep winning. A conflict, so the caller reloads and applies again. Network errors
+      // are labelled transient too, but they are outages, not conflicts: those are thrown.
       const conflict = current ?? writes[0]?.key ?? reads[0]?.key;
-      const transient = error instanceof MongoError && (error.code === WRITE_CONFLICT || error.hasErrorLabel("TransientTransactionError"));
-      if (transient && conflict) return { ok: false, conflict };
+      const lostRace =
+        error instanceof MongoServerError &&
+        (error.code === WRITE_CONFLICT || error.hasErrorLabel(MongoErrorLabel.TransientTransactionError));
+      if (lostRace && conflict) return { ok: false, conflict };
       throw error;
     } finally {
       await session.endSession();

@@ -32,7 +32,7 @@ export type CommitResult =
 export interface DashboardRead {
   /** Grows with every committed batch that touched the owner; 0 for an owner never written. */
   version: number;
-  /** In key order: each client part before the project parts under it. */
+  /** The owner's (or client's) parts, in an order that callers must not rely on. */
   parts: StoredPart[];
 }
 
