@@ -100,4 +100,14 @@ describe("bad configuration", () => {
     expect(await service.exited).toBe(1);
     expect(service.output()).toMatch(new RegExp(`Invalid configuration: .*${name}`));
   });
+
+  it.each([
+    ["the projector without NATS_URL", "services/projector/src/main.ts", () => ({ NATS_URL: "" }), /NATS_URL is required/],
+    ["the query API without NATS_URL", "services/query-api/src/main.ts", () => ({ NATS_URL: "", JWT_SECRET: TEST_JWT_SECRET }), /NATS_URL is required/],
+    ["the query API without JWT_SECRET", "services/query-api/src/main.ts", () => ({ NATS_URL: nats.url, JWT_SECRET: "" }), /JWT_SECRET is required/],
+  ])("stops %s with a message naming the setting", async (_name, entry, env, message) => {
+    const service = spawnService(entry, { DATA_DIR: dataDir, METRICS_PORT: "0", ...env() });
+    expect(await service.exited).toBe(1);
+    expect(service.output()).toMatch(message);
+  });
 });

@@ -6,3 +6,4 @@ export * from "./readModel.ts";
 export * from "./store/index.ts";
 export * from "./nats.ts";
 export * from "./lifecycle.ts";
+export * from "./service.ts";
