@@ -2,7 +2,7 @@
 // with no store and no NATS. Each test states one rule of DESIGN.md as a user would see it.
 import { describe, it, expect } from "vitest";
 import { applyEvent, missingRecords, MissingRecordsError, withRecords, type Slice } from "@keybox/projector";
-import { renderDashboard, type DashboardBody } from "@keybox/query-api";
+import type { DashboardBody } from "@keybox/query-api";
 import {
   buildEnvelope,
   partKey,
@@ -15,7 +15,7 @@ import {
   type LicenseState,
   type ProjectState,
 } from "@keybox/shared";
-import { dashboardOf, ownerParts, project, toEvent } from "./support/inMemory.ts";
+import { dashboardOf, ownerParts, project, renderBody, toEvent } from "./support/inMemory.ts";
 
 const OWNER = "ownerA";
 const NOW = new Date("2024-06-01T00:00:00.000Z");
@@ -68,7 +68,7 @@ function tombstone(entity: Entity, v: number, ids: { id: string; clientId?: stri
 
 const dashboard = (events: Envelope[], owner = OWNER, now = NOW) => dashboardOf(events, owner, now);
 const dashboardForClient = (events: Envelope[], clientId: string, owner = OWNER) =>
-  renderDashboard(ownerParts(project(events.map(toEvent)), owner, clientId), NOW);
+  renderBody(ownerParts(project(events.map(toEvent)), owner, clientId), NOW);
 
 /** The dashboard's structure and order: [clientId, [projectId, licenseIds][]][]. */
 const tree = (body: DashboardBody) =>
@@ -204,11 +204,11 @@ describe("applyEvent", () => {
   });
 
   it("returns a new slice for a newer event and leaves the given one unchanged", () => {
-    const before = renderDashboard(ownerParts(slice, OWNER), NOW);
+    const before = renderBody(ownerParts(slice, OWNER), NOW);
     const next = applyEvent(slice, toEvent(license("l1", "p1", { status: "REVOKED" }, { v: 2, action: "revoked" })));
     expect(next).not.toBe(slice);
-    expect(licensesOf(renderDashboard(ownerParts(next, OWNER), NOW))[0]!.status).toBe("REVOKED");
-    expect(renderDashboard(ownerParts(slice, OWNER), NOW)).toEqual(before);
+    expect(licensesOf(renderBody(ownerParts(next, OWNER), NOW))[0]!.status).toBe("REVOKED");
+    expect(renderBody(ownerParts(slice, OWNER), NOW)).toEqual(before);
   });
 
   it("throws MissingRecordsError naming the records the slice lacks, and applies once they are loaded", () => {
@@ -223,7 +223,7 @@ describe("applyEvent", () => {
     expect((error as MissingRecordsError).keys).toEqual([partKey(OWNER, "c1")]);
 
     const loaded = withRecords((new Map() as Slice), [{ key: partKey(OWNER, "c1"), value: null }]);
-    expect(renderDashboard(ownerParts(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
+    expect(renderBody(ownerParts(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
   });
 
   it("names a license's register among the missing records", () => {
@@ -353,8 +353,8 @@ describe("owner isolation", () => {
   it("never mixes two owners with the same structure and ids", () => {
     const events = [...tenant("ownerA"), ...tenant("ownerB"), tombstone("license", 2, { id: "l1", clientId: "c1", projectId: "p1" }, "ownerB")];
     const slice = project(events.map(toEvent));
-    const a = renderDashboard(ownerParts(slice, "ownerA"), NOW);
-    const b = renderDashboard(ownerParts(slice, "ownerB", "c1"), NOW);
+    const a = renderBody(ownerParts(slice, "ownerA"), NOW);
+    const b = renderBody(ownerParts(slice, "ownerB", "c1"), NOW);
     expect(a.data).toEqual([expect.objectContaining({ name: "ownerA client", owner: "ownerA" })]);
     expect(a.data[0]!.projects).toEqual([expect.objectContaining({ name: "ownerA project", licenses: [expect.objectContaining({ key: "ownerA-key" })] })]);
     expect(b.data).toEqual([expect.objectContaining({ name: "ownerB client", owner: "ownerB" })]);

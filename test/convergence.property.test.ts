@@ -3,7 +3,7 @@
 // model (latest version per entity, joined by the ids in the data) renders.
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
-import { renderDashboard, type DashboardBody } from "@keybox/query-api";
+import type { DashboardBody } from "@keybox/query-api";
 import {
   buildEnvelope,
   LICENSE_STATUSES,
@@ -14,7 +14,7 @@ import {
   type LicenseState,
 } from "@keybox/shared";
 import { DEFAULT_PROJECTION, type ProjectionOptions } from "@keybox/projector";
-import { ownerParts, project, toEvent } from "./support/inMemory.ts";
+import { ownerParts, project, renderBody, toEvent } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
 
 const NOW = new Date("2024-06-01T00:00:00.000Z");
@@ -151,7 +151,7 @@ function projectedReads(events: readonly KeyboxEvent[], options = DEFAULT_PROJEC
   return Object.fromEntries(
     readKeys.map((key) => {
       const [owner, clientId] = key.split("/") as [string, string | undefined];
-      return [key, renderDashboard(ownerParts(slice, owner, clientId), NOW)];
+      return [key, renderBody(ownerParts(slice, owner, clientId), NOW)];
     }),
   );
 }

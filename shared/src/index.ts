@@ -7,3 +7,4 @@ export * from "./store/index.ts";
 export * from "./nats.ts";
 export * from "./lifecycle.ts";
 export * from "./service.ts";
+export * from "./licenseView.ts";

@@ -8,7 +8,8 @@
 // client. Chunks keep every part small whatever the tenant's size, so applying an event rewrites a
 // bounded number of bytes. Registers, kept apart, say where a project is filed (its clientId) and
 // where a license is (project and chunk), so moves and early children are found with point reads.
-import type { ClientState, LicenseState, ProjectState } from "./events.ts";
+import type { ClientState, ProjectState } from "./events.ts";
+import type { RenderedLicense } from "./licenseView.ts";
 
 /** A license chunk takes new licenses until it holds this many bytes (of its entries as JSON). */
 export const LICENSE_CHUNK_TARGET_BYTES = 64 * 1024;
@@ -40,7 +41,8 @@ export interface ProjectHead {
 
 export interface LicenseChunk {
   kind: "licenses";
-  licenses: Record<string, Entry<LicenseState>>;
+  /** Licenses are kept rendered: the projection needs only their versions, a read only the JSON. */
+  licenses: Record<string, Entry<RenderedLicense>>;
   /** The size of `licenses` as JSON, kept up to date so filling a chunk needs no re-encoding. */
   bytes: number;
 }

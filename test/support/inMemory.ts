@@ -39,8 +39,13 @@ export function ownerParts(slice: Slice, ownerId: string, clientId?: string): St
   return parts;
 }
 
+/** The dashboard body the API would send for these parts, parsed. */
+export function renderBody(parts: readonly StoredPart[], now: Date): DashboardBody {
+  return JSON.parse(renderDashboard(parts, now)) as DashboardBody;
+}
+
 export function dashboardOf(events: readonly Envelope[], ownerId: string, now = new Date()): DashboardBody {
-  return renderDashboard(ownerParts(project(events.map(toEvent)), ownerId), now);
+  return renderBody(ownerParts(project(events.map(toEvent)), ownerId), now);
 }
 
 export { keyId };

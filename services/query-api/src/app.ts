@@ -82,7 +82,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const input = await readClientId(c);
     if (!input.ok) return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
     const { parts } = await deps.store.readDashboard(ownerId, input.clientId);
-    return c.json(renderDashboard(parts, now()));
+    return c.body(renderDashboard(parts, now()), 200, { "Content-Type": "application/json" });
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

@@ -12,17 +12,18 @@ import {
   LICENSE_CHUNK_TARGET_BYTES,
   partKey,
   registerKey,
+  renderLicense,
   type ClientPart,
   type Entry,
   type KeyboxEvent,
   type LicenseChunk,
   type LicenseRegister,
-  type LicenseState,
   type PartKey,
   type ProjectHead,
   type ProjectRegister,
   type ProjectState,
   type RecordKey,
+  type RenderedLicense,
   type StoredRecord,
 } from "@keybox/shared";
 import type { Slice, SliceEntry } from "./slice.ts";
@@ -65,7 +66,10 @@ export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT
       applyProject(ws, event.ownerId, event.entityId, event.data.clientId, incoming as Entry<ProjectState>);
       break;
     case "license":
-      applyLicense(ws, event.ownerId, event.entityId, event.data.projectId, event.data.clientId, incoming as Entry<LicenseState>);
+      applyLicense(ws, event.ownerId, event.entityId, event.data.projectId, event.data.clientId, {
+        v: event.version,
+        state: event.deleted ? null : renderLicense(event.data),
+      });
       break;
   }
   return { missing: ws.missing, writes: [...ws.writes.values()] };
@@ -144,7 +148,7 @@ function applyProject(ws: Workspace, ownerId: string, projectId: string, clientI
 }
 
 /** The JSON size of a license entry as its chunk counts it. */
-function entryBytes(licenseId: string, entry: Entry<LicenseState>): number {
+function entryBytes(licenseId: string, entry: Entry<RenderedLicense>): number {
   return Buffer.byteLength(JSON.stringify(entry)) + licenseId.length + 4;
 }
 
@@ -154,7 +158,7 @@ function applyLicense(
   licenseId: string,
   projectId: string,
   clientIdHint: string,
-  incoming: Entry<LicenseState>,
+  incoming: Entry<RenderedLicense>,
 ): void {
   const regKey = registerKey(ownerId, "license", licenseId);
   const register = ws.get<LicenseRegister>(regKey);
@@ -191,7 +195,7 @@ function fileLicense(
   projectId: string,
   clientIdHint: string,
   licenseId: string,
-  entry: Entry<LicenseState>,
+  entry: Entry<RenderedLicense>,
   size: number,
 ): number {
   const clientId = projectClient(ws, ownerId, projectId, clientIdHint);

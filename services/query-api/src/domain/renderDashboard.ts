@@ -1,16 +1,9 @@
-// Turns an owner's stored parts into the GET /dashboard body: joins, ordering and read-time expiry.
-import type { ClientState, LicenseState, ProjectState, StoredPart } from "@keybox/shared";
+// Turns an owner's stored parts into the GET /dashboard body: joins, ordering and read-time
+// expiry. Licenses are stored already rendered, so the body is assembled as JSON text: a large
+// tenant's read joins strings instead of building and serialising an object per license.
+import { licenseJsonAt, type ClientState, type LicenseView, type ProjectState, type RenderedLicense, type StoredPart } from "@keybox/shared";
 
-export interface LicenseView {
-  _id: string;
-  key: string;
-  duration: number;
-  issuedAt: string;
-  expiresAt: string;
-  status: LicenseState["status"];
-  services: string[];
-  machineId?: string;
-}
+export type { LicenseView };
 
 export interface ProjectView {
   _id: string;
@@ -27,6 +20,7 @@ export interface ClientView {
   projects: ProjectView[];
 }
 
+/** The shape of the JSON text renderDashboard returns. */
 export interface DashboardBody {
   message: "Dashboard fetched successfully";
   clientsCount: number;
@@ -35,43 +29,32 @@ export interface DashboardBody {
 }
 
 /** Times are stored in canonical ISO form, so string order is time order; ties go by id. */
-function byTimeThenId<T extends { id: string }>(time: (x: T) => string) {
+function byTimeThenId<T>(time: (x: T) => string, id: (x: T) => string) {
   return (a: T, b: T) => {
     const ta = time(a);
     const tb = time(b);
     if (ta !== tb) return ta < tb ? -1 : 1;
-    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+    const ia = id(a);
+    const ib = id(b);
+    return ia < ib ? -1 : ia > ib ? 1 : 0;
   };
 }
-const clientOrder = byTimeThenId<ClientState>((c) => c.createdAt);
-const projectOrder = byTimeThenId<ProjectState>((p) => p.createdAt);
-const licenseOrder = byTimeThenId<LicenseState>((l) => l.createdAt ?? l.issuedAt);
+const clientOrder = byTimeThenId<ClientState>((c) => c.createdAt, (c) => c.id);
+const projectOrder = byTimeThenId<ProjectState>((p) => p.createdAt, (p) => p.id);
+type License = [id: string, rendered: RenderedLicense];
+const licenseOrder = byTimeThenId<License>(([, l]) => l.order, ([id]) => id);
 
-function renderLicense(l: LicenseState, nowIso: string): LicenseView {
-  // Expiry is a matter of time: an ACTIVE license past its end is EXPIRED before any event says so.
-  const status = l.status === "ACTIVE" && l.expiresAt <= nowIso ? "EXPIRED" : l.status;
-  const view: LicenseView = {
-    _id: l.id,
-    key: l.key,
-    duration: l.duration,
-    issuedAt: l.issuedAt,
-    expiresAt: l.expiresAt,
-    status,
-    services: l.services,
-  };
-  if (l.machineId !== undefined) view.machineId = l.machineId;
-  return view;
-}
+const str = JSON.stringify;
 
 /**
  * Renders the dashboard from an owner's parts (client parts, project heads, license chunks; in any
- * order). Deleted entities, and everything under a missing or deleted parent, are left out;
- * children that arrived before their parent show up once it exists.
+ * order) as JSON text of a DashboardBody. Deleted entities, and everything under a missing or
+ * deleted parent, are left out; children that arrived before their parent show once it exists.
  */
-export function renderDashboard(parts: readonly StoredPart[], now: Date): DashboardBody {
+export function renderDashboard(parts: readonly StoredPart[], now: Date): string {
   const nowIso = now.toISOString();
   const clients: ClientState[] = [];
-  const projects = new Map<string, { project: ProjectState | undefined; licenses: LicenseState[] }>();
+  const projects = new Map<string, { project: ProjectState | undefined; licenses: License[] }>();
   const projectOf = (clientId: string, projectId: string) => {
     const key = `${clientId}/${projectId}`;
     let entry = projects.get(key);
@@ -86,11 +69,14 @@ export function renderDashboard(parts: readonly StoredPart[], now: Date): Dashbo
       projectOf(clientId, projectId).project = part.project?.state ?? undefined;
     } else {
       const { licenses } = projectOf(clientId, projectId);
-      for (const entry of Object.values(part.licenses)) if (entry.state) licenses.push(entry.state);
+      for (const id in part.licenses) {
+        const rendered = part.licenses[id]!.state;
+        if (rendered) licenses.push([id, rendered]);
+      }
     }
   }
 
-  const projectsByClient = new Map<string, { project: ProjectState; licenses: LicenseState[] }[]>();
+  const projectsByClient = new Map<string, { project: ProjectState; licenses: License[] }[]>();
   for (const { project, licenses } of projects.values()) {
     if (!project) continue;
     const list = projectsByClient.get(project.clientId) ?? [];
@@ -99,18 +85,16 @@ export function renderDashboard(parts: readonly StoredPart[], now: Date): Dashbo
   }
 
   let projectsCount = 0;
-  const data = clients.sort(clientOrder).map((client): ClientView => {
-    const projects = (projectsByClient.get(client.id) ?? [])
+  const data = clients.sort(clientOrder).map((client) => {
+    const projectsJson = (projectsByClient.get(client.id) ?? [])
       .sort((a, b) => projectOrder(a.project, b.project))
-      .map(({ project, licenses }): ProjectView => ({
-        _id: project.id,
-        name: project.name,
-        client: project.clientId,
-        licenses: licenses.sort(licenseOrder).map((l) => renderLicense(l, nowIso)),
-      }));
-    projectsCount += projects.length;
-    return { _id: client.id, name: client.name, email: client.email, owner: client.ownerId, projects };
+      .map(({ project, licenses }) => {
+        const licensesJson = licenses.sort(licenseOrder).map(([, l]) => licenseJsonAt(l, nowIso));
+        return `{"_id":${str(project.id)},"name":${str(project.name)},"client":${str(project.clientId)},"licenses":[${licensesJson.join(",")}]}`;
+      });
+    projectsCount += projectsJson.length;
+    return `{"_id":${str(client.id)},"name":${str(client.name)},"email":${str(client.email)},"owner":${str(client.ownerId)},"projects":[${projectsJson.join(",")}]}`;
   });
 
-  return { message: "Dashboard fetched successfully", clientsCount: data.length, projectsCount, data };
+  return `{"message":"Dashboard fetched successfully","clientsCount":${data.length},"projectsCount":${projectsCount},"data":[${data.join(",")}]}`;
 }
