@@ -30,6 +30,9 @@ try {
   let localNats: LocalNats | undefined;
   if (!config.NATS_URL) {
     localNats = await startLocalNats(path.join(config.DATA_DIR, "nats"));
+    // Never leave it running behind us, also when the start fails further on.
+    const child = localNats.process;
+    process.once("exit", () => child.kill("SIGTERM"));
     log.info({ url: localNats.url }, "started local nats-server (NATS_URL is not set)");
   }
   const natsUrl = config.NATS_URL ?? localNats!.url;

@@ -96,3 +96,25 @@ export interface StoredPart {
   chunk: number;
   part: Part;
 }
+
+/**
+ * The stored shape's version. A store written in another shape is refused at start rather than
+ * served wrong; it is rebuilt from the event stream (README, "Rebuild").
+ */
+export const READ_MODEL_FORMAT = 2;
+
+/**
+ * Checks the format a store records (`hasData` without a record means the first format). Returns
+ * true when the store is new and should record the current format; throws on a mismatch.
+ */
+export function checkReadModelFormat(recorded: number | undefined, hasData: boolean, where: string): boolean {
+  const found = recorded ?? (hasData ? 1 : undefined);
+  if (found === undefined) return true;
+  if (found !== READ_MODEL_FORMAT) {
+    throw new Error(
+      `the read model in ${where} has format ${found} and this version needs format ${READ_MODEL_FORMAT}: ` +
+        `delete it and the projector's durable consumer to rebuild it from the event stream (README, "Rebuild")`,
+    );
+  }
+  return false;
+}

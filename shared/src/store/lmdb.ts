@@ -3,7 +3,7 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
-import type { Part, RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "../readModel.ts";
 import type { Commit, CommitResult, DashboardRead, DashboardStore, PartStats, RevisionedRecord } from "./types.ts";
 
 interface Stored {
@@ -16,6 +16,7 @@ const AFTER_ANY_ID = "~";
 const OWNER_VERSION = "";
 const COMMITS = "commits";
 const APPLIED_SEQ = "appliedSeq";
+const FORMAT = "format";
 
 type LmdbKey = (string | number)[];
 
@@ -36,12 +37,18 @@ export class LmdbDashboardStore implements DashboardStore {
     mkdirSync(dir, { recursive: true });
     // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily.
     const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3 });
-    return new LmdbDashboardStore(
-      env,
-      env.openDB<Stored, LmdbKey>({ name: "parts" }),
-      env.openDB<Stored, LmdbKey>({ name: "registers" }),
-      env.openDB<number, string | LmdbKey>({ name: "meta" }),
-    );
+    const parts = env.openDB<Stored, LmdbKey>({ name: "parts" });
+    const meta = env.openDB<number, string | LmdbKey>({ name: "meta" });
+    try {
+      env.transactionSync(() => {
+        const hasData = parts.getKeysCount({ limit: 1 }) > 0;
+        if (checkReadModelFormat(meta.get(FORMAT), hasData, dir)) meta.putSync(FORMAT, READ_MODEL_FORMAT);
+      });
+    } catch (error) {
+      env.close();
+      throw error;
+    }
+    return new LmdbDashboardStore(env, parts, env.openDB<Stored, LmdbKey>({ name: "registers" }), meta);
   }
 
   private db(key: RecordKey): Database<Stored, LmdbKey> {

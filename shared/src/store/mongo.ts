@@ -14,7 +14,7 @@ import {
   type ReadPreferenceMode,
   type TransactionOptions,
 } from "mongodb";
-import type { Part, RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "../readModel.ts";
 import type { Commit, CommitResult, DashboardRead, DashboardStore, PartStats, RevisionedRecord } from "./types.ts";
 
 /**
@@ -41,6 +41,7 @@ interface SeqDoc {
 }
 
 const APPLIED_SEQ = "appliedSeq";
+const FORMAT = "format";
 const DUPLICATE_KEY = 11000;
 const WRITE_CONFLICT = 112;
 const NAMESPACE_EXISTS = 48;
@@ -122,6 +123,12 @@ export class MongoDashboardStore implements DashboardStore {
         await db.createCollection(name).catch((error: unknown) => {
           if (!hasCode(error, NAMESPACE_EXISTS)) throw error;
         });
+      }
+      const format = db.collection<{ _id: string; version: number }>("meta");
+      const recorded = await format.findOne({ _id: FORMAT });
+      const hasData = (await db.collection("parts").findOne({}, { projection: { _id: 1 } })) !== null;
+      if (checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`)) {
+        await format.updateOne({ _id: FORMAT }, { $setOnInsert: { version: READ_MODEL_FORMAT } }, { upsert: true });
       }
       // The built-in _id index is the only index needed: every read is by _id or an _id range.
       return new MongoDashboardStore(
