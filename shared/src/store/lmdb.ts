@@ -62,48 +62,52 @@ export class LmdbDashboardStore implements DashboardStore {
     });
   }
 
-  async commit({ writes, reads }: Commit, streamSeq: number): Promise<CommitResult> {
-    return this.env.transactionSync((): CommitResult => {
-      for (const expected of [...reads, ...writes.map((w) => ({ key: w.key, rev: w.baseRev }))]) {
-        const rev = this.db(expected.key).get(lmdbKey(expected.key))?.rev ?? 0;
-        if (rev !== expected.rev) return { ok: false, conflict: expected.key };
+  async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
+    const result = this.env.transactionSync(() => this.commitInTransaction(commit, streamSeq));
+    // LMDB (overlappingSync) makes a commit visible before it is on disk; the projector acknowledges
+    // events once this returns, so wait until it is durable.
+    if (result.ok) await this.env.flushed;
+    return result;
+  }
+
+  private commitInTransaction({ writes, reads }: Commit, streamSeq: number): CommitResult {
+    for (const expected of [...reads, ...writes.map((w) => ({ key: w.key, rev: w.baseRev }))]) {
+      const rev = this.db(expected.key).get(lmdbKey(expected.key))?.rev ?? 0;
+      if (rev !== expected.rev) return { ok: false, conflict: expected.key };
+    }
+    // Revisions come from one counter, so a record deleted and created again never reuses one.
+    const rev = (this.meta.get(COMMITS) ?? 0) + 1;
+    this.meta.putSync(COMMITS, rev);
+    const ownerVersions = new Map<string, number>();
+    let bytes = 0;
+    for (const write of writes) {
+      const db = this.db(write.key);
+      const k = lmdbKey(write.key);
+      if (write.value === null) db.removeSync(k);
+      else {
+        db.putSync(k, { rev, value: write.value });
+        bytes += db.getBinary(k)?.length ?? 0;
       }
-      // Revisions come from one counter, so a record deleted and created again never reuses one.
-      const rev = (this.meta.get(COMMITS) ?? 0) + 1;
-      this.meta.putSync(COMMITS, rev);
-      const ownerVersions = new Map<string, number>();
-      let bytes = 0;
-      for (const write of writes) {
-        const db = this.db(write.key);
-        const k = lmdbKey(write.key);
-        if (write.value === null) db.removeSync(k);
-        else {
-          db.putSync(k, { rev, value: write.value });
-          bytes += db.getBinary(k)?.length ?? 0;
-        }
-        ownerVersions.set(write.key.ownerId, 0);
-      }
-      for (const ownerId of ownerVersions.keys()) {
-        const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
-        this.meta.putSync([ownerId, OWNER_VERSION], version);
-        ownerVersions.set(ownerId, version);
-      }
-      if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
-      return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
-    });
+      ownerVersions.set(write.key.ownerId, 0);
+    }
+    for (const ownerId of ownerVersions.keys()) {
+      const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
+      this.meta.putSync([ownerId, OWNER_VERSION], version);
+      ownerVersions.set(ownerId, version);
+    }
+    if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
+    return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
   }
 
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
     // Synchronous reads share one LMDB read snapshot, so version and parts agree.
-    {
-      const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
-      const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
-      const parts: StoredPart[] = [];
-      for (const { key, value } of this.parts.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
-        parts.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), part: value.value as Part });
-      }
-      return { version, parts };
+    const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
+    const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
+    const parts: StoredPart[] = [];
+    for (const { key, value } of this.parts.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
+      parts.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), part: value.value as Part });
     }
+    return { version, parts };
   }
 
   async partStats(ownerId: string): Promise<PartStats> {
