@@ -41,8 +41,11 @@ async function waitForPort(port: number, child: ChildProcess, timeoutMs: number)
 export async function startLocalNats(storeDir: string, port?: number): Promise<LocalNats> {
   mkdirSync(storeDir, { recursive: true });
   const listenPort = port ?? (await freePort());
+  // Its own process group: Ctrl-C in a terminal must not stop NATS while the services still
+  // finish their batch; its owner stops it last.
   const child = spawn("nats-server", ["-js", "-a", "127.0.0.1", "-p", String(listenPort), "-sd", storeDir], {
     stdio: ["ignore", "ignore", "pipe"],
+    detached: true,
   });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));

@@ -56,10 +56,19 @@ function ensureNatsServer() {
   process.exit(1);
 }
 
-/** Runs a child, forwarding SIGINT/SIGTERM so the service can shut down cleanly. */
+/**
+ * Runs a child, passing on the first SIGINT/SIGTERM so the service can shut down cleanly (later
+ * ones are the same Ctrl-C arriving again through npm, or a second press the child handles).
+ */
 function exec(cmd, args) {
   const child = spawn(cmd, args, { stdio: "inherit", cwd: root });
-  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
+  let forwarded = false;
+  for (const signal of ["SIGINT", "SIGTERM"]) {
+    process.on(signal, () => {
+      if (!forwarded) child.kill(signal);
+      forwarded = true;
+    });
+  }
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }
 

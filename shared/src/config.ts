@@ -17,7 +17,8 @@ const configSchema = z.object({
   PROJECTOR_DURABLE: streamName.default("dashboard-projector"),
   PROJECTOR_BATCH_SIZE: int(1, 10_000).default(256),
   PROJECTOR_ACK_WAIT_MS: int(1000, 3_600_000).default(10_000),
-  MAX_EVENT_BYTES: int(1024, 64 * 1024 * 1024).default(256 * 1024),
+  // At most 512 KiB: a license is stored whole in one chunk, and no part may pass PART_MAX_BYTES.
+  MAX_EVENT_BYTES: int(1024, 512 * 1024).default(256 * 1024),
   MONGODB_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
   MONGODB_DB: z.string().regex(/^[^/\\. "$*<>:|?]{1,63}$/, "must be a valid MongoDB database name").optional(),
   MONGODB_READ_PREFERENCE: z

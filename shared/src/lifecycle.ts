@@ -1,14 +1,20 @@
 import type { Logger } from "pino";
 
+/** Ctrl-C reaches a process both from the terminal and through its parent: one press, two signals. */
+const DUPLICATE_SIGNAL_MS = 1000;
+
 /**
  * Runs `shutdown` once on SIGINT or SIGTERM, then exits: 0 when it finished, 1 when it failed.
- * A second signal exits at once.
+ * Another signal more than a second later exits at once.
  */
 export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): void {
-  let stopping = false;
+  let stoppingSince: number | undefined;
   const handler = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
-    stopping = true;
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince > DUPLICATE_SIGNAL_MS) process.exit(1);
+      return;
+    }
+    stoppingSince = Date.now();
     log.info({ signal }, "shutting down");
     shutdown().then(
       () => process.exit(0),

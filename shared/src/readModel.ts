@@ -16,7 +16,7 @@ export const LICENSE_CHUNK_TARGET_BYTES = 64 * 1024;
 
 /**
  * No stored part exceeds this: a chunk is at most its target plus one license, and a license is
- * smaller than the largest event accepted (MAX_EVENT_BYTES is at most 256 KiB by default).
+ * smaller than the largest event accepted (MAX_EVENT_BYTES: 256 KiB by default, 512 KiB at most).
  */
 export const PART_MAX_BYTES = 1024 * 1024;
 

@@ -32,5 +32,3 @@ export function deadLetterSubject(originalSubject: string): string {
 export function dashboardChangedSubject(ownerId: string): string {
   return `${CHANGED_PREFIX}.${ownerId}`;
 }
-
-export const DASHBOARD_CHANGED_ALL = `${CHANGED_PREFIX}.*`;

@@ -263,21 +263,29 @@ export class MongoDashboardStore implements DashboardStore {
   }
 
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
-    // One query. The version document sorts first, so it is read no later than the parts: the
-    // parts are never older than the version returned with them.
+    // One query, in a snapshot session (MongoDB 5.0+): a large owner's parts come in several
+    // batches, and a commit landing between two of them must not show half (a moved project
+    // missing, or twice). The version document sorts first in the range.
     const version = versionId(ownerId);
     const range =
       clientId === undefined
         ? { $gte: version, $lt: `${ownerId}${AFTER_SLASH}` }
         : { $gte: `${ownerId}/${clientId}/`, $lt: `${ownerId}/${clientId}${AFTER_SLASH}` };
     const filter = clientId === undefined ? { _id: range } : { $or: [{ _id: version }, { _id: range }] };
-    const docs = await this.parts
-      .find<Partial<RecordDoc & VersionDoc> & { _id: string }>(filter, {
-        sort: { _id: 1 },
-        projection: { json: 1, version: 1 },
-        readPreference: this.readPreference,
-      })
-      .toArray();
+    const session = this.client.startSession({ snapshot: true });
+    let docs: (Partial<RecordDoc & VersionDoc> & { _id: string })[];
+    try {
+      docs = await this.parts
+        .find<Partial<RecordDoc & VersionDoc> & { _id: string }>(filter, {
+          sort: { _id: 1 },
+          projection: { json: 1, version: 1 },
+          readPreference: this.readPreference,
+          session,
+        })
+        .toArray();
+    } finally {
+      await session.endSession();
+    }
     const read: DashboardRead = { version: 0, parts: [] };
     for (const doc of docs) {
       if (doc._id === version) read.version = doc.version ?? 0;

@@ -49,8 +49,12 @@ export async function applyBatch(
       if (base?.entry === entry) reads.push({ key: entry.key, rev: base.rev });
       else writes.push({ key: entry.key, value: entry.value, baseRev: base?.rev ?? 0 });
     }
+    // Only duplicates or stale versions: nothing to write, so nothing to commit or sync.
+    if (writes.length === 0) return { ownerVersions: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
     const result = await store.commit({ writes, reads }, streamSeq);
     if (result.ok) return { ownerVersions: result.ownerVersions, applied, conflicts: attempt, written: result.written };
+    // Lost to another replica: back off a little, at random, so racing replicas spread out.
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))));
   }
   throw new Error(`batch lost ${MAX_ATTEMPTS} commit races in a row`);
 }
