@@ -69,7 +69,14 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
         expect(body).toEqual(expected);
       }
     }
-    // The surviving projector did its share and the killed one's events were not lost.
+    // The surviving projector is healthy, ready, and did its share (its own metrics say so).
     expect(projectors[1]!.child.exitCode).toBeNull();
+    const port = /"port":(\d+),"msg":"health and metrics listening"/.exec(projectors[1]!.output())?.[1];
+    expect(port).toBeDefined();
+    const base = `http://127.0.0.1:${port}`;
+    expect((await httpGet(`${base}/healthz`)).status).toBe(200);
+    expect((await httpGet(`${base}/readyz`)).status).toBe(200);
+    const applied = /^keybox_projector_events_applied_total (\d+)$/m.exec((await httpGet(`${base}/metrics`)).body)?.[1];
+    expect(Number(applied)).toBeGreaterThan(0);
   });
 });

@@ -6,7 +6,8 @@ import { Projector } from "./projector.ts";
 await runService("projector", async ({ config, log, nc, store }) => {
   const projector = new Projector(nc, store, config, log);
   await projector.start();
-  const health = await startHealthServer(config.METRICS_PORT, () => !nc.isClosed());
+  // Ready while connected to NATS and the read model answers.
+  const health = await startHealthServer(config.METRICS_PORT, async () => !nc.isClosed() && (await store.appliedSeq()) >= 0);
   log.info({ port: health.port }, "health and metrics listening");
   return async () => {
     await projector.stop();

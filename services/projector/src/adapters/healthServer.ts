@@ -8,7 +8,7 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-export async function startHealthServer(port: number, isReady: () => boolean): Promise<HealthServer> {
+export async function startHealthServer(port: number, isReady: () => Promise<boolean>): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const send = (status: number, body: string, type = "application/json") => {
       res.writeHead(status, { "Content-Type": type });
@@ -17,8 +17,10 @@ export async function startHealthServer(port: number, isReady: () => boolean): P
     if (req.method !== "GET") return send(405, JSON.stringify({ message: "Method Not Allowed" }));
     if (req.url === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
     if (req.url === "/readyz") {
-      const ready = isReady();
-      return send(ready ? 200 : 503, JSON.stringify({ status: ready ? "ready" : "not ready" }));
+      isReady()
+        .catch(() => false)
+        .then((ready) => send(ready ? 200 : 503, JSON.stringify({ status: ready ? "ready" : "not ready" })));
+      return;
     }
     if (req.url === "/metrics") {
       register.metrics().then(
