@@ -2,7 +2,7 @@
 // store, so they exercise applyEvent itself.
 import { applyEvent, DEFAULT_PROJECTION, missingRecords, withRecords, type ProjectionOptions, type Slice } from "@keybox/projector";
 import { renderDashboard, type DashboardBody } from "@keybox/query-api";
-import { keyId, parseEvent, type Envelope, type KeyboxEvent, type StoredPart } from "@keybox/shared";
+import { parseEvent, type Envelope, type KeyboxEvent, type StoredPart } from "@keybox/shared";
 
 /** Parses an envelope the way the projector does (its subject is derived from it). */
 export function toEvent(envelope: Envelope): KeyboxEvent {
@@ -48,4 +48,3 @@ export function dashboardOf(events: readonly Envelope[], ownerId: string, now = 
   return renderBody(ownerParts(project(events.map(toEvent)), ownerId), now);
 }
 
-export { keyId };
