@@ -54,13 +54,14 @@ try {
   await projector.start();
   const api = await startQueryApi(config, nc, store, log);
 
-  onShutdownSignal(log, async () => {
+  const shutDownAfter = onShutdownSignal(log, async () => {
     await projector.stop();
     await api.close();
     await nc.drain();
     await store.close();
     await localNats?.stop();
   });
+  void projector.failed.then(shutDownAfter);
 
   const token = await new SignJWT({ userId: DEMO_OWNER_ID })
     .setProtectedHeader({ alg: "HS256" })

@@ -232,6 +232,36 @@ describe("applyEvent", () => {
   });
 });
 
+// Legal ids that a plain object keyed by id gets wrong: "__proto__" (msgpack decodes that key as
+// "__proto_"; assigning it sets the prototype) and names that every object inherits.
+describe.each(["__proto__", "constructor", "prototype", "toString"])("the id %s", (id) => {
+  const neighbour = id.slice(0, -1); // one character shorter: "__proto_", "constructo", …
+  const gone = tombstone("license", 2, { id, clientId: "c1", projectId: "p1" });
+
+  it("serves a license's update, not its first version", () => {
+    const body = dashboard([...parents, license(id, "p1", { status: "PENDING" }), license(id, "p1", { status: "ACTIVE" }, { v: 2, action: "activated" })]);
+    expect(licensesOf(body)).toEqual([expect.objectContaining({ _id: id, key: `KEY-${id}`, status: "ACTIVE" })]);
+  });
+
+  it("keeps a license whose id differs by one character, in either order", () => {
+    for (const order of [[neighbour, id], [id, neighbour]]) {
+      const body = dashboard([...parents, ...order.map((l) => license(l, "p1"))]);
+      expect(licensesOf(body).map((l) => [l._id, l.key])).toEqual([[neighbour, `KEY-${neighbour}`], [id, `KEY-${id}`]]);
+    }
+  });
+
+  it("hides a deleted license", () => {
+    expect(licensesOf(dashboard([...parents, license(id, "p1"), gone]))).toEqual([]);
+    expect(licensesOf(dashboard([...parents, license(neighbour, "p1"), license(id, "p1"), gone])).map((l) => l._id)).toEqual([neighbour]);
+  });
+
+  it("serves a client, a project and a license that all have it", () => {
+    const events = [client(id), projectOf(id, id), license(id, id, { clientId: id })];
+    expect(tree(dashboard(events))).toEqual([[id, [[id, [id]]]]]);
+    expect(tree(dashboardForClient(events, id))).toEqual([[id, [[id, [id]]]]]);
+  });
+});
+
 describe("children before parents", () => {
   it("keeps a license that arrives before its project, and a project before its client, until the parents arrive", () => {
     const events = [license("l1", "p1"), projectOf("p1", "c1"), client("c1")];

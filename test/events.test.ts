@@ -183,3 +183,32 @@ describe("invalid events are rejected with a reason naming the problem", () => {
     expect(rejection(run())).toMatch(reason);
   });
 });
+
+// JSON.parse keeps a "__proto__" key as an own property, but code that copies it by assignment
+// sets the copy's prototype instead, and the fields inside would then read as direct fields.
+describe('a "__proto__" key in data', () => {
+  /** `envelope` whose data is `direct` plus `"__proto__": inner` (a computed key is an own property). */
+  const withProto = (envelope: Envelope, direct: Record<string, unknown>, inner: Record<string, unknown>) =>
+    JSON.stringify({ ...envelope, data: { ...direct, ["__proto__"]: inner } });
+
+  it("does not make the fields inside it count as data's own: the event is rejected for lacking them", () => {
+    const good = client();
+    const { id, ownerId, ...rest } = good.data as Record<string, unknown>;
+    expect(rejection(parseEvent(subjectOf(good), encode(withProto(good, { id, ownerId }, rest)), MAX_BYTES))).toMatch(
+      /^data: name: .*; email: .*; createdAt: /,
+    );
+    expect(rejection(parseEvent(subjectOf(good), encode(withProto(good, {}, good.data)), MAX_BYTES))).toMatch(/^data: id: .*; ownerId: /);
+    const lic = license();
+    const { status, ...others } = lic.data as Record<string, unknown>;
+    expect(rejection(parseEvent(subjectOf(lic), encode(withProto(lic, others, { status })), MAX_BYTES))).toMatch(/^data: status: /);
+  });
+
+  it("is dropped beside complete data, and changes neither the fields nor the prototype", () => {
+    const good = license();
+    const result = parseEvent(subjectOf(good), encode(withProto(good, good.data, { status: "ACTIVE", admin: true })), MAX_BYTES);
+    if (!result.ok) throw new Error(result.reason);
+    expect(result.event.data).toEqual(accepted(good).data);
+    expect(Object.getPrototypeOf(result.event.data)).toBe(Object.prototype);
+    expect(Object.hasOwn(result.event.data, "__proto__")).toBe(false);
+  });
+});

@@ -1,15 +1,19 @@
-// The projector under store faults, on a real nats-server and the real LMDB store wrapped to fail
-// or stall on purpose: nothing is lost, one bad event does not hold up the rest, and slow commits
-// do not make JetStream redeliver what is waiting.
+// The projector under faults, on a real nats-server and the real LMDB store wrapped to fail or stall
+// on purpose: nothing is lost, one bad event does not hold up the rest, no event is retried forever,
+// a store outage never dead-letters good events, and what cannot be applied reaches the dead-letter
+// stream whatever its size.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import type { JetStreamManager } from "nats";
 import { Projector } from "@keybox/projector";
 import {
   buildEnvelope,
   connectNats,
   createLogger,
+  ensureConsumer,
+  ensureStreams,
   loadConfig,
   LmdbDashboardStore,
   publishEvent,
@@ -19,26 +23,31 @@ import {
   type NatsConnection,
 } from "@keybox/shared";
 import { register } from "prom-client";
-import { useNats } from "./support/nats.ts";
+import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 
 const nats = useNats();
-const OWNER = "faultOwner";
-const clientEvent = (id: string): Envelope =>
-  buildEnvelope({ entity: "client", action: "created", version: 1, data: { id, ownerId: OWNER, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" } });
+const clientEvent = (owner: string, id: string): Envelope =>
+  buildEnvelope({ entity: "client", action: "created", version: 1, data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" } });
 
-/** The real store, with a hook that runs before each commit (to fail or stall it). */
+/** The real store, with hooks that run before each commit and write check (to fail or stall them). */
 interface FaultyStore extends DashboardStore {
   beforeCommit: (commit: Commit) => Promise<void>;
+  beforeWriteCheck: () => Promise<void>;
 }
 
 function faulty(inner: DashboardStore): FaultyStore {
   const store: FaultyStore = {
     beforeCommit: async () => {},
+    beforeWriteCheck: async () => {},
     load: (keys) => inner.load(keys),
     commit: async (commit, streamSeq) => {
       await store.beforeCommit(commit);
       return inner.commit(commit, streamSeq);
+    },
+    checkWritable: async () => {
+      await store.beforeWriteCheck();
+      return inner.checkWritable();
     },
     readDashboard: (ownerId, clientId) => inner.readDashboard(ownerId, clientId),
     partStats: (ownerId) => inner.partStats(ownerId),
@@ -48,9 +57,10 @@ function faulty(inner: DashboardStore): FaultyStore {
   return store;
 }
 
-async function counter(name: string): Promise<number> {
+async function counter(name: string, labels: Record<string, string> = {}): Promise<number> {
   const metric = (await register.getMetricsAsJSON()).find((m) => m.name === name);
-  return metric?.values[0]?.value ?? 0;
+  const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return value?.value ?? 0;
 }
 
 let cleanup: (() => Promise<void>)[] = [];
@@ -59,7 +69,7 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function startProjector(env: Record<string, string>): Promise<{ store: FaultyStore; nc: NatsConnection }> {
+async function startProjector(env: Record<string, string>): Promise<{ store: FaultyStore; nc: NatsConnection; projector: Projector }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-faults-"));
   const config = loadConfig({ NATS_URL: nats.url, DATA_DIR: dir, LOG_LEVEL: "silent", ...env });
   const store = faulty(LmdbDashboardStore.open(dir));
@@ -72,15 +82,52 @@ async function startProjector(env: Record<string, string>): Promise<{ store: Fau
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { store, nc };
+  return { store, nc, projector };
 }
 
-const clientNames = async (store: DashboardStore) =>
-  (await store.readDashboard(OWNER)).parts.map((p) => (p.part.kind === "client" ? p.part.client.state?.id : undefined)).sort();
+const clientIds = async (store: DashboardStore, owner: string) =>
+  (await store.readDashboard(owner)).parts.map((p) => (p.part.kind === "client" ? p.part.client.state?.id : undefined)).sort();
 
-describe("the projector under store faults", () => {
-  it("applies the rest of a batch when one event keeps failing, and retries that one", async () => {
-    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: "faults-poison", PROJECTOR_BATCH_SIZE: "50" });
+async function waitForClients(store: DashboardStore, owner: string, count: number, timeoutMs = 20_000) {
+  return eventually(async () => {
+    const ids = await clientIds(store, owner);
+    return ids.length === count ? ids : undefined;
+  }, timeoutMs);
+}
+
+interface DeadLetterSeen {
+  subject: string;
+  size: number;
+  headers: Record<string, string>;
+}
+
+/** The dead letters of `owner`, read back from the dead-letter stream. */
+async function deadLetters(jsm: JetStreamManager, owner: string): Promise<DeadLetterSeen[]> {
+  const found: DeadLetterSeen[] = [];
+  const { state } = await jsm.streams.info(TEST_STREAMS.dlqStream);
+  for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq++) {
+    const m = await jsm.streams.getMessage(TEST_STREAMS.dlqStream, { seq }).catch(() => undefined);
+    if (!m?.subject.startsWith(`keybox.dlq.${owner}.`)) continue;
+    const headers: Record<string, string> = {};
+    for (const key of m.header.keys()) headers[key] = m.header.get(key);
+    found.push({ subject: m.subject, size: m.data.byteLength, headers });
+  }
+  return found;
+}
+
+const settled = async (jsm: JetStreamManager, durable: string) => {
+  const info = await jsm.consumers.info(TEST_STREAMS.eventsStream, durable);
+  return info.num_ack_pending === 0 && info.num_pending === 0 ? info : undefined;
+};
+
+/** Deliveries the consumer made, redeliveries included (its delivery sequence). */
+const deliveries = async (jsm: JetStreamManager, durable: string) =>
+  (await jsm.consumers.info(TEST_STREAMS.eventsStream, durable)).delivered.consumer_seq;
+
+describe("an event the store refuses", () => {
+  it("does not hold up the rest of its batch, and is applied once the store takes it", async () => {
+    const owner = "refusedOnce";
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: "faults-poison", PROJECTOR_BATCH_SIZE: "50", PROJECTOR_ACK_WAIT_MS: "1000" });
     let poisonAttempts = 0;
     store.beforeCommit = async ({ writes }) => {
       if (writes.some((w) => w.key.type === "part" && w.key.clientId === "poison")) {
@@ -90,28 +137,170 @@ describe("the projector under store faults", () => {
     };
     const js = nc.jetstream();
     // Published together, so they are taken as one batch.
-    await Promise.all(["good1", "poison", "good2", "good3"].map((id) => publishEvent(js, clientEvent(id))));
-    expect(await eventually(async () => ((await clientNames(store)).length === 3 ? clientNames(store) : undefined))).toEqual(["good1", "good2", "good3"]);
+    await Promise.all(["good1", "poison", "good2", "good3"].map((id) => publishEvent(js, clientEvent(owner, id))));
+    expect(await waitForClients(store, owner, 3)).toEqual(["good1", "good2", "good3"]);
     await eventually(async () => (poisonAttempts >= 3 ? true : undefined));
 
     // Once the store takes it, the retried event is applied too: nothing was lost.
     store.beforeCommit = async () => {};
-    expect(await eventually(async () => ((await clientNames(store)).length === 4 ? clientNames(store) : undefined))).toContain("poison");
+    expect(await waitForClients(store, owner, 4)).toContain("poison");
+    expect(await deadLetters(await nc.jetstreamManager(), owner)).toEqual([]);
   });
 
-  it("does not let JetStream redeliver events that wait behind slow commits", async () => {
+  it("is dead-lettered with the store's reason after max_deliver deliveries, and not retried again", async () => {
+    const owner = "refusedAlways";
+    const durable = "faults-max-deliver";
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_ACK_WAIT_MS: "1000", PROJECTOR_MAX_DELIVER: "3" });
+    const jsm = await nc.jetstreamManager();
+    // The consumer was created from the settings: three deliveries, backoff 1 s then 2 s.
+    const created = await jsm.consumers.info(TEST_STREAMS.eventsStream, durable);
+    expect(created.config.max_deliver).toBe(3);
+    expect(created.config.backoff).toEqual([1e9, 2e9]);
+
+    let poisonAttempts = 0;
+    store.beforeCommit = async ({ writes }) => {
+      if (writes.some((w) => w.key.type === "part" && w.key.clientId === "poison")) {
+        poisonAttempts++;
+        throw new Error("document too large");
+      }
+    };
+    const before = await counter("keybox_projector_events_dead_lettered_total", { reason: "store_refused" });
+    const js = nc.jetstream();
+    await publishEvent(js, clientEvent(owner, "poison"));
+    await publishEvent(js, clientEvent(owner, "fine"));
+
+    const [letter] = await eventually(async () => {
+      const found = await deadLetters(jsm, owner);
+      return found.length ? found : undefined;
+    }, 20_000);
+    expect(letter!.subject).toBe(`keybox.dlq.${owner}.client.created`);
+    expect(letter!.headers["KeyBox-DLQ-Reason"]).toMatch(/refused it 3 times: document too large/);
+    expect(await clientIds(store, owner)).toEqual(["fine"]);
+    expect(await counter("keybox_projector_events_dead_lettered_total", { reason: "store_refused" })).toBe(before + 1);
+    // Acknowledged once dead-lettered: nothing pending, and no further attempts.
+    await eventually(() => settled(jsm, durable));
+    const attempts = poisonAttempts;
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(poisonAttempts).toBe(attempts);
+  });
+});
+
+describe("a store outage", () => {
+  it("holds every event, dead-letters none, reports not ready, and applies them all when the store is back", async () => {
+    const owner = "outageOwner";
+    const durable = "faults-outage";
+    const { store, nc, projector } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_ACK_WAIT_MS: "1000", PROJECTOR_MAX_DELIVER: "2" });
+    const jsm = await nc.jetstreamManager();
+    await waitForClients(store, "refusedOnce", 4); // this stream's earlier events, applied before the outage
+    const outages = await counter("keybox_projector_store_outages_total");
+    // Down: every commit fails, and so does the store's own write check.
+    let down = true;
+    const failWhileDown = async () => {
+      if (down) throw new Error("disk full");
+    };
+    store.beforeCommit = failWhileDown;
+    store.beforeWriteCheck = failWhileDown;
+    const js = nc.jetstream();
+    const ids = ["o1", "o2", "o3"];
+    for (const id of ids) await publishEvent(js, clientEvent(owner, id));
+
+    await eventually(async () => ((await projector.readiness()).store === "unavailable" ? true : undefined));
+    expect((await projector.readiness()).ready).toBe(false);
+    // Longer than max_deliver × backoff: had the events been nak'd, they would have run out.
+    await new Promise((r) => setTimeout(r, 5000));
+    expect(await clientIds(store, owner)).toEqual([]);
+
+    down = false;
+    expect(await waitForClients(store, owner, 3)).toEqual(ids);
+    expect(await deadLetters(jsm, owner)).toEqual([]);
+    expect(await counter("keybox_projector_store_outages_total")).toBe(outages + 1);
+    await eventually(() => settled(jsm, durable));
+    // Held, not handed back: each event was delivered once.
+    expect(await deliveries(jsm, durable)).toBe((await jsm.streams.info(TEST_STREAMS.eventsStream)).state.messages);
+    expect((await projector.readiness()).ready).toBe(true);
+  });
+});
+
+describe("redelivery timing", () => {
+  it("keeps slow batches from being redelivered, at the pace of the consumer's real ack wait", async () => {
+    const durable = "faults-slow";
+    // The consumer already exists with a 1 s ack wait; this process is configured with 30 s, so
+    // heartbeats paced by the environment would come too late.
+    const admin = await connectNats(nats.url, "faults-admin");
+    await ensureStreams(admin, TEST_STREAMS);
+    await ensureConsumer(admin, { stream: TEST_STREAMS.eventsStream, durable, ackWaitMs: 1000, maxDeliver: 3, maxAckPending: 1000 });
+    await admin.close();
+
     const received = await counter("keybox_projector_events_received_total");
-    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: "faults-slow", PROJECTOR_BATCH_SIZE: "20", PROJECTOR_ACK_WAIT_MS: "1000" });
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_BATCH_SIZE: "20", PROJECTOR_ACK_WAIT_MS: "30000" });
     // Each commit takes longer than the ack wait, so everything behind it waits several ack waits.
     store.beforeCommit = () => new Promise((resolve) => setTimeout(resolve, 1200));
     const js = nc.jetstream();
-    const before = (await (await nc.jetstreamManager()).streams.info("KEYBOX_EVENTS")).state.messages;
+    const jsm = await nc.jetstreamManager();
+    const before = (await jsm.streams.info(TEST_STREAMS.eventsStream)).state.messages;
+    const owner = "slowOwner";
     const ids = Array.from({ length: 100 }, (_, i) => `slow${String(i).padStart(3, "0")}`);
-    await Promise.all(ids.map((id) => publishEvent(js, clientEvent(id))));
-    await eventually(async () => ((await clientNames(store)).filter((n) => n?.startsWith("slow")).length === ids.length ? true : undefined), 60_000);
-    // Every event in the stream (this test's and the earlier test's) was taken once: none came
+    await Promise.all(ids.map((id) => publishEvent(js, clientEvent(owner, id))));
+    await waitForClients(store, owner, ids.length, 60_000);
+    // Every event in the stream (this test's and the earlier tests') was taken once: none came
     // back while waiting.
     expect((await counter("keybox_projector_events_received_total")) - received).toBe(before + ids.length);
-    expect((await (await nc.jetstreamManager()).consumers.info("KEYBOX_EVENTS", "faults-slow")).num_redelivered).toBe(0);
+    expect(await deliveries(jsm, durable)).toBe(before + ids.length);
+  });
+});
+
+describe("dead letters", () => {
+  it("keep an invalid event as large as NATS allows: truncated, marked, with its original size", async () => {
+    const owner = "hugeOwner";
+    const durable = "faults-huge";
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_ACK_WAIT_MS: "1000" });
+    const js = nc.jetstream();
+    const jsm = await nc.jetstreamManager();
+    const size = 1_048_376; // accepted by a server whose max_payload is 1 MiB
+    expect(nc.info!.max_payload).toBeGreaterThanOrEqual(size);
+    await js.publish(`keybox.events.${owner}.client.created`, new Uint8Array(size).fill(0x7b));
+    await publishEvent(js, clientEvent(owner, "afterHuge"));
+
+    expect(await waitForClients(store, owner, 1)).toEqual(["afterHuge"]);
+    const [letter] = await eventually(async () => {
+      const found = await deadLetters(jsm, owner);
+      return found.length ? found : undefined;
+    });
+    expect(letter!.headers["KeyBox-DLQ-Reason"]).toMatch(/too large: 1048376 bytes/);
+    expect(letter!.headers["KeyBox-DLQ-Truncated"]).toBe("true");
+    expect(letter!.headers["KeyBox-Original-Size"]).toBe(String(size));
+    expect(letter!.size).toBeGreaterThan(900 * 1024);
+    expect(letter!.size).toBeLessThan(size);
+    await eventually(() => settled(jsm, durable));
+    expect(await deliveries(jsm, durable)).toBe((await jsm.streams.info(TEST_STREAMS.eventsStream)).state.messages);
+  });
+
+  it("catch an event JetStream gave up on because no delivery was ever acknowledged (crashes)", async () => {
+    const owner = "crashOwner";
+    const durable = "faults-crashes";
+    const admin = await connectNats(nats.url, "faults-admin");
+    await ensureStreams(admin, TEST_STREAMS);
+    await ensureConsumer(admin, { stream: TEST_STREAMS.eventsStream, durable, ackWaitMs: 1000, maxDeliver: 2, maxAckPending: 1000 });
+    const jsm = await admin.jetstreamManager();
+    // Everything already in the stream is someone else's: move this consumer past it.
+    const { state } = await jsm.streams.info(TEST_STREAMS.eventsStream);
+    const consumer = await admin.jetstream().consumers.get(TEST_STREAMS.eventsStream, durable);
+    for (let n = 0; n < state.messages; n++) (await consumer.next({ expires: 2000 }))?.ack();
+    // A replica that takes the event and dies before acknowledging it, on both deliveries.
+    const { seq } = await publishEvent(admin.jetstream(), clientEvent(owner, "crasher"));
+    for (let delivery = 1; delivery <= 2; delivery++) {
+      const msg = await consumer.next({ expires: 5000 });
+      expect(msg?.seq).toBe(seq);
+      expect(msg?.info.deliveryCount).toBe(delivery);
+    }
+    // A healthy replica is running when JetStream gives up (after the second ack wait, 2 s).
+    await startProjector({ PROJECTOR_DURABLE: durable });
+    const [letter] = await eventually(async () => {
+      const found = await deadLetters(jsm, owner);
+      return found.length ? found : undefined;
+    });
+    expect(letter!.headers["KeyBox-DLQ-Reason"]).toMatch(/not acknowledged after 2 deliveries/);
+    expect(letter!.headers["KeyBox-Original-Seq"]).toBe(String(seq));
+    await admin.close();
   });
 });

@@ -30,7 +30,7 @@ const EVENTS_PER_SECOND = 500;
 
 describe("two projectors and two query APIs on one LMDB folder", () => {
   it("converge to the same dashboards as the events, also when a projector is killed mid-stream", async () => {
-    const common = { NATS_URL: nats.url, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, PROJECTOR_ACK_WAIT_MS: "2000", METRICS_PORT: "0", READY_MAX_LAG: "0" };
+    const common = { NATS_URL: nats.url, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, PROJECTOR_ACK_WAIT_MS: "2000", METRICS_PORT: "0" };
     const projectors = [0, 1].map(() => spawnService("services/projector/src/main.ts", common));
     running.push(...projectors);
     const apis = await Promise.all(

@@ -6,9 +6,10 @@ import os from "node:os";
 import path from "node:path";
 import { open } from "lmdb";
 import { serve } from "@hono/node-server";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
-import { createApp, createOwnerVerifier } from "@keybox/query-api";
+import { createApp, createOwnerVerifier, renderDashboard, type DashboardBody } from "@keybox/query-api";
 import {
   buildEnvelope,
   createLogger,
@@ -20,10 +21,14 @@ import {
   registerKey,
   type DashboardStore,
   type Envelope,
+  type KeyboxEvent,
+  type LicenseState,
   type Part,
 } from "@keybox/shared";
+import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { toEvent } from "./support/inMemory.ts";
+import { referenceDashboard } from "./support/reference.ts";
 import { TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
 import { storeAdapters } from "./support/stores.ts";
 
@@ -58,7 +63,7 @@ for (const adapter of adapters) {
           writes: [
             { key: partKey("o1", "c2"), value: client("c2"), baseRev: 0 },
             { key: partKey("o1", "c1", "p1"), value: { kind: "project", chunks: 1 }, baseRev: 0 },
-            { key: partKey("o1", "c1", "p1", 1), value: { kind: "licenses", licenses: {}, bytes: 0 }, baseRev: 0 },
+            { key: partKey("o1", "c1", "p1", 1), value: { kind: "licenses", licenses: [], bytes: 0 }, baseRev: 0 },
             { key: partKey("o1", "c1"), value: client("c1"), baseRev: 0 },
             { key: partKey("o2", "c9"), value: client("c9"), baseRev: 0 },
             { key: registerKey("o1", "project", "p1"), value: { kind: "project", clientId: "c1" }, baseRev: 0 },
@@ -126,6 +131,75 @@ for (const adapter of adapters) {
       store = await adapter.reopen();
       expect((await store.readDashboard("o1")).parts).toHaveLength(4);
       expect(await store.appliedSeq()).toBe(seq);
+    });
+
+    // Issue 6: ids are any [A-Za-z0-9_-]{1,64}, "__proto__" included. Stored parts must keep them
+    // through the adapter's encoding (msgpack renames an object key "__proto__" to "__proto_").
+    describe("ids such as __proto__, through the store's encoding", () => {
+      let seq = 2_000_000;
+
+      /** Applies each event in a batch of its own, so each reads what the one before stored; gives "id status" per license served. */
+      async function served(events: Envelope[]) {
+        for (const envelope of events) await applyBatch(store, [toEvent(envelope)], ++seq);
+        const body = JSON.parse(renderDashboard((await store.readDashboard(events[0]!.ownerid)).parts, NOW)) as DashboardBody;
+        return body.data.flatMap((c) => c.projects.flatMap((p) => p.licenses.map((l) => `${l._id} ${l.status}`)));
+      }
+      const parents = (ownerId: string) => [
+        buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "c1", ownerId, name: "C", email: "c@x.io", createdAt: "2024-01-01T00:00:00.000Z" } }),
+        buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: "p1", ownerId, clientId: "c1", name: "P", createdAt: "2024-01-01T00:00:00.000Z" } }),
+      ];
+      const licenseEvent = (ownerId: string, id: string, version: number, status: LicenseState["status"]) =>
+        buildEnvelope({
+          entity: "license",
+          action: version === 1 ? "created" : "updated",
+          version,
+          data: { id, ownerId, clientId: "c1", projectId: "p1", key: `KB-${id}-${version}`, duration: 12, issuedAt: "2024-01-01T00:00:00.000Z", expiresAt: "2099-01-01T00:00:00.000Z", status, services: [] },
+        });
+      /** The history under owners of its own: the store keeps what earlier runs wrote. */
+      const withOwnerSuffix = (events: readonly KeyboxEvent[], suffix: string) =>
+        events.map((e) => ({ ...e, ownerId: e.ownerId + suffix, data: { ...e.data, ownerId: e.ownerId + suffix } }) as KeyboxEvent);
+
+      describe.each(["__proto__", "constructor", "prototype", "toString"])("license %s", (id) => {
+        it("serves its update (v2 ACTIVE), not v1 PENDING", async () => {
+          const owner = `upd${id}`;
+          expect(await served([...parents(owner), licenseEvent(owner, id, 1, "PENDING"), licenseEvent(owner, id, 2, "ACTIVE")])).toEqual([`${id} ACTIVE`]);
+        });
+
+        it("keeps a license created before it whose id is one character shorter", async () => {
+          const owner = `nbr${id}`;
+          const neighbour = id.slice(0, -1);
+          expect(await served([...parents(owner), licenseEvent(owner, neighbour, 1, "PENDING"), licenseEvent(owner, id, 1, "ACTIVE")])).toEqual([
+            `${neighbour} PENDING`,
+            `${id} ACTIVE`,
+          ]);
+        });
+
+        it("is no longer served once deleted", async () => {
+          const owner = `del${id}`;
+          const gone = buildEnvelope({ entity: "license", action: "deleted", version: 2, data: { id, ownerId: owner, clientId: "c1", projectId: "p1" } });
+          expect(await served([...parents(owner), licenseEvent(owner, id, 1, "PENDING"), gone])).toEqual([]);
+        });
+      });
+
+      it("serves what the reference model says for any delivery of a history with such ids, whole and per client", async () => {
+        const scenario = historyArb.chain((history) => fc.tuple(deliveryOf(history), fc.integer({ min: 1, max: 12 }), fc.constantFrom(...CHUNKINGS)));
+        let run = 0;
+        await fc.assert(
+          fc.asyncProperty(scenario, async ([delivery, batchSize, options]) => {
+            const suffix = `-${++run}`;
+            const events = withOwnerSuffix(delivery, suffix);
+            for (let i = 0; i < events.length; i += batchSize) await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
+            for (const ownerId of OWNERS.map((o) => o + suffix)) {
+              for (const clientId of [undefined, ...CLIENT_IDS]) {
+                const { parts } = await store.readDashboard(ownerId, clientId);
+                expect(JSON.parse(renderDashboard(parts, NOW))).toEqual(referenceDashboard(events, ownerId, NOW, clientId));
+              }
+            }
+          }),
+          // A failure is shrunk for at most 30 s: each try writes to the store.
+          { numRuns: 40, interruptAfterTimeLimit: 30_000 },
+        );
+      }, 120_000);
     });
 
     describe("a large tenant: 100,000 licenses across 1,000 clients, one client with 20,000", () => {

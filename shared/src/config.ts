@@ -17,6 +17,8 @@ const configSchema = z.object({
   PROJECTOR_DURABLE: streamName.default("dashboard-projector"),
   PROJECTOR_BATCH_SIZE: int(1, 10_000).default(256),
   PROJECTOR_ACK_WAIT_MS: int(1000, 3_600_000).default(10_000),
+  // JetStream needs max_deliver greater than the number of backoff steps, so at least 2.
+  PROJECTOR_MAX_DELIVER: int(2, 100).default(8),
   // At most 512 KiB: a license is stored whole in one chunk, and no part may pass PART_MAX_BYTES.
   MAX_EVENT_BYTES: int(1024, 512 * 1024).default(256 * 1024),
   MONGODB_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
@@ -28,7 +30,6 @@ const configSchema = z.object({
   PORT: int(0, 65_535).default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
   METRICS_PORT: int(0, 65_535).default(9464),
-  READY_MAX_LAG: int(0, Number.MAX_SAFE_INTEGER).default(100),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
   JWT_OWNER_CLAIM: z.string().min(1).default("userId"),
   JWT_ALGORITHMS: z

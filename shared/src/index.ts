@@ -8,3 +8,4 @@ export * from "./nats.ts";
 export * from "./lifecycle.ts";
 export * from "./service.ts";
 export * from "./licenseView.ts";
+export * from "./http.ts";

@@ -4,28 +4,37 @@ import type { Logger } from "pino";
 const DUPLICATE_SIGNAL_MS = 1000;
 
 /**
- * Runs `shutdown` once on SIGINT or SIGTERM, then exits: 0 when it finished, 1 when it failed.
- * Another signal more than a second later exits at once.
+ * Runs `shutdown` once, on SIGINT or SIGTERM or when the returned function reports a failure, then
+ * exits: 0 after a signal and a clean shutdown, 1 after a failure. Another signal more than a
+ * second later exits at once.
  */
-export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): void {
+export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): (failure: Error) => void {
   let stoppingSince: number | undefined;
-  const handler = (signal: NodeJS.Signals) => {
-    if (stoppingSince !== undefined) {
-      if (Date.now() - stoppingSince > DUPLICATE_SIGNAL_MS) process.exit(1);
-      return;
-    }
+  const stop = (exitCode: number) => {
     stoppingSince = Date.now();
-    log.info({ signal }, "shutting down");
     shutdown().then(
-      () => process.exit(0),
+      () => process.exit(exitCode),
       (error: unknown) => {
         log.error({ err: error }, "shutdown failed");
         process.exit(1);
       },
     );
   };
+  const handler = (signal: NodeJS.Signals) => {
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince > DUPLICATE_SIGNAL_MS) process.exit(1);
+      return;
+    }
+    log.info({ signal }, "shutting down");
+    stop(0);
+  };
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
+  return (failure) => {
+    if (stoppingSince !== undefined) return;
+    log.fatal({ err: failure }, "shutting down after a failure");
+    stop(1);
+  };
 }
 
 /** For entry points: a failure to start (bad configuration included) is one clear line and exit 1. */

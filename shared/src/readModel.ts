@@ -39,10 +39,19 @@ export interface ProjectHead {
   chunks: number;
 }
 
+/** A license in its chunk: its id with its newest version and rendered state (null: a tombstone). */
+export interface LicenseEntry extends Entry<RenderedLicense> {
+  id: string;
+}
+
 export interface LicenseChunk {
   kind: "licenses";
-  /** Licenses are kept rendered: the projection needs only their versions, a read only the JSON. */
-  licenses: Record<string, Entry<RenderedLicense>>;
+  /**
+   * Licenses are kept rendered: the projection needs only their versions, a read only the JSON.
+   * An array of entries that carry their ids, never an object keyed by id: "__proto__" is a legal
+   * id, and decoders turn such a key into something else (msgpack renames it "__proto_").
+   */
+  licenses: LicenseEntry[];
   /** The size of `licenses` as JSON, kept up to date so filling a chunk needs no re-encoding. */
   bytes: number;
 }
@@ -101,7 +110,7 @@ export interface StoredPart {
  * The stored shape's version. A store written in another shape is refused at start rather than
  * served wrong; it is rebuilt from the event stream (README, "Rebuild").
  */
-export const READ_MODEL_FORMAT = 2;
+export const READ_MODEL_FORMAT = 3;
 
 /**
  * Checks the format a store records (`hasData` without a record means the first format). Returns

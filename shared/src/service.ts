@@ -11,6 +11,8 @@ export interface ServiceContext {
   log: Logger;
   nc: NatsConnection;
   store: DashboardStore;
+  /** Reports that the service cannot go on: it shuts down and the process exits with 1. */
+  fail: (failure: Error) => void;
 }
 
 /** Runs a service; `start` returns how to stop what it started (before NATS and the store close). */
@@ -20,12 +22,15 @@ export async function runService(name: string, start: (context: ServiceContext) 
     const log = createLogger(name, config.LOG_LEVEL);
     const nc = await connectNats(requireSetting(config, "NATS_URL", `to run the ${name} on its own`), `keybox-${name}`);
     const store = await openStore(config);
-    const stop = await start({ config, log, nc, store });
-    onShutdownSignal(log, async () => {
+    let reportFailure: (failure: Error) => void = () => {};
+    const failed = new Promise<Error>((resolve) => (reportFailure = resolve));
+    const stop = await start({ config, log, nc, store, fail: reportFailure });
+    const shutDownAfter = onShutdownSignal(log, async () => {
       await stop();
       await nc.drain();
       await store.close();
     });
+    void failed.then(shutDownAfter);
   } catch (error) {
     exitOnStartFailure(error);
   }

@@ -1,8 +1,25 @@
 // The projection rules run over a plain Map: how the domain tests see the read model without any
 // store, so they exercise applyEvent itself.
+import { Packr } from "msgpackr";
 import { applyEvent, DEFAULT_PROJECTION, missingRecords, withRecords, type ProjectionOptions, type Slice } from "@keybox/projector";
 import { renderDashboard, type DashboardBody } from "@keybox/query-api";
 import { parseEvent, type Envelope, type KeyboxEvent, type StoredPart } from "@keybox/shared";
+
+/**
+ * The Map holds what a store would give back: every record written is encoded and decoded as LMDB
+ * does (msgpack, with shared record structures). So the rules are tested on what they really read,
+ * and a stored shape a decoder changes (msgpack renames an object key "__proto__" to "__proto_")
+ * fails the domain tests, not only the store's.
+ */
+const codec = new Packr({ structures: [] });
+function stored(before: Slice, after: Slice): Slice {
+  if (after === before) return before;
+  const next = new Map(after);
+  for (const [id, entry] of after) {
+    if (before.get(id) !== entry) next.set(id, { key: entry.key, value: codec.unpack(codec.pack(entry.value)) });
+  }
+  return next;
+}
 
 /** Parses an envelope the way the projector does (its subject is derived from it). */
 export function toEvent(envelope: Envelope): KeyboxEvent {
@@ -23,7 +40,7 @@ export function project(events: readonly KeyboxEvent[], slice: Slice = new Map()
         missing.map((key) => ({ key, value: null })),
       );
     }
-    current = applyEvent(current, event, options);
+    current = stored(current, applyEvent(current, event, options));
   }
   return current;
 }

@@ -38,7 +38,6 @@ export async function startPipeline(natsUrl: string, env: Record<string, string>
     HOST: "127.0.0.1",
     JWT_SECRET: TEST_JWT_SECRET,
     LOG_LEVEL: "silent",
-    READY_MAX_LAG: "0",
     ...env,
   });
   const log = createLogger("test", config.LOG_LEVEL);
@@ -64,12 +63,17 @@ export async function startPipeline(natsUrl: string, env: Record<string, string>
   };
 }
 
-export async function tokenFor(claims: Record<string, unknown>, options: { secret?: string; expiresIn?: string } = {}) {
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: "HS256" })
-    .setIssuedAt()
-    .setExpirationTime(options.expiresIn ?? "1h")
-    .sign(new TextEncoder().encode(options.secret ?? TEST_JWT_SECRET));
+export interface TokenOptions {
+  secret?: string;
+  /** Relative to now, as jose reads it ("1h", "-5s"); null signs a token without `exp`. */
+  expiresIn?: string | null;
+  alg?: "HS256" | "HS384" | "HS512";
+}
+
+export async function tokenFor(claims: Record<string, unknown>, options: TokenOptions = {}) {
+  const jwt = new SignJWT(claims).setProtectedHeader({ alg: options.alg ?? "HS256" }).setIssuedAt();
+  if (options.expiresIn !== null) jwt.setExpirationTime(options.expiresIn ?? "1h");
+  return jwt.sign(new TextEncoder().encode(options.secret ?? TEST_JWT_SECRET));
 }
 
 /** Polls `probe` until it returns a value, or fails after `timeoutMs`. */

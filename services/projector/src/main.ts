@@ -3,11 +3,11 @@ import { runService } from "@keybox/shared";
 import { startHealthServer } from "./adapters/healthServer.ts";
 import { Projector } from "./projector.ts";
 
-await runService("projector", async ({ config, log, nc, store }) => {
+await runService("projector", async ({ config, log, nc, store, fail }) => {
   const projector = new Projector(nc, store, config, log);
   await projector.start();
-  // Ready while connected to NATS and the read model answers.
-  const health = await startHealthServer(config.METRICS_PORT, async () => !nc.isClosed() && (await store.appliedSeq()) >= 0);
+  void projector.failed.then(fail);
+  const health = await startHealthServer(config.METRICS_PORT, () => projector.readiness());
   log.info({ port: health.port }, "health and metrics listening");
   return async () => {
     await projector.stop();

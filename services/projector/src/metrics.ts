@@ -1,4 +1,10 @@
-import { Counter } from "prom-client";
+import { Counter, Gauge } from "prom-client";
+
+/**
+ * Why an event was dead-lettered: it breaks the contract; the read model kept refusing it; or
+ * JetStream stopped delivering it because no delivery was ever acknowledged (crashes).
+ */
+export type DeadLetterReason = "invalid" | "store_refused" | "max_deliveries";
 
 export const projectorMetrics = {
   eventsReceived: new Counter({ name: "keybox_projector_events_received_total", help: "Events taken from the stream" }),
@@ -8,12 +14,25 @@ export const projectorMetrics = {
   }),
   deadLettered: new Counter({
     name: "keybox_projector_events_dead_lettered_total",
-    help: "Invalid events copied to the dead-letter stream",
+    help: "Events copied to the dead-letter stream, by reason (invalid, store_refused, max_deliveries)",
+    labelNames: ["reason"] as const,
   }),
   commitConflicts: new Counter({
     name: "keybox_projector_commit_conflicts_total",
     help: "Batch commits lost to another projector replica and retried",
   }),
   bytesWritten: new Counter({ name: "keybox_projector_bytes_written_total", help: "Bytes of read-model records written" }),
-  batchFailures: new Counter({ name: "keybox_projector_batch_failures_total", help: "Batches that failed and will be redelivered" }),
+  batchFailures: new Counter({ name: "keybox_projector_batch_failures_total", help: "Commits that failed (their events are retried)" }),
+  storeOutages: new Counter({
+    name: "keybox_projector_store_outages_total",
+    help: "Times the read model became unavailable (events are held, not dead-lettered, until it is back)",
+  }),
+  consumerPending: new Gauge({
+    name: "keybox_projector_consumer_pending",
+    help: "Events in the stream not yet delivered to the projectors (sampled every 5 s)",
+  }),
+  consumerAckPending: new Gauge({
+    name: "keybox_projector_consumer_ack_pending",
+    help: "Events delivered to the projectors and not yet acknowledged (sampled every 5 s)",
+  }),
 };

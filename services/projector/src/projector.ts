@@ -1,30 +1,66 @@
 // The projector service: consumes the event stream, applies events to the read model in batches,
-// acknowledges them once durable, dead-letters invalid ones, and announces changed dashboards.
-import type { ConsumerMessages, JsMsg } from "nats";
+// acknowledges them once durable, dead-letters what it cannot apply, and announces changed
+// dashboards. It tells a store outage (hold everything, retry, never give up) from an event the
+// store refuses (retry with backoff, then dead-letter), and stops when its consumer is gone.
+import { ConsumerEvents, Events, type ConsumerMessages, type JetStreamManager, type JsMsg, type Msg, type Subscription } from "nats";
 import {
   dashboardChangedSubject,
   ensureConsumer,
   ensureStreams,
+  isNotFound,
   parseEvent,
+  StoreUnavailableError,
   type Config,
   type DashboardChanged,
   type DashboardStore,
+  type DeliveryPolicy,
   type KeyboxEvent,
   type Logger,
   type NatsConnection,
 } from "@keybox/shared";
-import { deadLetter } from "./adapters/deadLetters.ts";
+import { deadLetter, type DeadLetter } from "./adapters/deadLetters.ts";
 import { applyBatch } from "./domain/applyBatch.ts";
-import { projectorMetrics as metrics } from "./metrics.ts";
+import { projectorMetrics as metrics, type DeadLetterReason } from "./metrics.ts";
 
 export type ProjectorConfig = Pick<
   Config,
-  "EVENTS_STREAM" | "DLQ_STREAM" | "PROJECTOR_DURABLE" | "PROJECTOR_BATCH_SIZE" | "PROJECTOR_ACK_WAIT_MS" | "MAX_EVENT_BYTES"
+  | "EVENTS_STREAM"
+  | "DLQ_STREAM"
+  | "PROJECTOR_DURABLE"
+  | "PROJECTOR_BATCH_SIZE"
+  | "PROJECTOR_ACK_WAIT_MS"
+  | "PROJECTOR_MAX_DELIVER"
+  | "MAX_EVENT_BYTES"
 >;
 
-const RETRY_DELAY_MS = 1000;
+/** The projector's durable consumer (or its stream) no longer exists: it cannot go on. */
+export class ConsumerLostError extends Error {
+  override name = "ConsumerLostError";
+}
+
+export type ProjectorReadiness = {
+  ready: boolean;
+  nats: "connected" | "disconnected";
+  consumer: "ok" | "missing" | "unknown";
+  store: "ok" | "unavailable";
+  /** Events not yet delivered plus delivered but unacknowledged, at the last consumer check. */
+  lag?: number;
+};
+
+/** A store outage is retried after 0.5 s, doubling up to 30 s, for as long as it lasts. */
+const OUTAGE_FIRST_RETRY_MS = 500;
+const OUTAGE_MAX_RETRY_MS = 30_000;
+/** How often the consumer's existence and lag are checked. */
+const CONSUMER_CHECK_MS = 5000;
+/** Health probes never wait longer than this. */
+const PROBE_TIMEOUT_MS = 2000;
+/** What a connection's INFO says when the client has none yet: the server default. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 type Valid = { seq: number; event: KeyboxEvent };
+
+const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
+  Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);
 
 export class Projector {
   /**
@@ -33,11 +69,22 @@ export class Projector {
    */
   private readonly waiting = new Map<number, JsMsg>();
   private readonly inFlight = new Map<number, JsMsg>();
+  /** How the server redelivers, as read from the consumer (not from this process's settings). */
+  private policy: DeliveryPolicy = { ackWaitMs: 0, maxDeliver: 0, backoffMs: [] };
   private wake: (() => void) | undefined;
   private messages: ConsumerMessages | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private advisories: Subscription | undefined;
+  private jsm: JetStreamManager | undefined;
+  private timers: NodeJS.Timeout[] = [];
   private loop: Promise<void> | undefined;
   private stopping = false;
+  private readonly stopped = new AbortController();
+  private connected = true;
+  private consumer: { state: ProjectorReadiness["consumer"]; lag?: number } = { state: "unknown" };
+  private outage: { since: number; retries: number } | undefined;
+  private fail: (error: Error) => void = () => {};
+  /** Resolves when the projector cannot go on (its consumer is gone): the process should end. */
+  readonly failed = new Promise<Error>((resolve) => (this.fail = resolve));
 
   constructor(
     private readonly nc: NatsConnection,
@@ -47,18 +94,32 @@ export class Projector {
   ) {}
 
   async start(): Promise<void> {
-    const { EVENTS_STREAM, DLQ_STREAM, PROJECTOR_DURABLE, PROJECTOR_BATCH_SIZE, PROJECTOR_ACK_WAIT_MS } = this.config;
+    const { EVENTS_STREAM, DLQ_STREAM, PROJECTOR_DURABLE, PROJECTOR_BATCH_SIZE, PROJECTOR_ACK_WAIT_MS, PROJECTOR_MAX_DELIVER } = this.config;
     await ensureStreams(this.nc, { eventsStream: EVENTS_STREAM, dlqStream: DLQ_STREAM });
-    await ensureConsumer(this.nc, {
+    this.policy = await ensureConsumer(this.nc, {
       stream: EVENTS_STREAM,
       durable: PROJECTOR_DURABLE,
       ackWaitMs: PROJECTOR_ACK_WAIT_MS,
+      maxDeliver: PROJECTOR_MAX_DELIVER,
       maxAckPending: Math.max(1000, PROJECTOR_BATCH_SIZE * 4),
     });
+    this.consumer = { state: "ok" };
+    if (this.policy.ackWaitMs !== PROJECTOR_ACK_WAIT_MS || this.policy.maxDeliver !== PROJECTOR_MAX_DELIVER) {
+      this.log.warn(
+        { durable: PROJECTOR_DURABLE, consumer: this.policy, configured: { ackWaitMs: PROJECTOR_ACK_WAIT_MS, maxDeliver: PROJECTOR_MAX_DELIVER } },
+        "the existing consumer was created with other delivery settings; using the consumer's",
+      );
+    }
+    void this.watchConnection();
+    this.advisories = this.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${EVENTS_STREAM}.${PROJECTOR_DURABLE}`, {
+      queue: `keybox-projector.${PROJECTOR_DURABLE}`,
+      callback: (_error, msg) => void this.onMaxDeliveries(msg),
+    });
+
     const consumer = await this.nc.jetstream().consumers.get(EVENTS_STREAM, PROJECTOR_DURABLE);
     // Messages are held as they arrive and taken in batches of whatever is waiting, so a quiet
     // stream is applied at once and a busy one in large batches.
-    this.messages = await consumer.consume({
+    const messages = await consumer.consume({
       max_messages: PROJECTOR_BATCH_SIZE * 2,
       callback: (msg) => {
         if (this.inFlight.has(msg.seq)) this.inFlight.set(msg.seq, msg);
@@ -66,32 +127,90 @@ export class Projector {
         this.wake?.();
       },
     });
-    void this.messages.closed().then((error) => {
-      if (this.stopping) return;
-      // The consume ended on its own (the consumer or stream is gone): a process that takes no
-      // events must not look healthy, so exit and let the supervisor start it again.
-      this.log.fatal({ err: error }, "the event consumer stopped; exiting");
-      process.exit(1);
+    this.messages = messages;
+    void this.watchConsumer(messages);
+    void messages.closed().then((error) => {
+      if (!this.stopping) this.lose(error ?? new ConsumerLostError("the event consumer ended"));
     });
-    // Held messages are reported as in progress, so JetStream does not redeliver them while they
-    // wait behind a slow batch.
-    this.heartbeat = setInterval(() => {
-      for (const msg of [...this.waiting.values(), ...this.inFlight.values()]) msg.working();
-    }, PROJECTOR_ACK_WAIT_MS / 3);
+    this.timers = [
+      // Held messages are reported as in progress, so JetStream does not redeliver them while they
+      // wait behind a slow batch or an outage. The consumer's own ack wait sets the pace.
+      setInterval(() => {
+        for (const msg of [...this.waiting.values(), ...this.inFlight.values()]) msg.working();
+      }, this.policy.ackWaitMs / 3),
+      setInterval(() => void this.checkConsumer().catch(() => undefined), CONSUMER_CHECK_MS),
+    ];
     this.loop = this.run();
-    this.log.info({ stream: EVENTS_STREAM, durable: PROJECTOR_DURABLE }, "projector started");
+    this.log.info({ stream: EVENTS_STREAM, durable: PROJECTOR_DURABLE, delivery: this.policy }, "projector started");
   }
 
   /** Stops taking events, finishes the batch in hand, and hands back what was not started. */
   async stop(): Promise<void> {
+    if (this.stopping) return this.loop;
     this.stopping = true;
-    await this.messages?.close();
+    this.stopped.abort();
+    this.advisories?.unsubscribe();
+    await this.messages?.close().catch(() => undefined);
     this.wake?.();
     await this.loop;
-    clearInterval(this.heartbeat);
+    for (const timer of this.timers) clearInterval(timer);
     for (const msg of this.waiting.values()) msg.nak();
     this.waiting.clear();
     this.log.info("projector stopped");
+  }
+
+  /** Whether this replica can do its work: NATS connected, its consumer there, the store answering. */
+  async readiness(): Promise<ProjectorReadiness> {
+    const nats = this.connected && !this.nc.isClosed() ? "connected" : "disconnected";
+    const store = this.outage ? "unavailable" : await withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(() => "ok" as const, () => "unavailable" as const);
+    const { state: consumer, lag } = this.consumer;
+    const ready = nats === "connected" && consumer === "ok" && store === "ok";
+    return lag === undefined ? { ready, nats, consumer, store } : { ready, nats, consumer, store, lag };
+  }
+
+  private async watchConnection(): Promise<void> {
+    for await (const status of this.nc.status()) {
+      if (status.type === Events.Disconnect) this.connected = false;
+      else if (status.type === Events.Reconnect) {
+        this.connected = true;
+        void this.checkConsumer().catch(() => undefined);
+      }
+    }
+  }
+
+  /** The client reports a missing consumer while it keeps retrying; confirm, then give up. */
+  private async watchConsumer(messages: ConsumerMessages): Promise<void> {
+    const missing: string[] = [ConsumerEvents.ConsumerDeleted, ConsumerEvents.ConsumerNotFound, ConsumerEvents.StreamNotFound];
+    for await (const status of await messages.status()) {
+      if (missing.includes(status.type)) void this.checkConsumer().catch(() => undefined);
+    }
+  }
+
+  /** Asks the server about the consumer: records its lag, and gives up when it is gone. */
+  private async checkConsumer(): Promise<void> {
+    if (this.stopping) return;
+    const { EVENTS_STREAM, PROJECTOR_DURABLE } = this.config;
+    try {
+      this.jsm ??= await this.nc.jetstreamManager({ timeout: PROBE_TIMEOUT_MS });
+      const info = await this.jsm.consumers.info(EVENTS_STREAM, PROJECTOR_DURABLE);
+      this.consumer = { state: "ok", lag: info.num_pending + info.num_ack_pending };
+      metrics.consumerPending.set(info.num_pending);
+      metrics.consumerAckPending.set(info.num_ack_pending);
+    } catch (error) {
+      if (!isNotFound(error)) {
+        this.consumer = { state: "unknown" };
+        throw error;
+      }
+      this.consumer = { state: "missing" };
+      this.lose(new ConsumerLostError(`the durable consumer ${PROJECTOR_DURABLE} on ${EVENTS_STREAM} no longer exists`, { cause: error }));
+    }
+  }
+
+  private lose(error: Error): void {
+    if (this.stopping) return;
+    this.consumer = { state: "missing" };
+    this.log.fatal({ err: error }, "the event consumer is gone; stopping so that a supervisor restarts the projector");
+    this.fail(error);
   }
 
   private async run(): Promise<void> {
@@ -112,14 +231,6 @@ export class Projector {
     }
   }
 
-  /** Acks or naks the newest delivery of `seq` and forgets it. */
-  private settle(seq: number, outcome: "ack" | "retry"): void {
-    const msg = this.inFlight.get(seq);
-    this.inFlight.delete(seq);
-    if (outcome === "ack") msg?.ack();
-    else msg?.nak(RETRY_DELAY_MS);
-  }
-
   private async process(batch: number[]): Promise<void> {
     metrics.eventsReceived.inc(batch.length);
     const valid: Valid[] = [];
@@ -127,25 +238,54 @@ export class Projector {
       const msg = this.inFlight.get(seq)!;
       const parsed = parseEvent(msg.subject, msg.data, this.config.MAX_EVENT_BYTES);
       if (parsed.ok) valid.push({ seq, event: parsed.event });
-      else this.settle(seq, (await this.reject(msg, parsed.reason)) ? "ack" : "retry");
+      else await this.giveUp(seq, "invalid", parsed.reason);
     }
     if (valid.length === 0) return;
-    if (await this.apply(valid)) return;
-    // The batch failed. Apply its events one by one, so that one event the store cannot take
-    // (it keeps coming back) does not hold up the others; two failures before any success look
-    // like an outage instead, and the whole batch waits.
+    const failure = await this.applyAll(valid);
+    if (!failure) return this.endOutage();
+
+    const unapplied = valid.filter(({ seq }) => this.inFlight.has(seq));
+    if (await this.storeIsDown(failure)) {
+      // Nothing is wrong with these events: keep them (reported as in progress) and try again.
+      for (const { seq } of unapplied) {
+        this.waiting.set(seq, this.inFlight.get(seq)!);
+        this.inFlight.delete(seq);
+      }
+      return this.waitOutOutage(failure);
+    }
+    this.endOutage();
+    // The store takes writes but not these events: retry each with backoff, up to its last delivery.
+    for (const { seq } of unapplied) {
+      const deliveries = this.inFlight.get(seq)!.info.deliveryCount;
+      if (deliveries >= (this.policy.maxDeliver || this.config.PROJECTOR_MAX_DELIVER)) {
+        await this.giveUp(seq, "store_refused", `the read model refused it ${deliveries} times: ${(failure as Error).message}`);
+      } else this.settle(seq, "retry");
+    }
+  }
+
+  /**
+   * Applies the events in one commit; if that fails, one at a time, so that one event the store
+   * refuses does not hold up the others. Returns the last error when some were not applied (two
+   * failures before any success look like an outage, and the rest are not tried).
+   */
+  private async applyAll(valid: Valid[]): Promise<unknown> {
+    let failure = await this.apply(valid);
+    if (failure === undefined || valid.length === 1) return failure;
     let applied = 0;
     let failed = 0;
-    for (const one of valid.length > 1 ? valid : []) {
-      if (await this.apply([one])) applied++;
-      else if (++failed >= 2 && applied === 0) break;
+    for (const one of valid) {
+      const error = await this.apply([one]);
+      if (error === undefined) applied++;
+      else {
+        failure = error;
+        if (++failed >= 2 && applied === 0) break;
+      }
     }
-    for (const { seq } of valid) if (this.inFlight.has(seq)) this.settle(seq, "retry");
-    if (applied === 0) await new Promise((resolve) => setTimeout(resolve, RETRY_DELAY_MS));
+    return failed > 0 ? failure : undefined;
   }
 
   /** Applies and commits events, then acknowledges them and announces the changed dashboards. */
-  private async apply(valid: Valid[]): Promise<boolean> {
+  private async apply(valid: Valid[]): Promise<unknown> {
     try {
       const lastSeq = Math.max(...valid.map((v) => v.seq));
       const outcome = await applyBatch(
@@ -162,24 +302,90 @@ export class Projector {
         this.nc.publish(dashboardChangedSubject(ownerId), JSON.stringify(notice));
       }
       this.log.debug({ events: valid.length, applied: outcome.applied, lastSeq }, "batch applied");
-      return true;
+      return undefined;
     } catch (error) {
-      // Nothing was acknowledged: the events come back after a pause and are applied again.
       metrics.batchFailures.inc();
-      this.log.error({ err: error, events: valid.length }, "applying events failed; they will be redelivered");
-      return false;
+      this.log.error({ err: error, events: valid.length }, "applying events failed");
+      return error;
     }
   }
 
-  /** Copies an invalid event to the dead-letter stream; false when that failed (retry later). */
-  private async reject(msg: JsMsg, reason: string): Promise<boolean> {
+  /** An outage, unless the store says so itself or still takes a write of its own. */
+  private async storeIsDown(failure: unknown): Promise<boolean> {
+    if (failure instanceof StoreUnavailableError) return true;
+    return this.store.checkWritable().then(
+      () => false,
+      () => true,
+    );
+  }
+
+  private async waitOutOutage(failure: unknown): Promise<void> {
+    if (!this.outage) {
+      this.outage = { since: Date.now(), retries: 0 };
+      metrics.storeOutages.inc();
+      this.log.error({ err: failure }, "the read model is unavailable; holding events until it is back");
+    }
+    const delay = Math.min(OUTAGE_FIRST_RETRY_MS * 2 ** this.outage.retries++, OUTAGE_MAX_RETRY_MS);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delay);
+      this.stopped.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private endOutage(): void {
+    if (!this.outage) return;
+    this.log.info({ downForMs: Date.now() - this.outage.since }, "the read model is available again");
+    this.outage = undefined;
+  }
+
+  /** Acks, or naks with the consumer's backoff for that delivery, the newest copy of `seq`. */
+  private settle(seq: number, outcome: "ack" | "retry"): void {
+    const msg = this.inFlight.get(seq);
+    this.inFlight.delete(seq);
+    if (!msg) return;
+    if (outcome === "ack") return msg.ack();
+    const { backoffMs } = this.policy;
+    msg.nak(backoffMs[Math.min(msg.info.deliveryCount, backoffMs.length) - 1]);
+  }
+
+  /**
+   * Dead-letters an event and acknowledges it. If even that fails (NATS trouble), it is retried
+   * like a refused event; past its last delivery, JetStream's advisory brings it back here.
+   */
+  private async giveUp(seq: number, kind: DeadLetterReason, reason: string): Promise<void> {
+    const msg = this.inFlight.get(seq)!;
+    const letter = { subject: msg.subject, seq, data: msg.data, headers: msg.headers, reason };
+    this.settle(seq, (await this.deadLetter(letter, kind)) ? "ack" : "retry");
+  }
+
+  /** JetStream stopped delivering an event (every delivery ended unacknowledged): dead-letter it. */
+  private async onMaxDeliveries(advisory: Msg): Promise<void> {
     try {
-      await deadLetter(this.nc.jetstream(), this.config.EVENTS_STREAM, msg, reason);
-      metrics.deadLettered.inc();
-      this.log.warn({ subject: msg.subject, seq: msg.seq, reason }, "invalid event dead-lettered");
+      const { stream_seq: seq, deliveries } = advisory.json<{ stream_seq: number; deliveries: number }>();
+      this.jsm ??= await this.nc.jetstreamManager({ timeout: PROBE_TIMEOUT_MS });
+      const stored = await this.jsm.streams.getMessage(this.config.EVENTS_STREAM, { seq });
+      const reason = `not acknowledged after ${deliveries} deliveries (the projector stopped or crashed while applying it)`;
+      await this.deadLetter({ subject: stored.subject, seq, data: stored.data, headers: stored.header, reason }, "max_deliveries");
+    } catch (error) {
+      this.log.error({ err: error, advisory: advisory.string() }, "could not dead-letter an event JetStream gave up on");
+    }
+  }
+
+  /** Copies an event to the dead-letter stream; false when that failed. */
+  private async deadLetter(letter: DeadLetter, kind: DeadLetterReason): Promise<boolean> {
+    try {
+      await deadLetter(this.nc.jetstream(), this.config.EVENTS_STREAM, letter, this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD);
+      metrics.deadLettered.inc({ reason: kind });
+      this.log.warn({ subject: letter.subject, seq: letter.seq, reason: letter.reason }, "event dead-lettered");
       return true;
     } catch (error) {
-      this.log.error({ err: error, seq: msg.seq }, "could not dead-letter an invalid event; it will be redelivered");
+      this.log.error({ err: error, seq: letter.seq }, "could not dead-letter an event; it will be retried");
+      // The dead-letter stream may have been deleted: declare it again for the retry.
+      const { EVENTS_STREAM, DLQ_STREAM } = this.config;
+      await ensureStreams(this.nc, { eventsStream: EVENTS_STREAM, dlqStream: DLQ_STREAM }).catch(() => undefined);
       return false;
     }
   }

@@ -46,6 +46,23 @@ async function readBody(c: Context<Env>): Promise<string | undefined> {
 const UNAUTHORIZED = { message: "Unauthorized" };
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
 
+/** 500 bodies by route; they say what failed, never why (that is logged). */
+const FAILURES: ReadonlyMap<string, object> = new Map([
+  ["/dashboard", { message: "Failed to fetch dashboard", error: "The dashboard could not be read. Please try again." }],
+  ["/metrics", { message: "Metrics unavailable" }],
+]);
+const INTERNAL_ERROR = { message: "Internal Server Error" };
+
+/**
+ * 401 with its RFC 6750 challenge: a request without a bearer token is told the scheme; one whose
+ * token was refused is also told `invalid_token`.
+ */
+function unauthorized(c: Context<Env>, authorization: string | undefined) {
+  const tokenGiven = /^Bearer +\S/i.test(authorization ?? "");
+  const challenge = tokenGiven ? 'Bearer realm="keybox", error="invalid_token"' : 'Bearer realm="keybox"';
+  return c.json(UNAUTHORIZED, 401, { "WWW-Authenticate": challenge });
+}
+
 /**
  * The optional clientId filter, from the query string or a JSON body (KeyBox's own client sends a
  * body with GET). Anything but a well-formed id, or two different ids, is invalid.
@@ -77,8 +94,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
 
   app.get("/dashboard", async (c) => {
-    const ownerId = await deps.verifyOwner(c.req.header("Authorization"));
-    if (!ownerId) return c.json(UNAUTHORIZED, 401);
+    const authorization = c.req.header("Authorization");
+    const ownerId = await deps.verifyOwner(authorization);
+    if (!ownerId) return unauthorized(c, authorization);
     const input = await readClientId(c);
     if (!input.ok) return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
     const { parts } = await deps.store.readDashboard(ownerId, input.clientId);
@@ -98,7 +116,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.onError((error, c) => {
     deps.log.error({ err: error, path: c.req.path }, "request failed");
-    return c.json({ message: "Failed to fetch dashboard", error: "The dashboard could not be read. Please try again." }, 500);
+    return c.json(FAILURES.get(c.req.path) ?? INTERNAL_ERROR, 500);
   });
 
   return app;

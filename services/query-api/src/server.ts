@@ -1,7 +1,8 @@
 // Composes the query API: auth, store, readiness, and the Node HTTP server.
+import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { requireSetting, type Config, type DashboardStore, type Logger, type NatsConnection } from "@keybox/shared";
+import { answerClientErrorsWithJson, requireSetting, type Config, type DashboardStore, type Logger, type NatsConnection } from "@keybox/shared";
 import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
@@ -20,17 +21,12 @@ export async function startQueryApi(config: Config, nc: NatsConnection, store: D
       algorithms: config.JWT_ALGORITHMS,
       ownerClaim: config.JWT_OWNER_CLAIM,
     }),
-    readiness: readinessCheck({
-      nc,
-      store,
-      stream: config.EVENTS_STREAM,
-      durable: config.PROJECTOR_DURABLE,
-      maxLag: config.READY_MAX_LAG,
-    }),
+    readiness: readinessCheck({ nc, store, log }),
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
     s.once("error", reject);
+    answerClientErrorsWithJson(s as Server); // serve() makes a node:http server unless told otherwise
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.HOST === "0.0.0.0" ? "localhost" : config.HOST}:${port}`;

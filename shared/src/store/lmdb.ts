@@ -4,7 +4,7 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "../readModel.ts";
-import type { Commit, CommitResult, DashboardRead, DashboardStore, PartStats, RevisionedRecord } from "./types.ts";
+import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./types.ts";
 
 interface Stored {
   rev: number;
@@ -17,6 +17,7 @@ const OWNER_VERSION = "";
 const COMMITS = "commits";
 const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
+const WRITE_CHECK = "writeCheck";
 
 type LmdbKey = (string | number)[];
 
@@ -63,11 +64,31 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
-    const result = this.env.transactionSync(() => this.commitInTransaction(commit, streamSeq));
+    const result = this.write(() => this.commitInTransaction(commit, streamSeq));
     // LMDB (overlappingSync) makes a commit visible before it is on disk; the projector acknowledges
     // events once this returns, so wait until it is durable.
     if (result.ok) await this.env.flushed;
     return result;
+  }
+
+  async checkWritable(): Promise<void> {
+    this.write(() => this.meta.putSync(WRITE_CHECK, Date.now()));
+    await this.env.flushed;
+  }
+
+  /**
+   * Runs a write transaction. LMDB reports failures of the environment (a full disk is EIO or
+   * ENOSPC, a full map MDB_MAP_FULL) with a numeric code; those are outages, not bad records.
+   */
+  private write<T>(body: () => T): T {
+    try {
+      return this.env.transactionSync(body);
+    } catch (error) {
+      if (typeof (error as { code?: unknown }).code === "number") {
+        throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
+      }
+      throw error;
+    }
   }
 
   private commitInTransaction({ writes, reads }: Commit, streamSeq: number): CommitResult {

@@ -7,7 +7,13 @@ import {
   MongoClient,
   MongoError,
   MongoErrorLabel,
+  MongoNetworkError,
+  MongoNotConnectedError,
+  MongoOperationTimeoutError,
   MongoServerError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+  MongoWriteConcernError,
   WriteConcern,
   type ClientSession,
   type Collection,
@@ -15,7 +21,7 @@ import {
   type TransactionOptions,
 } from "mongodb";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "../readModel.ts";
-import type { Commit, CommitResult, DashboardRead, DashboardStore, PartStats, RevisionedRecord } from "./types.ts";
+import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./types.ts";
 
 /**
  * A record: its revision and its value as JSON text. One BSON string decoded by the driver and
@@ -42,6 +48,8 @@ interface SeqDoc {
 
 const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
+/** Rewritten by checkWritable (its `seq` holds the time of the check). */
+const WRITE_CHECK = "writeCheck";
 const DUPLICATE_KEY = 11000;
 const WRITE_CONFLICT = 112;
 const NAMESPACE_EXISTS = 48;
@@ -77,6 +85,31 @@ class Conflict extends Error {
 }
 
 const hasCode = (error: unknown, code: number) => error instanceof MongoError && error.code === code;
+
+/**
+ * Server errors that mean "no usable primary right now" (an election, a shutdown, a timeout), not
+ * anything about the documents written: HostUnreachable, HostNotFound, MaxTimeMSExpired,
+ * WriteConcernFailed, NetworkTimeout, ShutdownInProgress, PrimarySteppedDown, ExceededTimeLimit,
+ * SocketException, NotWritablePrimary, InterruptedAtShutdown, InterruptedDueToReplStateChange,
+ * NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary.
+ */
+const OUTAGE_CODES = new Set([6, 7, 50, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
+
+/** Whether a driver error is an outage of the deployment rather than a problem of one commit. */
+function isOutage(error: unknown): boolean {
+  return (
+    error instanceof MongoNetworkError ||
+    error instanceof MongoServerSelectionError ||
+    error instanceof MongoNotConnectedError ||
+    error instanceof MongoTopologyClosedError ||
+    error instanceof MongoOperationTimeoutError ||
+    error instanceof MongoWriteConcernError ||
+    (error instanceof MongoError && (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code))))
+  );
+}
+
+const unavailable = (error: unknown) =>
+  isOutage(error) ? new StoreUnavailableError(`MongoDB is unavailable: ${(error as Error).message}`, { cause: error }) : error;
 
 /** The database named in the URL's path (mongodb://hosts/<db>?options), if any. */
 function urlDatabase(url: string): string | undefined {
@@ -231,9 +264,10 @@ export class MongoDashboardStore implements DashboardStore {
       const conflict = current ?? writes[0]?.key ?? reads[0]?.key;
       const lostRace =
         error instanceof MongoServerError &&
+        !isOutage(error) &&
         (error.code === WRITE_CONFLICT || error.hasErrorLabel(MongoErrorLabel.TransientTransactionError));
       if (lostRace && conflict) return { ok: false, conflict };
-      throw error;
+      throw unavailable(error);
     } finally {
       await session.endSession();
     }
@@ -312,6 +346,14 @@ export class MongoDashboardStore implements DashboardStore {
       )
       .toArray();
     return stats ?? { parts: 0, bytes: 0, largestPartBytes: 0 };
+  }
+
+  async checkWritable(): Promise<void> {
+    await this.meta
+      .updateOne({ _id: WRITE_CHECK }, { $set: { seq: Date.now() } }, { upsert: true, writeConcern: { w: "majority" } })
+      .catch((error: unknown) => {
+        throw unavailable(error);
+      });
   }
 
   async appliedSeq(): Promise<number> {

@@ -36,6 +36,15 @@ export interface DashboardRead {
   parts: StoredPart[];
 }
 
+/**
+ * The store as a whole cannot take writes or answer (a full disk, an I/O error, no MongoDB
+ * primary, a timeout): an outage, which says nothing about the events being applied. Callers wait
+ * and retry; they never give up on the events because of it.
+ */
+export class StoreUnavailableError extends Error {
+  override name = "StoreUnavailableError";
+}
+
 export interface PartStats {
   parts: number;
   /** Stored bytes, as the adapter encodes them. */
@@ -54,12 +63,18 @@ export interface DashboardStore {
    * Writes everything or nothing: nothing when any record written or read has moved past the
    * revision it was loaded at (another replica won the race; reload and apply again). Bumps the
    * version of every owner written to and records `streamSeq` as applied, in the same transaction.
+   * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
   /** One owner's dashboard parts, or one client's when `clientId` is given: one keyed read. */
   readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
   /** How an owner's dashboard is stored: part count and stored sizes (for operators and tests). */
   partStats(ownerId: string): Promise<PartStats>;
+  /**
+   * Commits one small write of the store's own. Rejects (StoreUnavailableError) when the store
+   * cannot take writes, which tells an outage from an event the store refuses.
+   */
+  checkWritable(): Promise<void>;
   /** The highest stream sequence committed so far (0 for none). */
   appliedSeq(): Promise<number>;
   close(): Promise<void>;

@@ -2,13 +2,20 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { register } from "prom-client";
+import { answerClientErrorsWithJson } from "@keybox/shared";
 
 export interface HealthServer {
   port: number;
   close(): Promise<void>;
 }
 
-export async function startHealthServer(port: number, isReady: () => Promise<boolean>): Promise<HealthServer> {
+/** Readiness with the details that explain it, sent as the /readyz body. */
+export interface Readiness {
+  ready: boolean;
+  [detail: string]: unknown;
+}
+
+export async function startHealthServer(port: number, readiness: () => Promise<Readiness>): Promise<HealthServer> {
   const server = http.createServer((req, res) => {
     const send = (status: number, body: string, type = "application/json") => {
       res.writeHead(status, { "Content-Type": type });
@@ -17,9 +24,9 @@ export async function startHealthServer(port: number, isReady: () => Promise<boo
     if (req.method !== "GET") return send(405, JSON.stringify({ message: "Method Not Allowed" }));
     if (req.url === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
     if (req.url === "/readyz") {
-      isReady()
-        .catch(() => false)
-        .then((ready) => send(ready ? 200 : 503, JSON.stringify({ status: ready ? "ready" : "not ready" })));
+      readiness()
+        .catch((error: Error) => ({ ready: false, error: error.message }))
+        .then(({ ready, ...details }) => send(ready ? 200 : 503, JSON.stringify({ status: ready ? "ready" : "not ready", ...details })));
       return;
     }
     if (req.url === "/metrics") {
@@ -31,6 +38,7 @@ export async function startHealthServer(port: number, isReady: () => Promise<boo
     }
     send(404, JSON.stringify({ message: "Not Found" }));
   });
+  answerClientErrorsWithJson(server);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, resolve);

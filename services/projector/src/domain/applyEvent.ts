@@ -17,13 +17,13 @@ import {
   type Entry,
   type KeyboxEvent,
   type LicenseChunk,
+  type LicenseEntry,
   type LicenseRegister,
   type PartKey,
   type ProjectHead,
   type ProjectRegister,
   type ProjectState,
   type RecordKey,
-  type RenderedLicense,
   type StoredRecord,
 } from "@keybox/shared";
 import type { Slice, SliceEntry } from "./slice.ts";
@@ -66,7 +66,8 @@ export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT
       applyProject(ws, event.ownerId, event.entityId, event.data.clientId, incoming as Entry<ProjectState>);
       break;
     case "license":
-      applyLicense(ws, event.ownerId, event.entityId, event.data.projectId, event.data.clientId, {
+      applyLicense(ws, event.ownerId, event.data.projectId, event.data.clientId, {
+        id: event.entityId,
         v: event.version,
         state: event.deleted ? null : renderLicense(event.data),
       });
@@ -147,69 +148,53 @@ function applyProject(ws: Workspace, ownerId: string, projectId: string, clientI
   if (register?.clientId !== clientId) ws.set(regKey, { kind: "project", clientId });
 }
 
-/** The JSON size of a license entry as its chunk counts it. */
-function entryBytes(licenseId: string, entry: Entry<RenderedLicense>): number {
-  return Buffer.byteLength(JSON.stringify(entry)) + licenseId.length + 4;
+/** The JSON size of a license entry as its chunk counts it (with the comma that follows it). */
+function entryBytes(entry: LicenseEntry): number {
+  return Buffer.byteLength(JSON.stringify(entry)) + 1;
 }
 
-function applyLicense(
-  ws: Workspace,
-  ownerId: string,
-  licenseId: string,
-  projectId: string,
-  clientIdHint: string,
-  incoming: Entry<RenderedLicense>,
-): void {
-  const regKey = registerKey(ownerId, "license", licenseId);
+function applyLicense(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string, incoming: LicenseEntry): void {
+  const regKey = registerKey(ownerId, "license", incoming.id);
   const register = ws.get<LicenseRegister>(regKey);
-  let from: { key: PartKey; chunk: LicenseChunk } | undefined;
+  let from: { key: PartKey; chunk: LicenseChunk; index: number } | undefined;
   if (register) {
     const key = partKey(ownerId, projectClient(ws, ownerId, register.projectId, clientIdHint), register.projectId, register.chunk);
     const chunk = ws.get<LicenseChunk>(key);
-    if (chunk?.licenses[licenseId]) from = { key, chunk };
+    const index = chunk?.licenses.findIndex((l) => l.id === incoming.id) ?? -1;
+    if (chunk && index >= 0) from = { key, chunk, index };
   }
-  const current = from?.chunk.licenses[licenseId];
+  const current = from?.chunk.licenses[from.index];
   if (!isNewer(incoming, current)) return;
-  const size = entryBytes(licenseId, incoming);
+  const size = entryBytes(incoming);
 
-  if (from && current && register?.projectId === projectId) {
-    const bytes = from.chunk.bytes - entryBytes(licenseId, current) + size;
-    if (bytes <= ws.chunkTargetBytes || Object.keys(from.chunk.licenses).length === 1) {
-      ws.set(from.key, { kind: "licenses", licenses: { ...from.chunk.licenses, [licenseId]: incoming }, bytes });
+  if (from && current) {
+    const { key, chunk, index } = from;
+    const bytes = chunk.bytes - entryBytes(current);
+    if (register?.projectId === projectId && (bytes + size <= ws.chunkTargetBytes || chunk.licenses.length === 1)) {
+      ws.set(key, { kind: "licenses", licenses: chunk.licenses.with(index, incoming), bytes: bytes + size });
       return;
     }
+    const licenses = chunk.licenses.toSpliced(index, 1);
+    ws.set(key, licenses.length ? { kind: "licenses", licenses, bytes } : null);
   }
-  if (from && current) {
-    const { [licenseId]: _moved, ...licenses } = from.chunk.licenses;
-    const bytes = from.chunk.bytes - entryBytes(licenseId, current);
-    ws.set(from.key, Object.keys(licenses).length ? { kind: "licenses", licenses, bytes } : null);
-  }
-  const chunk = fileLicense(ws, ownerId, projectId, clientIdHint, licenseId, incoming, size);
+  const chunk = fileLicense(ws, ownerId, projectId, clientIdHint, incoming, size);
   ws.set(regKey, { kind: "license", projectId, chunk });
 }
 
 /** Adds a license to its project's last chunk, or to a new chunk when that one is full. */
-function fileLicense(
-  ws: Workspace,
-  ownerId: string,
-  projectId: string,
-  clientIdHint: string,
-  licenseId: string,
-  entry: Entry<RenderedLicense>,
-  size: number,
-): number {
+function fileLicense(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string, entry: LicenseEntry, size: number): number {
   const clientId = projectClient(ws, ownerId, projectId, clientIdHint);
   const headKey = partKey(ownerId, clientId, projectId);
   const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0 };
   const lastKey = partKey(ownerId, clientId, projectId, head.chunks);
   const last = head.chunks > 0 ? ws.get<LicenseChunk>(lastKey) : null;
   if (last && last.bytes + size <= ws.chunkTargetBytes) {
-    ws.set(lastKey, { kind: "licenses", licenses: { ...last.licenses, [licenseId]: entry }, bytes: last.bytes + size });
+    ws.set(lastKey, { kind: "licenses", licenses: [...last.licenses, entry], bytes: last.bytes + size });
     return head.chunks;
   }
   const chunk = last || head.chunks === 0 ? head.chunks + 1 : head.chunks; // reuse an emptied last chunk
   ws.get(partKey(ownerId, clientId, projectId, chunk)); // loaded so the commit checks it is free
-  ws.set(partKey(ownerId, clientId, projectId, chunk), { kind: "licenses", licenses: { [licenseId]: entry }, bytes: size });
+  ws.set(partKey(ownerId, clientId, projectId, chunk), { kind: "licenses", licenses: [entry], bytes: size });
   if (chunk !== head.chunks) ws.set(headKey, { ...head, chunks: chunk });
   return chunk;
 }

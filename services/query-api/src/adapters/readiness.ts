@@ -1,30 +1,46 @@
-// Readiness: connected to NATS, the read model answers, and the projector has caught up with the
-// stream (within `maxLag` events not yet applied), judged from the durable consumer's counters.
-import type { DashboardStore, NatsConnection } from "@keybox/shared";
+// Readiness of a query API: it can serve reads, that is, the read model answers. The projector's
+// lag is no reason to take a replica out of a load balancer (a burst lags every replica at once,
+// and each can still serve), and nothing served needs NATS, so its state is only a detail.
+import type { DashboardStore, Logger, NatsConnection } from "@keybox/shared";
 import type { Readiness } from "../app.ts";
 
 const CACHE_MS = 1000;
+/** A hung store makes the probe answer 503 rather than hang. */
+const STORE_TIMEOUT_MS = 2000;
 
 export interface ReadinessSources {
   nc: NatsConnection;
   store: DashboardStore;
-  stream: string;
-  durable: string;
-  maxLag: number;
+  log: Logger;
 }
 
-export function readinessCheck({ nc, store, stream, durable, maxLag }: ReadinessSources): () => Promise<Readiness> {
-  let cached: { at: number; value: Promise<Readiness> } | undefined;
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function readinessCheck({ nc, store, log }: ReadinessSources): () => Promise<Readiness> {
   const check = async (): Promise<Readiness> => {
-    if (nc.isClosed()) return { ready: false, nats: "closed" };
-    const jsm = await nc.jetstreamManager({ timeout: 2000 });
-    const [info, appliedSeq] = await Promise.all([jsm.consumers.info(stream, durable), store.appliedSeq()]);
-    const lag = info.num_pending + info.num_ack_pending;
-    return { ready: lag <= maxLag, nats: "connected", lag, appliedSeq };
+    const nats = nc.isClosed() ? "closed" : "open";
+    try {
+      const appliedSeq = await withTimeout(store.appliedSeq(), STORE_TIMEOUT_MS);
+      return { ready: true, store: "ok", appliedSeq, nats };
+    } catch (error) {
+      log.warn({ err: error }, "readiness: the read model does not answer");
+      return { ready: false, store: "not answering", nats };
+    }
   };
+  // One check at a time, its result kept for CACHE_MS after it settles, however often probes come.
+  let cached: { settledAt: number; value: Promise<Readiness> } | undefined;
   return () => {
-    const now = Date.now();
-    if (!cached || now - cached.at > CACHE_MS) cached = { at: now, value: check() };
+    if (!cached || Date.now() - cached.settledAt > CACHE_MS) {
+      const entry = { settledAt: Infinity, value: check() };
+      void entry.value.then(() => (entry.settledAt = Date.now()));
+      cached = entry;
+    }
     return cached.value;
   };
 }

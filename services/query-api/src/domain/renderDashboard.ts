@@ -69,10 +69,7 @@ export function renderDashboard(parts: readonly StoredPart[], now: Date): string
       projectOf(clientId, projectId).project = part.project?.state ?? undefined;
     } else {
       const { licenses } = projectOf(clientId, projectId);
-      for (const id in part.licenses) {
-        const rendered = part.licenses[id]!.state;
-        if (rendered) licenses.push([id, rendered]);
-      }
+      for (const { id, state } of part.licenses) if (state) licenses.push([id, state]);
     }
   }
 
