@@ -13,7 +13,9 @@ WORKDIR /app
 ENV NODE_ENV=production
 # Only the manifests first, so the install layer is reused until a dependency changes.
 COPY package.json package-lock.json ./
-COPY shared/package.json shared/
+COPY shared/contract/package.json shared/contract/
+COPY shared/read-model/package.json shared/read-model/
+COPY shared/runtime/package.json shared/runtime/
 COPY services/projector/package.json services/projector/
 COPY services/query-api/package.json services/query-api/
 RUN npm ci --omit=dev --no-audit --no-fund
@@ -29,7 +31,9 @@ WORKDIR /app
 COPY --from=deps /app ./
 # tsx reads tsconfig.json for how to transpile; then only what runs: shared/ and the two services.
 COPY tsconfig.json ./
-COPY shared/src shared/src
+COPY shared/contract/src shared/contract/src
+COPY shared/read-model/src shared/read-model/src
+COPY shared/runtime/src shared/runtime/src
 COPY services/projector/src services/projector/src
 COPY services/query-api/src services/query-api/src
 

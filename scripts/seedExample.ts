@@ -1,6 +1,6 @@
 // The events behind the example response of the API document (../shared/seed): two clients,
 // three projects, three licenses of one demo owner, as the write side would publish them.
-import { buildEnvelope, type Envelope } from "@keybox/shared";
+import { buildEnvelope, type Envelope } from "@keybox/contract";
 
 export const DEMO_OWNER_ID = "60f7b3b3e6b3a72e8c8e4a19";
 

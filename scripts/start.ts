@@ -5,26 +5,21 @@ import path from "node:path";
 import { SignJWT } from "jose";
 import { Projector } from "@keybox/projector";
 import { startQueryApi } from "@keybox/query-api";
-import {
-  connectNats,
-  createLogger,
-  ensureStreams,
-  exitOnStartFailure,
-  loadConfig,
-  onShutdownSignal,
-  openStore,
-  publishEvent,
-} from "@keybox/shared";
+import { ensureStreams, publishEvent } from "@keybox/contract";
+import { openStore } from "@keybox/read-model";
+import { collectProcessMetrics, connectNats, createLogger, exitOnStartFailure, loadConfig, onShutdownSignal } from "@keybox/runtime";
 import { startLocalNats, type LocalNats } from "./natsServer.ts";
 import { DEMO_OWNER_ID, exampleEvents } from "./seedExample.ts";
+import { allInOneSettings } from "./settings.ts";
 
 /** Only for `npm start`: the separate services refuse to start without a real JWT_SECRET. */
 const DEV_JWT_SECRET = "keybox-development-secret-do-not-use-in-production";
 
 try {
   const devSecret = !process.env.JWT_SECRET;
-  const config = loadConfig({ ...process.env, JWT_SECRET: process.env.JWT_SECRET || DEV_JWT_SECRET });
+  const config = loadConfig(allInOneSettings, { ...process.env, JWT_SECRET: process.env.JWT_SECRET || DEV_JWT_SECRET });
   const log = createLogger("keybox", config.LOG_LEVEL);
+  collectProcessMetrics();
   if (devSecret) log.warn("JWT_SECRET is not set: using the development secret; set JWT_SECRET outside development");
 
   let localNats: LocalNats | undefined;

@@ -5,8 +5,6 @@ import { applyEvent, missingRecords, MissingRecordsError, withRecords, type Slic
 import type { DashboardBody } from "@keybox/query-api";
 import {
   buildEnvelope,
-  partKey,
-  registerKey,
   type Action,
   type ClientState,
   type Entity,
@@ -14,7 +12,8 @@ import {
   type EventData,
   type LicenseState,
   type ProjectState,
-} from "@keybox/shared";
+} from "@keybox/contract";
+import { partKey, registerKey } from "@keybox/read-model";
 import { dashboardOf, ownerParts, project, renderBody, toEvent } from "./support/inMemory.ts";
 
 const OWNER = "ownerA";

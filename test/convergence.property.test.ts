@@ -4,7 +4,7 @@
 import { describe, it, expect } from "vitest";
 import fc from "fast-check";
 import type { DashboardBody } from "@keybox/query-api";
-import type { KeyboxEvent } from "@keybox/shared";
+import type { KeyboxEvent } from "@keybox/contract";
 import { DEFAULT_PROJECTION } from "@keybox/projector";
 import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
 import { ownerParts, project, renderBody } from "./support/inMemory.ts";

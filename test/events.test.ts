@@ -2,7 +2,15 @@
 // accepts, how it normalises, and that every kind of invalid event is rejected with a reason that
 // names the problem (the reason is what the dead letter carries).
 import { describe, it, expect } from "vitest";
-import { buildEnvelope, eventSubject, parseEvent, type Action, type Entity, type Envelope, type ParseResult } from "@keybox/shared";
+import {
+  buildEnvelope,
+  eventSubject,
+  parseEvent,
+  type Action,
+  type Entity,
+  type Envelope,
+  type ParseResult,
+} from "@keybox/contract";
 import { exampleEvents } from "../scripts/seedExample.ts";
 
 const MAX_BYTES = 64 * 1024;

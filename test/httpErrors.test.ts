@@ -5,7 +5,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Gauge, register } from "prom-client";
-import { answerClientErrorsWithJson } from "@keybox/shared";
+import { answerClientErrorsWithJson } from "@keybox/runtime";
 import { startHealthServer, type HealthServer } from "../services/projector/src/adapters/healthServer.ts";
 import { bearer, httpGet, rawRequest, type HttpResult } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";

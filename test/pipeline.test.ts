@@ -3,7 +3,8 @@
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueryApi } from "@keybox/query-api";
-import { buildEnvelope, createLogger, publishEvent, type Envelope } from "@keybox/shared";
+import { buildEnvelope, publishEvent, type Envelope } from "@keybox/contract";
+import { createLogger } from "@keybox/runtime";
 import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";

@@ -6,22 +6,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { JetStreamManager } from "nats";
-import { Projector } from "@keybox/projector";
-import {
-  buildEnvelope,
-  connectNats,
-  createLogger,
-  ensureConsumer,
-  ensureStreams,
-  loadConfig,
-  LmdbDashboardStore,
-  publishEvent,
-  type Commit,
-  type DashboardStore,
-  type Envelope,
-  type NatsConnection,
-} from "@keybox/shared";
+import type { JetStreamManager, NatsConnection } from "nats";
+import { ensureConsumer, Projector, projectorSettings } from "@keybox/projector";
+import { buildEnvelope, ensureStreams, publishEvent, type Envelope } from "@keybox/contract";
+import { type Commit, type DashboardStore } from "@keybox/read-model";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { register } from "prom-client";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
@@ -71,7 +61,7 @@ afterEach(async () => {
 
 async function startProjector(env: Record<string, string>): Promise<{ store: FaultyStore; nc: NatsConnection; projector: Projector }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-faults-"));
-  const config = loadConfig({ NATS_URL: nats.url, DATA_DIR: dir, LOG_LEVEL: "silent", ...env });
+  const config = loadConfig(projectorSettings, { NATS_URL: nats.url, DATA_DIR: dir, LOG_LEVEL: "silent", ...env });
   const store = faulty(LmdbDashboardStore.open(dir));
   const nc = await connectNats(nats.url, "faults-test");
   const projector = new Projector(nc, store, config, createLogger("test", "silent"));

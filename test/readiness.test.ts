@@ -5,19 +5,14 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueryApi } from "@keybox/query-api";
-import {
-  buildEnvelope,
-  connectNats,
-  createLogger,
-  ensureConsumer,
-  ensureStreams,
-  LmdbDashboardStore,
-  loadConfig,
-  publishEvent,
-  type DashboardStore,
-  type NatsConnection,
-} from "@keybox/shared";
+import type { NatsConnection } from "nats";
+import { buildEnvelope, ensureStreams, publishEvent } from "@keybox/contract";
+import { ensureConsumer } from "@keybox/projector";
+import { type DashboardStore } from "@keybox/read-model";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { freePort } from "../scripts/natsServer.ts";
+import { allInOneSettings } from "../scripts/settings.ts";
 import { bearer, httpGet, type HttpResult } from "./support/http.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
@@ -34,7 +29,7 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-const config = loadConfig({ DATA_DIR: dataDir, PORT: "0", HOST: "127.0.0.1", JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: "silent" });
+const config = loadConfig(allInOneSettings, { DATA_DIR: dataDir, PORT: "0", HOST: "127.0.0.1", JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: "silent" });
 const log = createLogger("test", "silent");
 const PENDING = 10_000;
 

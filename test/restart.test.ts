@@ -4,7 +4,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildEnvelope, connectNats, publishEvent, type Envelope } from "@keybox/shared";
+import { buildEnvelope, publishEvent, type Envelope } from "@keybox/contract";
+import { connectNats } from "@keybox/runtime";
 import { freePort } from "../scripts/natsServer.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
@@ -113,5 +114,19 @@ describe("bad configuration", () => {
     const service = spawnService(entry, { DATA_DIR: dataDir, METRICS_PORT: "0", ...env() });
     expect(await service.exited).toBe(1);
     expect(service.output()).toMatch(message);
+  });
+
+  it.each([
+    ["the projector", "services/projector/src/main.ts", "METRICS_PORT", { JWT_SECRET: "short", PORT: "not-a-port", JWT_ALGORITHMS: "RS256" }],
+    ["the query API", "services/query-api/src/main.ts", "PORT", { PROJECTOR_BATCH_SIZE: "0", METRICS_PORT: "not-a-port", MAX_EVENT_BYTES: "1" }],
+  ])("does not stop %s over settings only the other service reads", async (_name, entry, portVariable, others) => {
+    const port = await freePort();
+    const service = spawnService(entry, { NATS_URL: nats.url, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, HOST: "127.0.0.1", ...others, [portVariable]: String(port) });
+    try {
+      await waitUntilReady(`http://127.0.0.1:${port}`, service);
+    } finally {
+      service.child.kill("SIGTERM");
+      await service.exited;
+    }
   });
 });

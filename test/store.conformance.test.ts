@@ -10,21 +10,18 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
 import { createApp, createOwnerVerifier, renderDashboard, type DashboardBody } from "@keybox/query-api";
+import { buildEnvelope, type Envelope, type KeyboxEvent, type LicenseState } from "@keybox/contract";
 import {
-  buildEnvelope,
-  createLogger,
   LICENSE_CHUNK_TARGET_BYTES,
-  LmdbDashboardStore,
   PART_MAX_BYTES,
   READ_MODEL_FORMAT,
   partKey,
   registerKey,
   type DashboardStore,
-  type Envelope,
-  type KeyboxEvent,
-  type LicenseState,
   type Part,
-} from "@keybox/shared";
+} from "@keybox/read-model";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { createLogger } from "@keybox/runtime";
 import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { toEvent } from "./support/inMemory.ts";

@@ -6,7 +6,8 @@ import path from "node:path";
 import { bench, describe } from "vitest";
 import { applyBatch } from "@keybox/projector";
 import { renderDashboard } from "@keybox/query-api";
-import { buildEnvelope, LmdbDashboardStore, type Envelope } from "@keybox/shared";
+import { buildEnvelope, type Envelope } from "@keybox/contract";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { toEvent } from "../support/inMemory.ts";
 
 const store = LmdbDashboardStore.open(mkdtempSync(path.join(os.tmpdir(), "keybox-bench-")));

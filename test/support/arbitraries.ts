@@ -3,7 +3,15 @@
 // history in any order with duplicates.
 import fc from "fast-check";
 import { DEFAULT_PROJECTION, type ProjectionOptions } from "@keybox/projector";
-import { buildEnvelope, LICENSE_STATUSES, type Action, type Entity, type EventData, type KeyboxEvent, type LicenseState } from "@keybox/shared";
+import {
+  buildEnvelope,
+  LICENSE_STATUSES,
+  type Action,
+  type Entity,
+  type EventData,
+  type KeyboxEvent,
+  type LicenseState,
+} from "@keybox/contract";
 import { toEvent } from "./inMemory.ts";
 
 export const NOW = new Date("2024-06-01T00:00:00.000Z");

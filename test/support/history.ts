@@ -1,6 +1,6 @@
 // A deterministic, realistic event history for the process-level tests: creates, updates, license
 // lifecycle changes, projects moving between clients, licenses moving between projects, deletes.
-import { buildEnvelope, type Envelope } from "@keybox/shared";
+import { buildEnvelope, type Envelope } from "@keybox/contract";
 
 /** A small seeded generator (mulberry32), so a failing run can be replayed. */
 function random(seed: number) {

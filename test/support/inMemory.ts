@@ -3,7 +3,8 @@
 import { Packr } from "msgpackr";
 import { applyEvent, DEFAULT_PROJECTION, missingRecords, withRecords, type ProjectionOptions, type Slice } from "@keybox/projector";
 import { renderDashboard, type DashboardBody } from "@keybox/query-api";
-import { parseEvent, type Envelope, type KeyboxEvent, type StoredPart } from "@keybox/shared";
+import { parseEvent, type Envelope, type KeyboxEvent } from "@keybox/contract";
+import { type StoredPart } from "@keybox/read-model";
 
 /**
  * The Map holds what a store would give back: every record written is encoded and decoded as LMDB

@@ -4,19 +4,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { SignJWT } from "jose";
+import type { z } from "zod";
 import { Projector } from "@keybox/projector";
 import { startQueryApi, type QueryApi } from "@keybox/query-api";
-import {
-  connectNats,
-  createLogger,
-  loadConfig,
-  openStore,
-  publishEvent,
-  type Config,
-  type DashboardStore,
-  type Envelope,
-  type NatsConnection,
-} from "@keybox/shared";
+import type { NatsConnection } from "nats";
+import { publishEvent, type Envelope } from "@keybox/contract";
+import { openStore, type DashboardStore } from "@keybox/read-model";
+import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
+import { allInOneSettings } from "../../scripts/settings.ts";
 
 export const TEST_JWT_SECRET = "test-secret-of-at-least-thirty-two-characters";
 
@@ -24,14 +19,14 @@ export interface Pipeline {
   api: QueryApi;
   nc: NatsConnection;
   store: DashboardStore;
-  config: Config;
+  config: z.infer<typeof allInOneSettings>;
   publish(envelope: Envelope): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startPipeline(natsUrl: string, env: Record<string, string> = {}): Promise<Pipeline> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "keybox-data-"));
-  const config = loadConfig({
+  const config = loadConfig(allInOneSettings, {
     NATS_URL: natsUrl,
     DATA_DIR: dataDir,
     PORT: "0",

@@ -1,6 +1,6 @@
 // An independent reference model of the dashboard, for the property and scale-out tests.
 import type { DashboardBody } from "@keybox/query-api";
-import type { ClientState, Entity, KeyboxEvent, LicenseState, ProjectState } from "@keybox/shared";
+import type { ClientState, Entity, KeyboxEvent, LicenseState, ProjectState } from "@keybox/contract";
 
 /** Latest live state per entity of `owner` (undefined when the latest is a delete). */
 function latestStates(events: readonly KeyboxEvent[], owner: string) {

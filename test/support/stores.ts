@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { StartedMongoDBContainer } from "@testcontainers/mongodb";
-import { LmdbDashboardStore, MongoDashboardStore, type DashboardStore } from "@keybox/shared";
+import { type DashboardStore } from "@keybox/read-model";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { MongoDashboardStore } from "@keybox/read-model/mongodb";
 
 export interface StoreAdapter {
   name: string;

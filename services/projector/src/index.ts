@@ -1,4 +1,7 @@
-export { Projector, type ProjectorConfig } from "./projector.ts";
+// @keybox/projector: the projection rules (pure), the batch applier, and the projector service.
+export { ConsumerLostError, Projector, type ProjectorConfig, type ProjectorReadiness } from "./projector.ts";
+export { projectorSettings, type ProjectorSettings } from "./config.ts";
+export { deliveryPolicy, ensureConsumer, retryBackoff, type ConsumerSettings, type DeliveryPolicy } from "./adapters/consumer.ts";
 export {
   applyEvent,
   DEFAULT_PROJECTION,

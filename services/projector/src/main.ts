@@ -1,9 +1,12 @@
 // Entry point: the projector as its own process (`npm run start:projector`).
-import { runService } from "@keybox/shared";
+import { openStore } from "@keybox/read-model";
+import { runService } from "@keybox/runtime";
 import { startHealthServer } from "./adapters/healthServer.ts";
+import { projectorSettings } from "./config.ts";
 import { Projector } from "./projector.ts";
 
-await runService("projector", async ({ config, log, nc, store, fail }) => {
+await runService("projector", projectorSettings, async ({ config, log, nc, fail }) => {
+  const store = await openStore(config, { appName: "keybox-projector" });
   const projector = new Projector(nc, store, config, log);
   await projector.start();
   void projector.failed.then(fail);
@@ -12,5 +15,6 @@ await runService("projector", async ({ config, log, nc, store, fail }) => {
   return async () => {
     await projector.stop();
     await health.close();
+    await store.close();
   };
 });

@@ -2,28 +2,18 @@
 // acknowledges them once durable, dead-letters what it cannot apply, and announces changed
 // dashboards. It tells a store outage (hold everything, retry, never give up) from an event the
 // store refuses (retry with backoff, then dead-letter), and stops when its consumer is gone.
-import { ConsumerEvents, Events, type ConsumerMessages, type JetStreamManager, type JsMsg, type Msg, type Subscription } from "nats";
-import {
-  dashboardChangedSubject,
-  ensureConsumer,
-  ensureStreams,
-  isNotFound,
-  parseEvent,
-  StoreUnavailableError,
-  type Config,
-  type DashboardChanged,
-  type DashboardStore,
-  type DeliveryPolicy,
-  type KeyboxEvent,
-  type Logger,
-  type NatsConnection,
-} from "@keybox/shared";
+import { ConsumerEvents, Events, type ConsumerMessages, type JetStreamManager, type JsMsg, type Msg, type NatsConnection, type Subscription } from "nats";
+import { dashboardChangedSubject, ensureStreams, isNotFound, parseEvent, type DashboardChanged, type KeyboxEvent } from "@keybox/contract";
+import { StoreUnavailableError, type DashboardStore } from "@keybox/read-model";
+import type { Logger } from "@keybox/runtime";
+import { ensureConsumer, type DeliveryPolicy } from "./adapters/consumer.ts";
 import { deadLetter, type DeadLetter } from "./adapters/deadLetters.ts";
+import type { ProjectorSettings } from "./config.ts";
 import { applyBatch } from "./domain/applyBatch.ts";
 import { projectorMetrics as metrics, type DeadLetterReason } from "./metrics.ts";
 
 export type ProjectorConfig = Pick<
-  Config,
+  ProjectorSettings,
   | "EVENTS_STREAM"
   | "DLQ_STREAM"
   | "PROJECTOR_DURABLE"

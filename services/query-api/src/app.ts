@@ -3,7 +3,9 @@
 import type { HttpBindings } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { register } from "prom-client";
-import { idSchema, type DashboardStore, type Logger } from "@keybox/shared";
+import { idSchema } from "@keybox/contract";
+import { type DashboardStore } from "@keybox/read-model";
+import { type Logger } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
 import { renderDashboard } from "./domain/renderDashboard.ts";
 

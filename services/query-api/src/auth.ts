@@ -1,7 +1,7 @@
 // Bearer-token authentication: which owner is asking. Algorithms are pinned, so "alg: none" and
 // algorithm-confusion tokens fail verification; `exp` is required, so no token is valid forever.
 import { jwtVerify } from "jose";
-import { idSchema } from "@keybox/shared";
+import { idSchema } from "@keybox/contract";
 
 export interface AuthSettings {
   secret: string;

@@ -2,17 +2,20 @@
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
-import { answerClientErrorsWithJson, requireSetting, type Config, type DashboardStore, type Logger, type NatsConnection } from "@keybox/shared";
+import type { NatsConnection } from "nats";
+import type { DashboardStore } from "@keybox/read-model";
+import { answerClientErrorsWithJson, requireSetting, type Logger } from "@keybox/runtime";
 import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
+import type { QueryApiSettings } from "./config.ts";
 
 export interface QueryApi {
   url: string;
   close(): Promise<void>;
 }
 
-export async function startQueryApi(config: Config, nc: NatsConnection, store: DashboardStore, log: Logger): Promise<QueryApi> {
+export async function startQueryApi(config: QueryApiSettings, nc: NatsConnection, store: DashboardStore, log: Logger): Promise<QueryApi> {
   const app = createApp({
     store,
     log,

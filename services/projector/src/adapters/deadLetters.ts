@@ -2,7 +2,7 @@
 // it is acknowledged. The copy always fits the server's max payload, so dead-lettering never fails
 // for the size of what the stream accepted.
 import { headers, type JetStreamClient, type MsgHdrs } from "nats";
-import { deadLetterSubject } from "@keybox/shared";
+import { deadLetterSubject } from "@keybox/contract";
 
 /** What the projector gave up on: the stream's copy of an event and why. */
 export interface DeadLetter {

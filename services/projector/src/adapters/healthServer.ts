@@ -1,8 +1,7 @@
 // The projector's own small HTTP port, for orchestrators and Prometheus: /healthz, /readyz, /metrics.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { register } from "prom-client";
-import { answerClientErrorsWithJson } from "@keybox/shared";
+import { answerClientErrorsWithJson, metricsRegistry as register } from "@keybox/runtime";
 
 export interface HealthServer {
   port: number;

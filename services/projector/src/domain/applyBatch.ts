@@ -1,6 +1,7 @@
 // Applies a batch of events to the read model: load what the rules need, apply them purely,
 // commit conditionally. A lost race with another replica reloads and applies again.
-import { keyId, type DashboardStore, type KeyboxEvent, type RecordRead, type RecordWrite } from "@keybox/shared";
+import { type KeyboxEvent } from "@keybox/contract";
+import { keyId, type DashboardStore, type RecordRead, type RecordWrite } from "@keybox/read-model";
 import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./applyEvent.ts";
 import type { SliceEntry } from "./slice.ts";
 

@@ -7,6 +7,7 @@
 // - A project whose clientId changes moves, head and chunks; a license whose projectId changes
 //   moves to the other project's last chunk. Registers remember where each was filed, so the old
 //   copy is found with a point read and nothing else of the tenant is read or written.
+import { type KeyboxEvent, type ProjectState } from "@keybox/contract";
 import {
   keyId,
   LICENSE_CHUNK_TARGET_BYTES,
@@ -15,17 +16,15 @@ import {
   renderLicense,
   type ClientPart,
   type Entry,
-  type KeyboxEvent,
   type LicenseChunk,
   type LicenseEntry,
   type LicenseRegister,
   type PartKey,
   type ProjectHead,
   type ProjectRegister,
-  type ProjectState,
   type RecordKey,
   type StoredRecord,
-} from "@keybox/shared";
+} from "@keybox/read-model";
 import type { Slice, SliceEntry } from "./slice.ts";
 
 /** Thrown by applyEvent when the slice lacks a record the event needs (see missingRecords). */

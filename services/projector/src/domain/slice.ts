@@ -1,6 +1,6 @@
 // A slice is the part of the read model that a batch of events reads and writes: records by key,
 // with null for a record known to be absent. The projection rules are pure functions of it.
-import { keyId, type RecordKey, type StoredRecord } from "@keybox/shared";
+import { keyId, type RecordKey, type StoredRecord } from "@keybox/read-model";
 
 export interface SliceEntry {
   key: RecordKey;

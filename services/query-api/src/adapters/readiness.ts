@@ -1,7 +1,9 @@
 // Readiness of a query API: it can serve reads, that is, the read model answers. The projector's
 // lag is no reason to take a replica out of a load balancer (a burst lags every replica at once,
 // and each can still serve), and nothing served needs NATS, so its state is only a detail.
-import type { DashboardStore, Logger, NatsConnection } from "@keybox/shared";
+import type { NatsConnection } from "nats";
+import type { DashboardStore } from "@keybox/read-model";
+import type { Logger } from "@keybox/runtime";
 import type { Readiness } from "../app.ts";
 
 const CACHE_MS = 1000;

@@ -1,7 +1,8 @@
 // Turns an owner's stored parts into the GET /dashboard body: joins, ordering and read-time
 // expiry. Licenses are stored already rendered, so the body is assembled as JSON text: a large
 // tenant's read joins strings instead of building and serialising an object per license.
-import { licenseJsonAt, type ClientState, type LicenseView, type ProjectState, type RenderedLicense, type StoredPart } from "@keybox/shared";
+import { type ClientState, type ProjectState } from "@keybox/contract";
+import { licenseJsonAt, type LicenseView, type RenderedLicense, type StoredPart } from "@keybox/read-model";
 
 export type { LicenseView };
 

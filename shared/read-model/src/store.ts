@@ -1,4 +1,4 @@
-import type { RecordKey, StoredPart, StoredRecord } from "../readModel.ts";
+import type { RecordKey, StoredPart, StoredRecord } from "./shape.ts";
 
 /** A record as loaded for a conditional write; `rev` 0 means "absent". */
 export interface RevisionedRecord {

@@ -1,6 +1,6 @@
 // A license as GET /dashboard serves it. The projector renders it once, when the license changes,
 // and stores the JSON; a read then joins strings instead of decoding and re-encoding objects.
-import type { LicenseState } from "./events.ts";
+import type { LicenseState } from "@keybox/contract";
 
 export interface LicenseView {
   _id: string;

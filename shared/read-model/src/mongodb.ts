@@ -20,8 +20,8 @@ import {
   type ReadPreferenceMode,
   type TransactionOptions,
 } from "mongodb";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "../readModel.ts";
-import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./types.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "./shape.ts";
+import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./store.ts";
 
 /**
  * A record: its revision and its value as JSON text. One BSON string decoded by the driver and
@@ -125,6 +125,11 @@ export interface MongoStoreOptions {
   /** For dashboard reads; loads for commits always read the primary. Default "primary". */
   readPreference?: ReadPreferenceMode;
   appName?: string;
+  /**
+   * For readers (the query API), which may run with a read-only database role: never creates the
+   * collections or records the format, only checks it. Default false.
+   */
+  readOnly?: boolean;
 }
 
 export class MongoDashboardStore implements DashboardStore {
@@ -152,7 +157,7 @@ export class MongoDashboardStore implements DashboardStore {
       }
       const db = client.db(options.dbName ?? urlDatabase(options.url) ?? "keybox");
       // Created up front: older servers cannot create a collection inside a transaction.
-      for (const name of ["parts", "registers", "meta"]) {
+      for (const name of options.readOnly ? [] : ["parts", "registers", "meta"]) {
         await db.createCollection(name).catch((error: unknown) => {
           if (!hasCode(error, NAMESPACE_EXISTS)) throw error;
         });
@@ -160,7 +165,8 @@ export class MongoDashboardStore implements DashboardStore {
       const format = db.collection<{ _id: string; version: number }>("meta");
       const recorded = await format.findOne({ _id: FORMAT });
       const hasData = (await db.collection("parts").findOne({}, { projection: { _id: 1 } })) !== null;
-      if (checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`)) {
+      const isNew = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
+      if (isNew && !options.readOnly) {
         await format.updateOne({ _id: FORMAT }, { $setOnInsert: { version: READ_MODEL_FORMAT } }, { upsert: true });
       }
       // The built-in _id index is the only index needed: every read is by _id or an _id range.

@@ -3,8 +3,8 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "../readModel.ts";
-import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./types.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "./shape.ts";
+import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./store.ts";
 
 interface Stored {
   rev: number;
@@ -33,7 +33,8 @@ export class LmdbDashboardStore implements DashboardStore {
     private readonly meta: Database<number, string | LmdbKey>,
   ) {}
 
-  static open(dataDir: string): LmdbDashboardStore {
+  /** `readOnly`: never records the format (a reader only checks it; writing it is a writer's job). */
+  static open(dataDir: string, { readOnly = false }: { readOnly?: boolean } = {}): LmdbDashboardStore {
     const dir = path.join(dataDir, "lmdb");
     mkdirSync(dir, { recursive: true });
     // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily.
@@ -43,7 +44,8 @@ export class LmdbDashboardStore implements DashboardStore {
     try {
       env.transactionSync(() => {
         const hasData = parts.getKeysCount({ limit: 1 }) > 0;
-        if (checkReadModelFormat(meta.get(FORMAT), hasData, dir)) meta.putSync(FORMAT, READ_MODEL_FORMAT);
+        const isNew = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
+        if (isNew && !readOnly) meta.putSync(FORMAT, READ_MODEL_FORMAT);
       });
     } catch (error) {
       env.close();

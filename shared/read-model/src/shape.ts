@@ -8,7 +8,7 @@
 // client. Chunks keep every part small whatever the tenant's size, so applying an event rewrites a
 // bounded number of bytes. Registers, kept apart, say where a project is filed (its clientId) and
 // where a license is (project and chunk), so moves and early children are found with point reads.
-import type { ClientState, ProjectState } from "./events.ts";
+import type { ClientState, ProjectState } from "@keybox/contract";
 import type { RenderedLicense } from "./licenseView.ts";
 
 /** A license chunk takes new licenses until it holds this many bytes (of its entries as JSON). */

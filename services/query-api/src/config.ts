@@ -1,0 +1,20 @@
+// The query API's settings: exactly what it reads, validated at start.
+import { z } from "zod";
+import { storeSettings } from "@keybox/read-model";
+import { intSetting, runtimeSettings } from "@keybox/runtime";
+
+export const queryApiSettings = z.object({
+  ...runtimeSettings.shape,
+  ...storeSettings.shape,
+  PORT: intSetting(0, 65_535).default(3000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
+  JWT_OWNER_CLAIM: z.string().min(1).default("userId"),
+  JWT_ALGORITHMS: z
+    .string()
+    .default("HS256")
+    .transform((s) => s.split(",").map((a) => a.trim()))
+    .pipe(z.array(z.enum(["HS256", "HS384", "HS512"])).min(1)),
+});
+
+export type QueryApiSettings = z.infer<typeof queryApiSettings>;

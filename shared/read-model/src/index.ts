@@ -1,0 +1,38 @@
+// @keybox/read-model: the stored shape of the dashboards, licenses in their rendered form, and the
+// DashboardStore interface. The adapters are subpaths (`@keybox/read-model/lmdb`, `/mongodb`), and
+// `openStore` loads only the one it picks.
+export {
+  keyId,
+  LICENSE_CHUNK_TARGET_BYTES,
+  PART_MAX_BYTES,
+  partKey,
+  READ_MODEL_FORMAT,
+  registerKey,
+  type ClientPart,
+  type Entry,
+  type LicenseChunk,
+  type LicenseEntry,
+  type LicenseRegister,
+  type Part,
+  type PartKey,
+  type ProjectHead,
+  type ProjectRegister,
+  type RecordKey,
+  type Register,
+  type RegisterKey,
+  type StoredPart,
+  type StoredRecord,
+} from "./shape.ts";
+export { licenseJsonAt, renderLicense, type LicenseView, type RenderedLicense } from "./licenseView.ts";
+export {
+  StoreUnavailableError,
+  type Commit,
+  type CommitResult,
+  type DashboardRead,
+  type DashboardStore,
+  type PartStats,
+  type RecordRead,
+  type RecordWrite,
+  type RevisionedRecord,
+} from "./store.ts";
+export { openStore, storeSettings, type OpenStoreOptions, type StoreSettings } from "./openStore.ts";
