@@ -1,16 +1,16 @@
 # One image for both services of the KeyBox dashboard read model. The command picks the service:
-#   node --import tsx services/projector/src/main.ts    (the projector)
-#   node --import tsx services/query-api/src/main.ts    (the query API, the default)
-# The TypeScript runs as it is through tsx (a production dependency): there is no build step.
+#   node --enable-source-maps dist/projector.mjs    (the projector)
+#   node --enable-source-maps dist/query-api.mjs    (the query API, the default)
+# The services are built once (`npm run build`: esbuild bundles of our own code, npm packages left
+# external) and run as plain JavaScript; the image holds production dependencies only.
 #
-# Debian (glibc) rather than Alpine (musl): lmdb, msgpackr-extract and esbuild ship prebuilt
-# linux-x64/arm64 glibc binaries as optional npm packages, so nothing is compiled here.
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Debian (glibc) rather than Alpine (musl): lmdb and msgpackr-extract ship prebuilt linux-x64/arm64
+# glibc binaries as optional npm packages, so nothing is compiled here.
+ARG NODE_IMAGE=node:24-bookworm-slim
 
-# ---- deps: production node_modules only ---------------------------------------------------------
-FROM ${NODE_IMAGE} AS deps
+# ---- build: all dependencies, then dist/ -------------------------------------------------------
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-ENV NODE_ENV=production
 # Only the manifests first, so the install layer is reused until a dependency changes.
 COPY package.json package-lock.json ./
 COPY shared/contract/package.json shared/contract/
@@ -18,30 +18,32 @@ COPY shared/read-model/package.json shared/read-model/
 COPY shared/runtime/package.json shared/runtime/
 COPY services/projector/package.json services/projector/
 COPY services/query-api/package.json services/query-api/
-RUN npm ci --omit=dev --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY shared shared
+COPY services services
+COPY scripts scripts
+RUN npm run build
+
+# ---- deps: production node_modules only ---------------------------------------------------------
+FROM build AS deps
+ENV NODE_ENV=production
+RUN npm prune --omit=dev --no-audit --no-fund
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
     DATA_DIR=/data
 WORKDIR /app
+# Owned by root: the app cannot modify its code. package.json says the code is ES modules.
+COPY --from=deps /app/package.json ./
+COPY --from=deps /app/node_modules node_modules
+COPY --from=build /app/dist dist
 
-# Manifests and node_modules (the workspace links node_modules/@keybox/* -> ../../shared, ...
-# resolve once the sources below are in place). Owned by root: the app cannot modify its code.
-COPY --from=deps /app ./
-# tsx reads tsconfig.json for how to transpile; then only what runs: shared/ and the two services.
-COPY tsconfig.json ./
-COPY shared/contract/src shared/contract/src
-COPY shared/read-model/src shared/read-model/src
-COPY shared/runtime/src shared/runtime/src
-COPY services/projector/src services/projector/src
-COPY services/query-api/src services/query-api/src
-
-# LMDB's default home (the read model when MONGODB_URL is unset). Created and chowned before
-# VOLUME so a new named volume starts out owned by node.
+# LMDB's home when MONGODB_URL is unset. No VOLUME here: it would give every container an anonymous
+# volume of its own, and LMDB replicas on one host must share one; mount a volume at /data instead.
 RUN mkdir -p /data \
  && chown node:node /data
-VOLUME ["/data"]
 
 USER node
 
@@ -49,4 +51,4 @@ USER node
 EXPOSE 3000 9464
 
 # No HEALTHCHECK here: the image runs two different services; docker-compose.yml defines one each.
-CMD ["node", "--import", "tsx", "services/query-api/src/main.ts"]
+CMD ["node", "--enable-source-maps", "dist/query-api.mjs"]

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// `npm start` / `npm test` (and the separate services) on a fresh clone: installs what is missing (node modules; nats-server
-// through apt-get where possible), then runs. Plain JavaScript with no dependencies, because it
-// runs before anything is installed.
+// `npm start` / `npm test` (and the separate services) on a fresh clone: installs what is missing
+// (node modules; nats-server through apt-get where possible), builds dist/ when it is stale, then
+// runs. Plain JavaScript with no dependencies, because it runs before anything is installed.
 import { spawnSync, spawn } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,14 +21,40 @@ function ensureNodeModules() {
   const lock = path.join(root, "package-lock.json");
   const stale = !existsSync(marker) || (existsSync(lock) && statSync(lock).mtimeMs > statSync(marker).mtimeMs);
   if (!stale) return;
-  console.error("Installing node modules...");
-  const ok = existsSync(lock)
-    ? run("npm", ["ci", "--no-audit", "--no-fund"])
-    : run("npm", ["install", "--no-audit", "--no-fund"]);
+  // A production machine (NODE_ENV=production) gets no development dependencies.
+  const production = process.env.NODE_ENV === "production";
+  console.error(`Installing node modules${production ? " (production only)" : ""}...`);
+  const install = existsSync(lock) ? ["ci"] : ["install"];
+  const ok = run("npm", [...install, ...(production ? ["--omit=dev"] : []), "--no-audit", "--no-fund"]);
   if (!ok) {
     console.error("npm could not install the dependencies; see the output above.");
     process.exit(1);
   }
+}
+
+/** The newest modification time of the TypeScript the build reads. */
+function newestSource() {
+  let newest = 0;
+  const visit = (dir) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory() && entry.name !== "node_modules") visit(full);
+      else if (/\.(ts|mjs|json)$/.test(entry.name)) newest = Math.max(newest, statSync(full).mtimeMs);
+    }
+  };
+  for (const dir of ["shared", "services", "scripts"]) visit(path.join(root, dir));
+  return newest;
+}
+
+/** Builds dist/ when it is missing or older than the sources (needs the development dependencies). */
+function ensureBuilt() {
+  const stamp = path.join(root, "dist", ".built");
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource()) return;
+  if (!existsSync(path.join(root, "node_modules", "esbuild"))) {
+    console.error("dist/ is missing or stale and esbuild (a development dependency) is not installed: run `npm ci && npm run build`.");
+    process.exit(1);
+  }
+  if (!run(process.execPath, ["scripts/build.mjs"])) process.exit(1);
 }
 
 function hasNatsServer() {
@@ -72,22 +98,28 @@ function exec(cmd, args) {
   child.on("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
 }
 
-const tsx = ["--import", "tsx"];
+/** Production runs the built JavaScript; source maps make stack traces point at the TypeScript. */
+const runBuilt = (name) => exec(process.execPath, ["--enable-source-maps", `dist/${name}.mjs`, ...passThrough]);
+
 switch (command) {
   case "start":
     ensureNodeModules();
     ensureNatsServer();
-    exec(process.execPath, [...tsx, "scripts/start.ts", ...passThrough]);
+    ensureBuilt();
+    runBuilt("start");
     break;
   case "projector":
   case "query-api":
     // The services on their own: they need NATS_URL, so no local nats-server is installed.
     ensureNodeModules();
-    exec(process.execPath, [...tsx, `services/${command}/src/main.ts`, ...passThrough]);
+    ensureBuilt();
+    runBuilt(command);
     break;
   case "test":
     ensureNodeModules();
     ensureNatsServer();
+    // The same checks as CI: types (and lint) first, then the suite.
+    if (!run("npm", ["run", "--silent", "check"])) process.exit(1);
     exec(process.execPath, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...passThrough]);
     break;
   default:
