@@ -22,7 +22,9 @@ export const ENTRY_POINTS = {
 const externalPackages = {
   name: "external-packages",
   setup(b) {
-    b.onResolve({ filter: /^[^./]/ }, (args) => (args.path.startsWith("@keybox/") ? undefined : { path: args.path, external: true }));
+    b.onResolve({ filter: /^[^./]/ }, (args) =>
+      args.path.startsWith("@keybox/") ? undefined : { path: args.path, external: true },
+    );
   },
 };
 

@@ -51,7 +51,9 @@ function ensureBuilt() {
   const stamp = path.join(root, "dist", ".built");
   if (existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource()) return;
   if (!existsSync(path.join(root, "node_modules", "esbuild"))) {
-    console.error("dist/ is missing or stale and esbuild (a development dependency) is not installed: run `npm ci && npm run build`.");
+    console.error(
+      "dist/ is missing or stale and esbuild (a development dependency) is not installed: run `npm ci && npm run build`.",
+    );
     process.exit(1);
   }
   if (!run(process.execPath, ["scripts/build.mjs"])) process.exit(1);
@@ -68,7 +70,10 @@ function ensureNatsServer() {
   if (isRoot && hasApt) {
     console.error("nats-server is missing; installing it with apt-get...");
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    if (run("apt-get", ["install", "-y", "nats-server"], { env }) || (run("apt-get", ["update"], { env }) && run("apt-get", ["install", "-y", "nats-server"], { env }))) {
+    if (
+      run("apt-get", ["install", "-y", "nats-server"], { env }) ||
+      (run("apt-get", ["update"], { env }) && run("apt-get", ["install", "-y", "nats-server"], { env }))
+    ) {
       if (hasNatsServer()) return;
     }
   }

@@ -10,27 +10,57 @@ export function exampleEvents(ownerId = DEMO_OWNER_ID): Envelope[] {
     buildEnvelope({
       ...created,
       entity: "client",
-      data: { id: "60f7b3b3e6b3a72e8c8e4a1a", ownerId, name: "Acme Corporation", email: "[email protected] ", createdAt: "2023-12-01T00:00:00.000Z" },
+      data: {
+        id: "60f7b3b3e6b3a72e8c8e4a1a",
+        ownerId,
+        name: "Acme Corporation",
+        email: "[email protected] ",
+        createdAt: "2023-12-01T00:00:00.000Z",
+      },
     }),
     buildEnvelope({
       ...created,
       entity: "client",
-      data: { id: "60f7b3b3e6b3a72e8c8e4a1f", ownerId, name: "TechStart Inc", email: "[email protected] ", createdAt: "2023-12-15T00:00:00.000Z" },
+      data: {
+        id: "60f7b3b3e6b3a72e8c8e4a1f",
+        ownerId,
+        name: "TechStart Inc",
+        email: "[email protected] ",
+        createdAt: "2023-12-15T00:00:00.000Z",
+      },
     }),
     buildEnvelope({
       ...created,
       entity: "project",
-      data: { id: "60f7b3b3e6b3a72e8c8e4a1b", ownerId, clientId: "60f7b3b3e6b3a72e8c8e4a1a", name: "E-commerce Website", createdAt: "2023-12-02T00:00:00.000Z" },
+      data: {
+        id: "60f7b3b3e6b3a72e8c8e4a1b",
+        ownerId,
+        clientId: "60f7b3b3e6b3a72e8c8e4a1a",
+        name: "E-commerce Website",
+        createdAt: "2023-12-02T00:00:00.000Z",
+      },
     }),
     buildEnvelope({
       ...created,
       entity: "project",
-      data: { id: "60f7b3b3e6b3a72e8c8e4a1d", ownerId, clientId: "60f7b3b3e6b3a72e8c8e4a1a", name: "Mobile App Backend", createdAt: "2023-12-03T00:00:00.000Z" },
+      data: {
+        id: "60f7b3b3e6b3a72e8c8e4a1d",
+        ownerId,
+        clientId: "60f7b3b3e6b3a72e8c8e4a1a",
+        name: "Mobile App Backend",
+        createdAt: "2023-12-03T00:00:00.000Z",
+      },
     }),
     buildEnvelope({
       ...created,
       entity: "project",
-      data: { id: "60f7b3b3e6b3a72e8c8e4a20", ownerId, clientId: "60f7b3b3e6b3a72e8c8e4a1f", name: "SaaS Platform", createdAt: "2023-12-16T00:00:00.000Z" },
+      data: {
+        id: "60f7b3b3e6b3a72e8c8e4a20",
+        ownerId,
+        clientId: "60f7b3b3e6b3a72e8c8e4a1f",
+        name: "SaaS Platform",
+        createdAt: "2023-12-16T00:00:00.000Z",
+      },
     }),
     buildEnvelope({
       action: "activated",

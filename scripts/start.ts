@@ -7,7 +7,14 @@ import { Projector } from "@keybox/projector";
 import { startQueryApi } from "@keybox/query-api";
 import { ensureStreams, publishEvent } from "@keybox/contract";
 import { openStore } from "@keybox/read-model";
-import { collectProcessMetrics, connectNats, createLogger, exitOnStartFailure, loadConfig, onShutdownSignal } from "@keybox/runtime";
+import {
+  collectProcessMetrics,
+  connectNats,
+  createLogger,
+  exitOnStartFailure,
+  loadConfig,
+  onShutdownSignal,
+} from "@keybox/runtime";
 import { startLocalNats, type LocalNats } from "./natsServer.ts";
 import { DEMO_OWNER_ID, exampleEvents } from "./seedExample.ts";
 import { allInOneSettings } from "./settings.ts";
@@ -64,7 +71,7 @@ try {
     .setExpirationTime("30d")
     .sign(new TextEncoder().encode(config.JWT_SECRET));
   process.stdout.write(
-    [
+    `${[
       "",
       `KeyBox dashboard read model is running at ${api.url}`,
       `NATS: ${natsUrl}   store: ${config.MONGODB_URL ? "MongoDB" : `LMDB in ${config.DATA_DIR}`}`,
@@ -72,7 +79,7 @@ try {
       `Try it (a development token for the demo owner ${DEMO_OWNER_ID}):`,
       `  curl -s ${api.url}/dashboard -H "Authorization: Bearer ${token}"`,
       "",
-    ].join("\n") + "\n",
+    ].join("\n")}\n`,
   );
 } catch (error) {
   exitOnStartFailure(error);

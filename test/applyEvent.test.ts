@@ -61,8 +61,18 @@ function license(id: string, projectId: string, data: Partial<LicenseState> = {}
   return buildEnvelope({ entity: "license", action: actionOf(change), version: v, data: state });
 }
 
-function tombstone(entity: Entity, v: number, ids: { id: string; clientId?: string; projectId?: string }, owner = OWNER): Envelope {
-  return buildEnvelope({ entity, action: "deleted", version: v, data: { ownerId: owner, ...ids } as EventData<Entity> });
+function tombstone(
+  entity: Entity,
+  v: number,
+  ids: { id: string; clientId?: string; projectId?: string },
+  owner = OWNER,
+): Envelope {
+  return buildEnvelope({
+    entity,
+    action: "deleted",
+    version: v,
+    data: { ownerId: owner, ...ids } as EventData<Entity>,
+  });
 }
 
 const dashboard = (events: Envelope[], owner = OWNER, now = NOW) => dashboardOf(events, owner, now);
@@ -115,19 +125,37 @@ describe("create and update", () => {
   });
 
   it("gives an empty dashboard for an owner with no events", () => {
-    expect(dashboard([])).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+    expect(dashboard([])).toEqual({
+      message: "Dashboard fetched successfully",
+      clientsCount: 0,
+      projectsCount: 0,
+      data: [],
+    });
   });
 
   it("shows a client without projects with projects: [] and a project without licenses with licenses: []", () => {
     const body = dashboard([client("c1"), client("c2", { createdAt: day(2) }), projectOf("p1", "c2")]);
     expect(body.data).toEqual([
       { _id: "c1", name: "Client c1", email: "c1@example.com", owner: OWNER, projects: [] },
-      { _id: "c2", name: "Client c2", email: "c2@example.com", owner: OWNER, projects: [{ _id: "p1", name: "Project p1", client: "c2", licenses: [] }] },
+      {
+        _id: "c2",
+        name: "Client c2",
+        email: "c2@example.com",
+        owner: OWNER,
+        projects: [{ _id: "p1", name: "Project p1", client: "c2", licenses: [] }],
+      },
     ]);
   });
 
   it("counts clients and projects over the whole dashboard", () => {
-    const body = dashboard([client("c1"), client("c2"), client("c3"), projectOf("p1", "c1"), projectOf("p2", "c1"), projectOf("p3", "c3")]);
+    const body = dashboard([
+      client("c1"),
+      client("c2"),
+      client("c3"),
+      projectOf("p1", "c1"),
+      projectOf("p2", "c1"),
+      projectOf("p3", "c3"),
+    ]);
     expect(body.clientsCount).toBe(3);
     expect(body.projectsCount).toBe(3);
   });
@@ -214,20 +242,22 @@ describe("applyEvent", () => {
     const event = toEvent(client("c1"));
     let error: unknown;
     try {
-      applyEvent((new Map() as Slice), event);
+      applyEvent(new Map() as Slice, event);
     } catch (thrown) {
       error = thrown;
     }
     expect(error).toBeInstanceOf(MissingRecordsError);
     expect((error as MissingRecordsError).keys).toEqual([partKey(OWNER, "c1")]);
 
-    const loaded = withRecords((new Map() as Slice), [{ key: partKey(OWNER, "c1"), value: null }]);
+    const loaded = withRecords(new Map() as Slice, [{ key: partKey(OWNER, "c1"), value: null }]);
     expect(renderBody(ownerParts(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
   });
 
   it("names a license's register among the missing records", () => {
-    expect(() => applyEvent((new Map() as Slice), toEvent(license("l1", "p1")))).toThrow(MissingRecordsError);
-    expect(missingRecords((new Map() as Slice), toEvent(license("l1", "p1")))).toContainEqual(registerKey(OWNER, "license", "l1"));
+    expect(() => applyEvent(new Map() as Slice, toEvent(license("l1", "p1")))).toThrow(MissingRecordsError);
+    expect(missingRecords(new Map() as Slice, toEvent(license("l1", "p1")))).toContainEqual(
+      registerKey(OWNER, "license", "l1"),
+    );
   });
 });
 
@@ -238,20 +268,32 @@ describe.each(["__proto__", "constructor", "prototype", "toString"])("the id %s"
   const gone = tombstone("license", 2, { id, clientId: "c1", projectId: "p1" });
 
   it("serves a license's update, not its first version", () => {
-    const body = dashboard([...parents, license(id, "p1", { status: "PENDING" }), license(id, "p1", { status: "ACTIVE" }, { v: 2, action: "activated" })]);
+    const body = dashboard([
+      ...parents,
+      license(id, "p1", { status: "PENDING" }),
+      license(id, "p1", { status: "ACTIVE" }, { v: 2, action: "activated" }),
+    ]);
     expect(licensesOf(body)).toEqual([expect.objectContaining({ _id: id, key: `KEY-${id}`, status: "ACTIVE" })]);
   });
 
   it("keeps a license whose id differs by one character, in either order", () => {
-    for (const order of [[neighbour, id], [id, neighbour]]) {
+    for (const order of [
+      [neighbour, id],
+      [id, neighbour],
+    ]) {
       const body = dashboard([...parents, ...order.map((l) => license(l, "p1"))]);
-      expect(licensesOf(body).map((l) => [l._id, l.key])).toEqual([[neighbour, `KEY-${neighbour}`], [id, `KEY-${id}`]]);
+      expect(licensesOf(body).map((l) => [l._id, l.key])).toEqual([
+        [neighbour, `KEY-${neighbour}`],
+        [id, `KEY-${id}`],
+      ]);
     }
   });
 
   it("hides a deleted license", () => {
     expect(licensesOf(dashboard([...parents, license(id, "p1"), gone]))).toEqual([]);
-    expect(licensesOf(dashboard([...parents, license(neighbour, "p1"), license(id, "p1"), gone])).map((l) => l._id)).toEqual([neighbour]);
+    expect(
+      licensesOf(dashboard([...parents, license(neighbour, "p1"), license(id, "p1"), gone])).map((l) => l._id),
+    ).toEqual([neighbour]);
   });
 
   it("serves a client, a project and a license that all have it", () => {
@@ -272,7 +314,10 @@ describe("children before parents", () => {
 
   it("files an early license under its project's client even when the license names another client", () => {
     const events = [license("l1", "p1", { clientId: "c9" }), client("c1"), client("c9"), projectOf("p1", "c1")];
-    expect(tree(dashboard(events))).toEqual([["c1", [["p1", ["l1"]]]], ["c9", []]]);
+    expect(tree(dashboard(events))).toEqual([
+      ["c1", [["p1", ["l1"]]]],
+      ["c9", []],
+    ]);
     expect(tree(dashboardForClient(events, "c1"))).toEqual([["c1", [["p1", ["l1"]]]]]);
   });
 });
@@ -293,7 +338,11 @@ describe("deletes", () => {
     const body = dashboard([...family, tombstone("client", 2, { id: "c1" })]);
     expect(tree(body)).toEqual([["c2", [["p3", ["l3"]]]]]);
     expect(body).toMatchObject({ clientsCount: 1, projectsCount: 1 });
-    expect(dashboardForClient([...family, tombstone("client", 2, { id: "c1" })], "c1")).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });
+    expect(dashboardForClient([...family, tombstone("client", 2, { id: "c1" })], "c1")).toMatchObject({
+      clientsCount: 0,
+      projectsCount: 0,
+      data: [],
+    });
   });
 
   it("hides a deleted project's licenses and keeps its siblings", () => {
@@ -306,15 +355,29 @@ describe("deletes", () => {
   });
 
   it("hides only the deleted license", () => {
-    expect(tree(dashboard([...family, tombstone("license", 2, { id: "l2", clientId: "c1", projectId: "p2" })]))).toEqual([
-      ["c1", [["p1", ["l1"]], ["p2", []]]],
+    expect(
+      tree(dashboard([...family, tombstone("license", 2, { id: "l2", clientId: "c1", projectId: "p2" })])),
+    ).toEqual([
+      [
+        "c1",
+        [
+          ["p1", ["l1"]],
+          ["p2", []],
+        ],
+      ],
       ["c2", [["p3", ["l3"]]]],
     ]);
   });
 
   it("shows the children again when a deleted client is re-created", () => {
     const events = [...family, tombstone("client", 2, { id: "c1" }), client("c1", {}, { v: 3, action: "created" })];
-    expect(tree(dashboard(events))[0]).toEqual(["c1", [["p1", ["l1"]], ["p2", ["l2"]]]]);
+    expect(tree(dashboard(events))[0]).toEqual([
+      "c1",
+      [
+        ["p1", ["l1"]],
+        ["p2", ["l2"]],
+      ],
+    ]);
   });
 });
 
@@ -337,11 +400,19 @@ describe("moves", () => {
     ]);
     expect(body.data[1]!.projects[0]!.client).toBe("c2");
     expect(tree(dashboardForClient(events, "c2"))).toEqual([["c2", [["p1", ["l1", "l2"]]]]]);
-    expect(dashboardForClient(events, "c1")).toMatchObject({ clientsCount: 1, projectsCount: 0, data: [{ _id: "c1", projects: [] }] });
+    expect(dashboardForClient(events, "c1")).toMatchObject({
+      clientsCount: 1,
+      projectsCount: 0,
+      data: [{ _id: "c1", projects: [] }],
+    });
   });
 
   it("keeps licenses under the moved project when their own data still names the old client", () => {
-    const events = [...before, move, license("l1", "p1", { clientId: "c1", status: "REVOKED" }, { v: 2, action: "revoked" })];
+    const events = [
+      ...before,
+      move,
+      license("l1", "p1", { clientId: "c1", status: "REVOKED" }, { v: 2, action: "revoked" }),
+    ];
     expect(tree(dashboard(events))).toEqual([
       ["c1", []],
       ["c2", [["p1", ["l1", "l2"]]]],
@@ -380,12 +451,18 @@ describe("owner isolation", () => {
   ];
 
   it("never mixes two owners with the same structure and ids", () => {
-    const events = [...tenant("ownerA"), ...tenant("ownerB"), tombstone("license", 2, { id: "l1", clientId: "c1", projectId: "p1" }, "ownerB")];
+    const events = [
+      ...tenant("ownerA"),
+      ...tenant("ownerB"),
+      tombstone("license", 2, { id: "l1", clientId: "c1", projectId: "p1" }, "ownerB"),
+    ];
     const slice = project(events.map(toEvent));
     const a = renderBody(ownerParts(slice, "ownerA"), NOW);
     const b = renderBody(ownerParts(slice, "ownerB", "c1"), NOW);
     expect(a.data).toEqual([expect.objectContaining({ name: "ownerA client", owner: "ownerA" })]);
-    expect(a.data[0]!.projects).toEqual([expect.objectContaining({ name: "ownerA project", licenses: [expect.objectContaining({ key: "ownerA-key" })] })]);
+    expect(a.data[0]!.projects).toEqual([
+      expect.objectContaining({ name: "ownerA project", licenses: [expect.objectContaining({ key: "ownerA-key" })] }),
+    ]);
     expect(b.data).toEqual([expect.objectContaining({ name: "ownerB client", owner: "ownerB" })]);
     expect(b.data[0]!.projects).toEqual([expect.objectContaining({ name: "ownerB project", licenses: [] })]);
   });
@@ -416,7 +493,17 @@ describe("ordering", () => {
       projectOf("pC", "c1", { createdAt: day(5) }),
       projectOf("pD", "c1", { createdAt: day(4) }),
     ]);
-    expect(tree(body)).toEqual([["c1", [["pD", []], ["pB", []], ["pC", []], ["pA", []]]]]);
+    expect(tree(body)).toEqual([
+      [
+        "c1",
+        [
+          ["pD", []],
+          ["pB", []],
+          ["pC", []],
+          ["pA", []],
+        ],
+      ],
+    ]);
   });
 
   it("orders licenses by createdAt, else issuedAt, then id", () => {
@@ -435,7 +522,8 @@ describe("ordering", () => {
 describe("read-time expiry", () => {
   const justBefore = "2024-05-31T23:59:59.999Z";
   const justAfter = "2024-06-01T00:00:00.001Z";
-  const statusOf = (data: Partial<LicenseState>, now = NOW) => licensesOf(dashboard([...parents, license("l1", "p1", data)], OWNER, now))[0]!.status;
+  const statusOf = (data: Partial<LicenseState>, now = NOW) =>
+    licensesOf(dashboard([...parents, license("l1", "p1", data)], OWNER, now))[0]!.status;
 
   it("serves an ACTIVE license whose expiresAt is at or before now as EXPIRED", () => {
     expect(statusOf({ status: "ACTIVE", expiresAt: NOW.toISOString() })).toBe("EXPIRED");
@@ -470,6 +558,9 @@ describe("machineId", () => {
   });
 
   it("is shown when the license has one", () => {
-    expect(licensesOf(dashboard([...parents, license("l1", "p1", { machineId: "hash" })]))[0]).toHaveProperty("machineId", "hash");
+    expect(licensesOf(dashboard([...parents, license("l1", "p1", { machineId: "hash" })]))[0]).toHaveProperty(
+      "machineId",
+      "hash",
+    );
   });
 });

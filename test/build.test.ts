@@ -44,7 +44,9 @@ function runBuilt(name: string, env: Record<string, string>): ServiceProcess {
   const keep = (d: Buffer) => (output = (output + d.toString()).slice(-20_000));
   child.stdout!.on("data", keep);
   child.stderr!.on("data", keep);
-  const exited = new Promise<number | NodeJS.Signals>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal!)));
+  const exited = new Promise<number | NodeJS.Signals>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal!)),
+  );
   const service = { child, output: () => output, exited };
   running.push(service);
   return service;
@@ -72,7 +74,9 @@ describe("the built services", () => {
 
   it("import the MongoDB driver only from the MongoDB adapter's chunk, loaded when MONGODB_URL is set", () => {
     const files = readdirSync(outdir, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".mjs"));
-    const importers = files.filter((f) => /from "mongodb"|import\("mongodb"\)/.test(readFileSync(path.join(outdir, f), "utf8")));
+    const importers = files.filter((f) =>
+      /from "mongodb"|import\("mongodb"\)/.test(readFileSync(path.join(outdir, f), "utf8")),
+    );
     expect(importers).toHaveLength(1);
     expect(importers[0]).toMatch(/^chunks\/mongodb-/);
   });

@@ -11,7 +11,10 @@ import { ownerParts, project, renderBody } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
 
 const scenario = historyArb.chain((history) =>
-  fc.record({ history: fc.constant(history), deliveries: fc.array(deliveryOf(history), { minLength: 1, maxLength: 3 }) }),
+  fc.record({
+    history: fc.constant(history),
+    deliveries: fc.array(deliveryOf(history), { minLength: 1, maxLength: 3 }),
+  }),
 );
 
 // ---- the reference model ---------------------------------------------------------------------
@@ -48,7 +51,8 @@ describe("convergence", () => {
         const reads = projectedReads(history);
         expect(reads).toEqual(referenceReads(history));
         for (const options of CHUNKINGS) expect(projectedReads(history, options)).toEqual(reads);
-        if ([...reads.values()].some((r) => r.data.some((c) => c.projects.some((p) => p.licenses.length > 0)))) withLicenses++;
+        if ([...reads.values()].some((r) => r.data.some((c) => c.projects.some((p) => p.licenses.length > 0))))
+          withLicenses++;
       }),
       { numRuns: 500 },
     );

@@ -46,7 +46,14 @@ const client = (data: Record<string, unknown> = {}) =>
     entity: "client",
     action: "created",
     version: 1,
-    data: { id: "client1", ownerId: OWNER, name: "Acme", email: "ops@acme.test", createdAt: "2024-01-01T00:00:00.000Z", ...data } as never,
+    data: {
+      id: "client1",
+      ownerId: OWNER,
+      name: "Acme",
+      email: "ops@acme.test",
+      createdAt: "2024-01-01T00:00:00.000Z",
+      ...data,
+    } as never,
   });
 
 const license = (data: Record<string, unknown> = {}, action: Action = "created") =>
@@ -75,27 +82,34 @@ function edit(envelope: Envelope, fields: Record<string, unknown>): Record<strin
   for (const [k, v] of Object.entries(fields)) if (v === undefined) delete out[k];
   return out;
 }
-const editData = (envelope: Envelope, fields: Record<string, unknown>) => edit(envelope, { data: edit(envelope.data as Envelope, fields) });
+const editData = (envelope: Envelope, fields: Record<string, unknown>) =>
+  edit(envelope, { data: edit(envelope.data as Envelope, fields) });
 
 describe("valid events", () => {
-  it.each(exampleEvents().map((e) => [e.type, e.subject, e] as const))("accepts the seed's %s %s", (_type, _id, envelope) => {
-    const event = accepted(envelope);
-    const [, entity, action] = envelope.type.split(".");
-    expect(event).toMatchObject({
-      eventId: envelope.id,
-      ownerId: envelope.ownerid,
-      entityId: envelope.subject,
-      version: envelope.entityversion,
-      entity,
-      action,
-      deleted: false,
-    });
-    expect(event.data).toEqual(envelope.data);
-  });
+  it.each(exampleEvents().map((e) => [e.type, e.subject, e] as const))(
+    "accepts the seed's %s %s",
+    (_type, _id, envelope) => {
+      const event = accepted(envelope);
+      const [, entity, action] = envelope.type.split(".");
+      expect(event).toMatchObject({
+        eventId: envelope.id,
+        ownerId: envelope.ownerid,
+        entityId: envelope.subject,
+        version: envelope.entityversion,
+        entity,
+        action,
+        deleted: false,
+      });
+      expect(event.data).toEqual(envelope.data);
+    },
+  );
 
-  it.each(["activated", "revoked", "reinstated", "expired", "renewed", "updated"] as const)("accepts a license %s event", (action) => {
-    expect(accepted(license({}, action))).toMatchObject({ entity: "license", action, deleted: false });
-  });
+  it.each(["activated", "revoked", "reinstated", "expired", "renewed", "updated"] as const)(
+    "accepts a license %s event",
+    (action) => {
+      expect(accepted(license({}, action))).toMatchObject({ entity: "license", action, deleted: false });
+    },
+  );
 
   it("accepts a delete carrying only the ids, as a tombstone", () => {
     const envelope = buildEnvelope({
@@ -104,7 +118,11 @@ describe("valid events", () => {
       version: 7,
       data: { id: "license1", ownerId: OWNER, clientId: "client1", projectId: "project1" },
     });
-    expect(accepted(envelope)).toMatchObject({ deleted: true, version: 7, data: { id: "license1", clientId: "client1", projectId: "project1" } });
+    expect(accepted(envelope)).toMatchObject({
+      deleted: true,
+      version: 7,
+      data: { id: "license1", clientId: "client1", projectId: "project1" },
+    });
   });
 
   it("accepts a payload of exactly maxBytes", () => {
@@ -120,14 +138,20 @@ describe("valid events", () => {
 
   it("normalises times to toISOString form", () => {
     const event = accepted(
-      license({ issuedAt: "2024-01-01T02:00:00+02:00", expiresAt: "2025-01-01T00:00:00Z", createdAt: "2023-12-31T23:59:59.123456Z" }),
+      license({
+        issuedAt: "2024-01-01T02:00:00+02:00",
+        expiresAt: "2025-01-01T00:00:00Z",
+        createdAt: "2023-12-31T23:59:59.123456Z",
+      }),
     );
     expect(event.data).toMatchObject({
       issuedAt: "2024-01-01T00:00:00.000Z",
       expiresAt: "2025-01-01T00:00:00.000Z",
       createdAt: "2023-12-31T23:59:59.123Z",
     });
-    expect(accepted(client({ createdAt: "2024-03-01T12:00:00-05:30" })).data).toMatchObject({ createdAt: "2024-03-01T17:30:00.000Z" });
+    expect(accepted(client({ createdAt: "2024-03-01T12:00:00-05:30" })).data).toMatchObject({
+      createdAt: "2024-03-01T17:30:00.000Z",
+    });
   });
 
   it("turns a null machineId or createdAt into undefined, and keeps a given machineId", () => {
@@ -144,7 +168,11 @@ describe("invalid events are rejected with a reason naming the problem", () => {
   const subject = subjectOf(good);
   const cases: [string, () => ParseResult, RegExp][] = [
     ["not JSON", () => parseEvent(subject, encode("{not json"), MAX_BYTES), /bad JSON/],
-    ["invalid UTF-8", () => parseEvent(subject, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), MAX_BYTES), /bad JSON.*utf-8/i],
+    [
+      "invalid UTF-8",
+      () => parseEvent(subject, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]), MAX_BYTES),
+      /bad JSON.*utf-8/i,
+    ],
     ["a JSON value that is not an object", () => parse("[1,2]", subject), /envelope: \(root\)/],
     ["over maxBytes", () => parse(good, subject, 100), /too large: \d+ bytes, limit 100/],
     ["wrong specversion", () => parse(edit(good, { specversion: "0.3" })), /envelope: specversion/],
@@ -153,33 +181,117 @@ describe("invalid events are rejected with a reason naming the problem", () => {
     ["a missing data field", () => parse(editData(good, { email: undefined })), /data: email/],
     ["a missing license field", () => parse(editData(license(), { projectId: undefined })), /data: projectId/],
     ["data that is not an object", () => parse(edit(good, { data: "client1" })), /envelope: data/],
-    ["bad characters in the subject id", () => parse(edit(good, { subject: "client 1!", data: { ...good.data, id: "client 1!" } })), /envelope: subject: must be 1-64 characters of \[A-Za-z0-9_-\]/],
-    ["an id over 64 characters", () => parse(edit(good, { subject: "a".repeat(65), data: { ...good.data, id: "a".repeat(65) } })), /envelope: subject: must be 1-64/],
-    ["bad characters in data.clientId", () => parse(editData(license(), { clientId: "../x" })), /data: clientId: must be 1-64/],
-    ["bad characters in ownerid", () => parse(edit(good, { ownerid: "own er" }), "keybox.events.own er.client.created"), /envelope: ownerid: must be 1-64/],
-    ["an unknown entity", () => parse(edit(good, { type: "keybox.user.created" }), `keybox.events.${OWNER}.user.created`), /unknown entity user/],
-    ["an unknown action", () => parse(edit(good, { type: "keybox.client.archived" }), `keybox.events.${OWNER}.client.archived`), /unknown action archived for client/],
-    ["an action the entity does not have", () => parse(edit(good, { type: "keybox.client.activated" }), `keybox.events.${OWNER}.client.activated`), /unknown action activated for client/],
-    ["a type that is not keybox.<entity>.<action>", () => parse(edit(good, { type: "com.example.client.created" })), /envelope: type: must be keybox\.<entity>\.<action>/],
-    ["a type whose entity differs from the subject's", () => parse(edit(good, { type: "keybox.project.created" }), subject), /type keybox\.project\.created does not match subject/],
-    ["a type whose action differs from the subject's", () => parse(good, `keybox.events.${OWNER}.client.updated`), /type keybox\.client\.created does not match subject keybox\.events\.\w+\.client\.updated/],
-    ["ownerid other than the subject's owner", () => parse(edit(good, { ownerid: "intruder" }), subject), /ownerid intruder does not match subject owner/],
-    ["data.ownerId other than ownerid", () => parse(editData(good, { ownerId: "intruder" })), /data\.ownerId intruder does not match ownerid/],
-    ["data.id other than the subject", () => parse(editData(good, { id: "client2" })), /data\.id client2 does not match subject client1/],
+    [
+      "bad characters in the subject id",
+      () => parse(edit(good, { subject: "client 1!", data: { ...good.data, id: "client 1!" } })),
+      /envelope: subject: must be 1-64 characters of \[A-Za-z0-9_-\]/,
+    ],
+    [
+      "an id over 64 characters",
+      () => parse(edit(good, { subject: "a".repeat(65), data: { ...good.data, id: "a".repeat(65) } })),
+      /envelope: subject: must be 1-64/,
+    ],
+    [
+      "bad characters in data.clientId",
+      () => parse(editData(license(), { clientId: "../x" })),
+      /data: clientId: must be 1-64/,
+    ],
+    [
+      "bad characters in ownerid",
+      () => parse(edit(good, { ownerid: "own er" }), "keybox.events.own er.client.created"),
+      /envelope: ownerid: must be 1-64/,
+    ],
+    [
+      "an unknown entity",
+      () => parse(edit(good, { type: "keybox.user.created" }), `keybox.events.${OWNER}.user.created`),
+      /unknown entity user/,
+    ],
+    [
+      "an unknown action",
+      () => parse(edit(good, { type: "keybox.client.archived" }), `keybox.events.${OWNER}.client.archived`),
+      /unknown action archived for client/,
+    ],
+    [
+      "an action the entity does not have",
+      () => parse(edit(good, { type: "keybox.client.activated" }), `keybox.events.${OWNER}.client.activated`),
+      /unknown action activated for client/,
+    ],
+    [
+      "a type that is not keybox.<entity>.<action>",
+      () => parse(edit(good, { type: "com.example.client.created" })),
+      /envelope: type: must be keybox\.<entity>\.<action>/,
+    ],
+    [
+      "a type whose entity differs from the subject's",
+      () => parse(edit(good, { type: "keybox.project.created" }), subject),
+      /type keybox\.project\.created does not match subject/,
+    ],
+    [
+      "a type whose action differs from the subject's",
+      () => parse(good, `keybox.events.${OWNER}.client.updated`),
+      /type keybox\.client\.created does not match subject keybox\.events\.\w+\.client\.updated/,
+    ],
+    [
+      "ownerid other than the subject's owner",
+      () => parse(edit(good, { ownerid: "intruder" }), subject),
+      /ownerid intruder does not match subject owner/,
+    ],
+    [
+      "data.ownerId other than ownerid",
+      () => parse(editData(good, { ownerId: "intruder" })),
+      /data\.ownerId intruder does not match ownerid/,
+    ],
+    [
+      "data.id other than the subject",
+      () => parse(editData(good, { id: "client2" })),
+      /data\.id client2 does not match subject client1/,
+    ],
     ["a status outside the enum", () => parse(editData(license(), { status: "ACTIVATED" })), /data: status/],
     ["a non-integer entityversion", () => parse(edit(good, { entityversion: 1.5 })), /envelope: entityversion/],
     ["a negative entityversion", () => parse(edit(good, { entityversion: -1 })), /envelope: entityversion/],
     ["an entityversion given as a string", () => parse(edit(good, { entityversion: "1" })), /envelope: entityversion/],
     ["a negative duration", () => parse(editData(license(), { duration: -1 })), /data: duration/],
     ["a data time that is not ISO-8601", () => parse(editData(good, { createdAt: "yesterday" })), /data: createdAt/],
-    ["a data time without a time zone", () => parse(editData(license(), { expiresAt: "2025-01-01T00:00:00" })), /data: expiresAt/],
-    ["a date that does not exist", () => parse(editData(license(), { issuedAt: "2023-02-29T00:00:00Z" })), /data: issuedAt/],
-    ["a time that falls after the year 9999 in UTC", () => parse(editData(license(), { expiresAt: "9999-12-31T23:00:00-02:00" })), /data: expiresAt: must fall within the years 0000-9999/],
-    ["a time that falls before the year 0000 in UTC", () => parse(editData(license(), { issuedAt: "0000-01-01T00:30:00+01:00" })), /data: issuedAt: must fall within the years 0000-9999/],
-    ["an envelope time that is not ISO-8601", () => parse(edit(good, { time: "Mon, 01 Jan 2024 00:00:00 GMT" })), /envelope: time/],
-    ["a subject with too few tokens", () => parse(good, `keybox.events.${OWNER}.client`), /is not keybox\.events\.<ownerId>\.<entity>\.<action>/],
-    ["a subject with too many tokens", () => parse(good, `keybox.events.${OWNER}.client.created.extra`), /is not keybox\.events\.<ownerId>\.<entity>\.<action>/],
-    ["a subject outside keybox.events", () => parse(good, `keybox.dlq.${OWNER}.client.created`), /is not keybox\.events\.<ownerId>\.<entity>\.<action>/],
+    [
+      "a data time without a time zone",
+      () => parse(editData(license(), { expiresAt: "2025-01-01T00:00:00" })),
+      /data: expiresAt/,
+    ],
+    [
+      "a date that does not exist",
+      () => parse(editData(license(), { issuedAt: "2023-02-29T00:00:00Z" })),
+      /data: issuedAt/,
+    ],
+    [
+      "a time that falls after the year 9999 in UTC",
+      () => parse(editData(license(), { expiresAt: "9999-12-31T23:00:00-02:00" })),
+      /data: expiresAt: must fall within the years 0000-9999/,
+    ],
+    [
+      "a time that falls before the year 0000 in UTC",
+      () => parse(editData(license(), { issuedAt: "0000-01-01T00:30:00+01:00" })),
+      /data: issuedAt: must fall within the years 0000-9999/,
+    ],
+    [
+      "an envelope time that is not ISO-8601",
+      () => parse(edit(good, { time: "Mon, 01 Jan 2024 00:00:00 GMT" })),
+      /envelope: time/,
+    ],
+    [
+      "a subject with too few tokens",
+      () => parse(good, `keybox.events.${OWNER}.client`),
+      /is not keybox\.events\.<ownerId>\.<entity>\.<action>/,
+    ],
+    [
+      "a subject with too many tokens",
+      () => parse(good, `keybox.events.${OWNER}.client.created.extra`),
+      /is not keybox\.events\.<ownerId>\.<entity>\.<action>/,
+    ],
+    [
+      "a subject outside keybox.events",
+      () => parse(good, `keybox.dlq.${OWNER}.client.created`),
+      /is not keybox\.events\.<ownerId>\.<entity>\.<action>/,
+    ],
   ];
 
   it("accepts the event all the cases start from", () => {
@@ -205,15 +317,23 @@ describe('a "__proto__" key in data', () => {
     expect(rejection(parseEvent(subjectOf(good), encode(withProto(good, { id, ownerId }, rest)), MAX_BYTES))).toMatch(
       /^data: name: .*; email: .*; createdAt: /,
     );
-    expect(rejection(parseEvent(subjectOf(good), encode(withProto(good, {}, good.data)), MAX_BYTES))).toMatch(/^data: id: .*; ownerId: /);
+    expect(rejection(parseEvent(subjectOf(good), encode(withProto(good, {}, good.data)), MAX_BYTES))).toMatch(
+      /^data: id: .*; ownerId: /,
+    );
     const lic = license();
     const { status, ...others } = lic.data as Record<string, unknown>;
-    expect(rejection(parseEvent(subjectOf(lic), encode(withProto(lic, others, { status })), MAX_BYTES))).toMatch(/^data: status: /);
+    expect(rejection(parseEvent(subjectOf(lic), encode(withProto(lic, others, { status })), MAX_BYTES))).toMatch(
+      /^data: status: /,
+    );
   });
 
   it("is dropped beside complete data, and changes neither the fields nor the prototype", () => {
     const good = license();
-    const result = parseEvent(subjectOf(good), encode(withProto(good, good.data, { status: "ACTIVE", admin: true })), MAX_BYTES);
+    const result = parseEvent(
+      subjectOf(good),
+      encode(withProto(good, good.data, { status: "ACTIVE", admin: true })),
+      MAX_BYTES,
+    );
     if (!result.ok) throw new Error(result.reason);
     expect(result.event.data).toEqual(accepted(good).data);
     expect(Object.getPrototypeOf(result.event.data)).toBe(Object.prototype);

@@ -49,18 +49,23 @@ describe.each(servers)("%s, for requests Node's HTTP parser refuses", (_name, ba
     const res = await rawRequest(baseUrl(), "GET /dashboard HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n");
     expectJson(res, 400, { message: "Bad Request" });
     expect(res.headers["content-length"]).toBe(String(JSON.stringify(res.body).length));
-    expect(res.headers["connection"]).toBe("close");
+    expect(res.headers.connection).toBe("close");
   });
 });
 
 describe("the JSON answer to a request Node times out", () => {
   it("is a 408", async () => {
     // Node's request timeout is 5 minutes; a server of its own with a short one shows the answer.
-    const server = http.createServer({ requestTimeout: 200, connectionsCheckingInterval: 50 }, (_req, res) => res.end());
+    const server = http.createServer({ requestTimeout: 200, connectionsCheckingInterval: 50 }, (_req, res) =>
+      res.end(),
+    );
     answerClientErrorsWithJson(server);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {
-      const res = await rawRequest(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, "GET / HTTP/1.1\r\nHost: x\r\n");
+      const res = await rawRequest(
+        `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        "GET / HTTP/1.1\r\nHost: x\r\n",
+      );
       expectJson(res, 408, { message: "Request Timeout" });
     } finally {
       server.close();

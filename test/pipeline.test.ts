@@ -20,7 +20,10 @@ beforeAll(async () => {
 afterAll(async () => pipeline?.stop());
 
 async function dashboard(ownerId: string, query = "", body?: string) {
-  return httpGet(`${pipeline.api.url}/dashboard${query}`, { headers: bearer(await tokenFor({ userId: ownerId })), body });
+  return httpGet(`${pipeline.api.url}/dashboard${query}`, {
+    headers: bearer(await tokenFor({ userId: ownerId })),
+    body,
+  });
 }
 
 /** Waits until the owner's dashboard satisfies `done`, and returns it. */
@@ -49,7 +52,14 @@ function shuffle<T>(items: T[], seed: number): T[] {
 describe("the API document's example", () => {
   it("is served exactly, with ACTIVE licenses past their expiry served as EXPIRED", async () => {
     for (const e of exampleEvents()) await pipeline.publish(e);
-    const body = await dashboardWhen(DEMO_OWNER_ID, (b) => b.projectsCount === 3 && b.data[1]?.projects[0]?.licenses.length === 1 && b.data[0].projects[1]?.licenses.length === 1 && b.data[0].projects[0]?.licenses.length === 1);
+    const body = await dashboardWhen(
+      DEMO_OWNER_ID,
+      (b) =>
+        b.projectsCount === 3 &&
+        b.data[1]?.projects[0]?.licenses.length === 1 &&
+        b.data[0].projects[1]?.licenses.length === 1 &&
+        b.data[0].projects[0]?.licenses.length === 1,
+    );
     expect(body).toEqual(expected);
   });
 
@@ -76,26 +86,69 @@ describe("the original KeyBox behaviours", () => {
   it("gives an owner with no data 200, zero counts and no data", async () => {
     const res = await dashboard("ownerWithNothing");
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+    expect(res.body).toEqual({
+      message: "Dashboard fetched successfully",
+      clientsCount: 0,
+      projectsCount: 0,
+      data: [],
+    });
   });
 
   it("shows a client without projects and a project without licenses with empty arrays", async () => {
     const owner = "emptyArraysOwner";
     const t = "2024-03-01T00:00:00.000Z";
-    await pipeline.publish(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "lonelyClient", ownerId: owner, name: "Lonely", email: "l@x.io", createdAt: t } }));
-    await pipeline.publish(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "busyClient", ownerId: owner, name: "Busy", email: "b@x.io", createdAt: "2024-03-02T00:00:00.000Z" } }));
-    await pipeline.publish(buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: "bareProject", ownerId: owner, clientId: "busyClient", name: "Bare", createdAt: t } }));
+    await pipeline.publish(
+      buildEnvelope({
+        entity: "client",
+        action: "created",
+        version: 1,
+        data: { id: "lonelyClient", ownerId: owner, name: "Lonely", email: "l@x.io", createdAt: t },
+      }),
+    );
+    await pipeline.publish(
+      buildEnvelope({
+        entity: "client",
+        action: "created",
+        version: 1,
+        data: {
+          id: "busyClient",
+          ownerId: owner,
+          name: "Busy",
+          email: "b@x.io",
+          createdAt: "2024-03-02T00:00:00.000Z",
+        },
+      }),
+    );
+    await pipeline.publish(
+      buildEnvelope({
+        entity: "project",
+        action: "created",
+        version: 1,
+        data: { id: "bareProject", ownerId: owner, clientId: "busyClient", name: "Bare", createdAt: t },
+      }),
+    );
     const body = await dashboardWhen(owner, (b) => b.projectsCount === 1);
     expect(body.data).toEqual([
       { _id: "lonelyClient", name: "Lonely", email: "l@x.io", owner, projects: [] },
-      { _id: "busyClient", name: "Busy", email: "b@x.io", owner, projects: [{ _id: "bareProject", name: "Bare", client: "busyClient", licenses: [] }] },
+      {
+        _id: "busyClient",
+        name: "Busy",
+        email: "b@x.io",
+        owner,
+        projects: [{ _id: "bareProject", name: "Bare", client: "busyClient", licenses: [] }],
+      },
     ]);
   });
 
   it("never shows another owner's data, also when asked for another owner's clientId", async () => {
     const res = await dashboard("someoneElse", "?clientId=60f7b3b3e6b3a72e8c8e4a1a");
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+    expect(res.body).toEqual({
+      message: "Dashboard fetched successfully",
+      clientsCount: 0,
+      projectsCount: 0,
+      data: [],
+    });
     const unknown = await dashboard(DEMO_OWNER_ID, "?clientId=doesNotExist");
     expect(unknown.body).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });
   });
@@ -109,16 +162,39 @@ describe("authentication", () => {
   const cases: [string, () => Promise<Record<string, string>>, string][] = [
     ["no Authorization header", async () => ({}), noToken],
     ["another scheme", async () => ({ Authorization: `Basic ${Buffer.from("a:b").toString("base64")}` }), noToken],
-    ["a bad signature", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { secret: "another-secret-of-at-least-32-chars!!" })), badToken],
-    ["a token that expired 5 minutes ago", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: "-5m" })), badToken],
-    ["a token without exp", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: null })), badToken],
-    ["an HS384 token (only HS256 is configured)", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { alg: "HS384" })), badToken],
-    ["an HS512 token (only HS256 is configured)", async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { alg: "HS512" })), badToken],
+    [
+      "a bad signature",
+      async () =>
+        bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { secret: "another-secret-of-at-least-32-chars!!" })),
+      badToken,
+    ],
+    [
+      "a token that expired 5 minutes ago",
+      async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: "-5m" })),
+      badToken,
+    ],
+    [
+      "a token without exp",
+      async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: null })),
+      badToken,
+    ],
+    [
+      "an HS384 token (only HS256 is configured)",
+      async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { alg: "HS384" })),
+      badToken,
+    ],
+    [
+      "an HS512 token (only HS256 is configured)",
+      async () => bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { alg: "HS512" })),
+      badToken,
+    ],
     [
       "alg: none",
       async () => {
         const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
-        return bearer(`${part({ alg: "none", typ: "JWT" })}.${part({ userId: DEMO_OWNER_ID, exp: Math.floor(Date.now() / 1000) + 3600 })}.`);
+        return bearer(
+          `${part({ alg: "none", typ: "JWT" })}.${part({ userId: DEMO_OWNER_ID, exp: Math.floor(Date.now() / 1000) + 3600 })}.`,
+        );
       },
       badToken,
     ],
@@ -135,15 +211,24 @@ describe("authentication", () => {
   });
 
   it("accepts a token that expired 5 seconds ago (within the 30 s clock tolerance)", async () => {
-    const res = await httpGet(`${pipeline.api.url}/dashboard`, { headers: bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: "-5s" })) });
+    const res = await httpGet(`${pipeline.api.url}/dashboard`, {
+      headers: bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { expiresIn: "-5s" })),
+    });
     expect(res.status).toBe(200);
   });
 
   it("accepts HS384 and HS512 tokens when JWT_ALGORITHMS lists them", async () => {
-    const api = await startQueryApi({ ...pipeline.config, JWT_ALGORITHMS: ["HS256", "HS384", "HS512"] }, pipeline.nc, pipeline.store, createLogger("test", "silent"));
+    const api = await startQueryApi(
+      { ...pipeline.config, JWT_ALGORITHMS: ["HS256", "HS384", "HS512"] },
+      pipeline.nc,
+      pipeline.store,
+      createLogger("test", "silent"),
+    );
     try {
       for (const alg of ["HS256", "HS384", "HS512"] as const) {
-        const res = await httpGet(`${api.url}/dashboard`, { headers: bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { alg })) });
+        const res = await httpGet(`${api.url}/dashboard`, {
+          headers: bearer(await tokenFor({ userId: DEMO_OWNER_ID }, { alg })),
+        });
         expect([alg, res.status]).toEqual([alg, 200]);
       }
     } finally {
@@ -152,13 +237,20 @@ describe("authentication", () => {
   });
 
   it("takes the owner from `sub` when there is no userId claim", async () => {
-    const res = await httpGet(`${pipeline.api.url}/dashboard`, { headers: bearer(await tokenFor({ sub: DEMO_OWNER_ID })) });
+    const res = await httpGet(`${pipeline.api.url}/dashboard`, {
+      headers: bearer(await tokenFor({ sub: DEMO_OWNER_ID })),
+    });
     expect(res.status).toBe(200);
     expect(res.body.clientsCount).toBe(2);
   });
 
   it("takes the owner from `sub` also when the owner claim is named like an inherited property", async () => {
-    const api = await startQueryApi({ ...pipeline.config, JWT_OWNER_CLAIM: "constructor" }, pipeline.nc, pipeline.store, createLogger("test", "silent"));
+    const api = await startQueryApi(
+      { ...pipeline.config, JWT_OWNER_CLAIM: "constructor" },
+      pipeline.nc,
+      pipeline.store,
+      createLogger("test", "silent"),
+    );
     try {
       const res = await httpGet(`${api.url}/dashboard`, { headers: bearer(await tokenFor({ sub: DEMO_OWNER_ID })) });
       expect(res.status).toBe(200);
@@ -181,7 +273,11 @@ describe("clientId validation", () => {
     ["body: array", "", JSON.stringify({ clientId: ["60f7b3b3e6b3a72e8c8e4a1a"] })],
     ["body: not JSON", "", "{clientId:"],
     ["body: not an object", "", JSON.stringify("60f7b3b3e6b3a72e8c8e4a1a")],
-    ["query and body disagree", "?clientId=60f7b3b3e6b3a72e8c8e4a1a", JSON.stringify({ clientId: "60f7b3b3e6b3a72e8c8e4a1f" })],
+    [
+      "query and body disagree",
+      "?clientId=60f7b3b3e6b3a72e8c8e4a1a",
+      JSON.stringify({ clientId: "60f7b3b3e6b3a72e8c8e4a1f" }),
+    ],
   ])("%s gives 400", async (_name, query, body) => {
     const res = await dashboard(DEMO_OWNER_ID, query, body);
     expect(res.status).toBe(400);
@@ -193,12 +289,29 @@ describe("invalid events", () => {
   it("go to KEYBOX_DLQ with their reason, and later events are still applied", async () => {
     const owner = "dlqOwner";
     const js = pipeline.nc.jetstream();
-    const good = buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "goodClient", ownerId: owner, name: "Good", email: "g@x.io", createdAt: "2024-01-01T00:00:00.000Z" } });
+    const good = buildEnvelope({
+      entity: "client",
+      action: "created",
+      version: 1,
+      data: { id: "goodClient", ownerId: owner, name: "Good", email: "g@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
+    });
     const bad: [string, string | Uint8Array, RegExp][] = [
       [`keybox.events.${owner}.client.created`, "{not json", /bad JSON/],
-      [`keybox.events.${owner}.client.created`, JSON.stringify({ ...good, data: { ...good.data, email: 7 } }), /data: email/],
-      [`keybox.events.${owner}.client.created`, JSON.stringify({ ...good, ownerid: "intruder" }), /ownerid intruder does not match/],
-      [`keybox.events.${owner}.client.created`, JSON.stringify({ ...good, data: { ...good.data, ownerId: "intruder" } }), /data.ownerId intruder/],
+      [
+        `keybox.events.${owner}.client.created`,
+        JSON.stringify({ ...good, data: { ...good.data, email: 7 } }),
+        /data: email/,
+      ],
+      [
+        `keybox.events.${owner}.client.created`,
+        JSON.stringify({ ...good, ownerid: "intruder" }),
+        /ownerid intruder does not match/,
+      ],
+      [
+        `keybox.events.${owner}.client.created`,
+        JSON.stringify({ ...good, data: { ...good.data, ownerId: "intruder" } }),
+        /data.ownerId intruder/,
+      ],
       [`keybox.events.${owner}.client.updated`, JSON.stringify(good), /does not match subject/],
       [`keybox.events.${owner}.client.created`, new Uint8Array(300 * 1024).fill(32), /too large/],
     ];
@@ -214,11 +327,12 @@ describe("invalid events", () => {
       const info = await jsm.streams.info(pipeline.config.DLQ_STREAM);
       for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq++) {
         const m = await jsm.streams.getMessage(pipeline.config.DLQ_STREAM, { seq }).catch(() => undefined);
-        if (m?.subject.startsWith(`keybox.dlq.${owner}.`)) found.push({ subject: m.subject, reason: m.header.get("KeyBox-DLQ-Reason") });
+        if (m?.subject.startsWith(`keybox.dlq.${owner}.`))
+          found.push({ subject: m.subject, reason: m.header.get("KeyBox-DLQ-Reason") });
       }
       return found.length === bad.length ? found : undefined;
     });
-    bad.forEach(([, , pattern], i) => expect(reasons[i]!.reason).toMatch(pattern));
+    for (const [i, [, , pattern]] of bad.entries()) expect(reasons[i]!.reason).toMatch(pattern);
     expect(reasons[0]!.subject).toBe(`keybox.dlq.${owner}.client.created`);
   });
 });
@@ -227,17 +341,39 @@ describe("invalid events", () => {
 describe('a license whose id is "__proto__"', () => {
   const at = "2024-01-01T00:00:00.000Z";
   const parents = (ownerId: string) => [
-    buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "c1", ownerId, name: "C", email: "c@x.io", createdAt: at } }),
-    buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: "p1", ownerId, clientId: "c1", name: "P", createdAt: at } }),
+    buildEnvelope({
+      entity: "client",
+      action: "created",
+      version: 1,
+      data: { id: "c1", ownerId, name: "C", email: "c@x.io", createdAt: at },
+    }),
+    buildEnvelope({
+      entity: "project",
+      action: "created",
+      version: 1,
+      data: { id: "p1", ownerId, clientId: "c1", name: "P", createdAt: at },
+    }),
   ];
   const license = (ownerId: string, id: string, version: number, status: "PENDING" | "ACTIVE") =>
     buildEnvelope({
       entity: "license",
       action: version === 1 ? "created" : "updated",
       version,
-      data: { id, ownerId, clientId: "c1", projectId: "p1", key: `KB-${id}-${version}`, duration: 12, issuedAt: at, expiresAt: "2099-01-01T00:00:00.000Z", status, services: [] },
+      data: {
+        id,
+        ownerId,
+        clientId: "c1",
+        projectId: "p1",
+        key: `KB-${id}-${version}`,
+        duration: 12,
+        issuedAt: at,
+        expiresAt: "2099-01-01T00:00:00.000Z",
+        status,
+        services: [],
+      },
     });
-  const licensesOf = (body: any): string[] => body.data.flatMap((c: any) => c.projects.flatMap((p: any) => p.licenses.map((l: any) => `${l._id} ${l.status}`)));
+  const licensesOf = (body: any): string[] =>
+    body.data.flatMap((c: any) => c.projects.flatMap((p: any) => p.licenses.map((l: any) => `${l._id} ${l.status}`)));
 
   /** Publishes `events` and waits until they are applied (committed, so later events read them back from the store). */
   async function publishApplied(ownerId: string, events: Envelope[], served: string[]) {
@@ -246,7 +382,12 @@ describe('a license whose id is "__proto__"', () => {
   }
   /** Publishes `events` and then a second client; once that shows, gives the licenses served. */
   async function publishThenRead(ownerId: string, events: Envelope[]) {
-    const marker = buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "marker", ownerId, name: "M", email: "m@x.io", createdAt: "2024-02-01T00:00:00.000Z" } });
+    const marker = buildEnvelope({
+      entity: "client",
+      action: "created",
+      version: 1,
+      data: { id: "marker", ownerId, name: "M", email: "m@x.io", createdAt: "2024-02-01T00:00:00.000Z" },
+    });
     for (const e of [...events, marker]) await pipeline.publish(e);
     return licensesOf(await dashboardWhen(ownerId, (b) => b.clientsCount === 2));
   }
@@ -260,13 +401,21 @@ describe('a license whose id is "__proto__"', () => {
   it('keeps "__proto_" created before it in the same project', async () => {
     const owner = "protoNeighbourOwner";
     await publishApplied(owner, [license(owner, "__proto_", 1, "PENDING")], ["__proto_ PENDING"]);
-    expect(await publishThenRead(owner, [license(owner, "__proto__", 1, "ACTIVE")])).toEqual(["__proto_ PENDING", "__proto__ ACTIVE"]);
+    expect(await publishThenRead(owner, [license(owner, "__proto__", 1, "ACTIVE")])).toEqual([
+      "__proto_ PENDING",
+      "__proto__ ACTIVE",
+    ]);
   });
 
   it("is no longer served once deleted", async () => {
     const owner = "protoDeleteOwner";
     await publishApplied(owner, [license(owner, "__proto__", 1, "PENDING")], ["__proto__ PENDING"]);
-    const gone = buildEnvelope({ entity: "license", action: "deleted", version: 2, data: { id: "__proto__", ownerId: owner, clientId: "c1", projectId: "p1" } });
+    const gone = buildEnvelope({
+      entity: "license",
+      action: "deleted",
+      version: 2,
+      data: { id: "__proto__", ownerId: owner, clientId: "c1", projectId: "p1" },
+    });
     expect(await publishThenRead(owner, [gone])).toEqual([]);
   });
 });
@@ -275,7 +424,14 @@ describe("freshness and health", () => {
   it("shows a published event in GET /dashboard well within a second", async () => {
     const owner = "freshOwner";
     const started = Date.now();
-    await pipeline.publish(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "fresh", ownerId: owner, name: "Fresh", email: "f@x.io", createdAt: "2024-01-01T00:00:00.000Z" } }));
+    await pipeline.publish(
+      buildEnvelope({
+        entity: "client",
+        action: "created",
+        version: 1,
+        data: { id: "fresh", ownerId: owner, name: "Fresh", email: "f@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
+      }),
+    );
     await dashboardWhen(owner, (b) => b.clientsCount === 1);
     expect(Date.now() - started).toBeLessThan(1000);
   });

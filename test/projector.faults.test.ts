@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { JetStreamManager, NatsConnection } from "nats";
 import { ensureConsumer, Projector, projectorSettings } from "@keybox/projector";
 import { buildEnvelope, ensureStreams, publishEvent, type Envelope } from "@keybox/contract";
-import { type Commit, type DashboardStore } from "@keybox/read-model";
+import type { Commit, DashboardStore } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { register } from "prom-client";
@@ -18,7 +18,12 @@ import { eventually } from "./support/pipeline.ts";
 
 const nats = useNats();
 const clientEvent = (owner: string, id: string): Envelope =>
-  buildEnvelope({ entity: "client", action: "created", version: 1, data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" } });
+  buildEnvelope({
+    entity: "client",
+    action: "created",
+    version: 1,
+    data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" },
+  });
 
 /** The real store, with hooks that run before each commit and write check (to fail or stall them). */
 interface FaultyStore extends DashboardStore {
@@ -59,7 +64,9 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function startProjector(env: Record<string, string>): Promise<{ store: FaultyStore; nc: NatsConnection; projector: Projector }> {
+async function startProjector(
+  env: Record<string, string>,
+): Promise<{ store: FaultyStore; nc: NatsConnection; projector: Projector }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-faults-"));
   const config = loadConfig(projectorSettings, { NATS_URL: nats.url, DATA_DIR: dir, LOG_LEVEL: "silent", ...env });
   const store = faulty(LmdbDashboardStore.open(dir));
@@ -76,7 +83,9 @@ async function startProjector(env: Record<string, string>): Promise<{ store: Fau
 }
 
 const clientIds = async (store: DashboardStore, owner: string) =>
-  (await store.readDashboard(owner)).parts.map((p) => (p.part.kind === "client" ? p.part.client.state?.id : undefined)).sort();
+  (await store.readDashboard(owner)).parts
+    .map((p) => (p.part.kind === "client" ? p.part.client.state?.id : undefined))
+    .sort();
 
 async function waitForClients(store: DashboardStore, owner: string, count: number, timeoutMs = 20_000) {
   return eventually(async () => {
@@ -117,7 +126,11 @@ const deliveries = async (jsm: JetStreamManager, durable: string) =>
 describe("an event the store refuses", () => {
   it("does not hold up the rest of its batch, and is applied once the store takes it", async () => {
     const owner = "refusedOnce";
-    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: "faults-poison", PROJECTOR_BATCH_SIZE: "50", PROJECTOR_ACK_WAIT_MS: "1000" });
+    const { store, nc } = await startProjector({
+      PROJECTOR_DURABLE: "faults-poison",
+      PROJECTOR_BATCH_SIZE: "50",
+      PROJECTOR_ACK_WAIT_MS: "1000",
+    });
     let poisonAttempts = 0;
     store.beforeCommit = async ({ writes }) => {
       if (writes.some((w) => w.key.type === "part" && w.key.clientId === "poison")) {
@@ -140,7 +153,11 @@ describe("an event the store refuses", () => {
   it("is dead-lettered with the store's reason after max_deliver deliveries, and not retried again", async () => {
     const owner = "refusedAlways";
     const durable = "faults-max-deliver";
-    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_ACK_WAIT_MS: "1000", PROJECTOR_MAX_DELIVER: "3" });
+    const { store, nc } = await startProjector({
+      PROJECTOR_DURABLE: durable,
+      PROJECTOR_ACK_WAIT_MS: "1000",
+      PROJECTOR_MAX_DELIVER: "3",
+    });
     const jsm = await nc.jetstreamManager();
     // The consumer was created from the settings: three deliveries, backoff 1 s then 2 s.
     const created = await jsm.consumers.info(TEST_STREAMS.eventsStream, durable);
@@ -179,7 +196,11 @@ describe("a store outage", () => {
   it("holds every event, dead-letters none, reports not ready, and applies them all when the store is back", async () => {
     const owner = "outageOwner";
     const durable = "faults-outage";
-    const { store, nc, projector } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_ACK_WAIT_MS: "1000", PROJECTOR_MAX_DELIVER: "2" });
+    const { store, nc, projector } = await startProjector({
+      PROJECTOR_DURABLE: durable,
+      PROJECTOR_ACK_WAIT_MS: "1000",
+      PROJECTOR_MAX_DELIVER: "2",
+    });
     const jsm = await nc.jetstreamManager();
     await waitForClients(store, "refusedOnce", 4); // this stream's earlier events, applied before the outage
     const outages = await counter("keybox_projector_store_outages_total");
@@ -218,11 +239,21 @@ describe("redelivery timing", () => {
     // heartbeats paced by the environment would come too late.
     const admin = await connectNats(nats.url, "faults-admin");
     await ensureStreams(admin, TEST_STREAMS);
-    await ensureConsumer(admin, { stream: TEST_STREAMS.eventsStream, durable, ackWaitMs: 1000, maxDeliver: 3, maxAckPending: 1000 });
+    await ensureConsumer(admin, {
+      stream: TEST_STREAMS.eventsStream,
+      durable,
+      ackWaitMs: 1000,
+      maxDeliver: 3,
+      maxAckPending: 1000,
+    });
     await admin.close();
 
     const received = await counter("keybox_projector_events_received_total");
-    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_BATCH_SIZE: "20", PROJECTOR_ACK_WAIT_MS: "30000" });
+    const { store, nc } = await startProjector({
+      PROJECTOR_DURABLE: durable,
+      PROJECTOR_BATCH_SIZE: "20",
+      PROJECTOR_ACK_WAIT_MS: "30000",
+    });
     // Each commit takes longer than the ack wait, so everything behind it waits several ack waits.
     store.beforeCommit = () => new Promise((resolve) => setTimeout(resolve, 1200));
     const js = nc.jetstream();
@@ -270,7 +301,13 @@ describe("dead letters", () => {
     const durable = "faults-crashes";
     const admin = await connectNats(nats.url, "faults-admin");
     await ensureStreams(admin, TEST_STREAMS);
-    await ensureConsumer(admin, { stream: TEST_STREAMS.eventsStream, durable, ackWaitMs: 1000, maxDeliver: 2, maxAckPending: 1000 });
+    await ensureConsumer(admin, {
+      stream: TEST_STREAMS.eventsStream,
+      durable,
+      ackWaitMs: 1000,
+      maxDeliver: 2,
+      maxAckPending: 1000,
+    });
     const jsm = await admin.jetstreamManager();
     // Everything already in the stream is someone else's: move this consumer past it.
     const { state } = await jsm.streams.info(TEST_STREAMS.eventsStream);

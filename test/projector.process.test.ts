@@ -30,11 +30,20 @@ function tempDir(prefix: string): string {
 }
 
 const clientEvent = (owner: string, id: string): Envelope =>
-  buildEnvelope({ entity: "client", action: "created", version: 1, data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" } });
+  buildEnvelope({
+    entity: "client",
+    action: "created",
+    version: 1,
+    data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" },
+  });
 
 async function startProjectorProcess(env: Record<string, string>): Promise<{ service: ServiceProcess; url: string }> {
   const port = await freePort();
-  const service = spawnService("services/projector/src/main.ts", { METRICS_PORT: String(port), PROJECTOR_ACK_WAIT_MS: "1000", ...env });
+  const service = spawnService("services/projector/src/main.ts", {
+    METRICS_PORT: String(port),
+    PROJECTOR_ACK_WAIT_MS: "1000",
+    ...env,
+  });
   running.push(service);
   const url = `http://127.0.0.1:${port}`;
   await waitUntilReady(url, service);
@@ -46,7 +55,9 @@ async function clientIds(dataDir: string, owner: string): Promise<string[]> {
   const store = LmdbDashboardStore.open(dataDir);
   try {
     const { parts } = await store.readDashboard(owner);
-    return parts.flatMap((p) => (p.part.kind === "client" && p.part.client.state ? [p.part.client.state.id] : [])).sort();
+    return parts
+      .flatMap((p) => (p.part.kind === "client" && p.part.client.state ? [p.part.client.state.id] : []))
+      .sort();
   } finally {
     await store.close();
   }
@@ -66,14 +77,18 @@ describe("a projector whose durable consumer is deleted", () => {
 
     await (await nc.jetstreamManager()).consumers.delete(TEST_STREAMS.eventsStream, durable);
     expect(await first.service.exited).toBe(1);
-    expect(first.service.output()).toMatch(new RegExp(`the durable consumer ${durable} on ${TEST_STREAMS.eventsStream} no longer exists`));
+    expect(first.service.output()).toMatch(
+      new RegExp(`the durable consumer ${durable} on ${TEST_STREAMS.eventsStream} no longer exists`),
+    );
     await publishEvent(js, clientEvent(owner, "whileGone"));
 
     await startProjectorProcess(env);
-    expect(await eventually(async () => {
-      const ids = await clientIds(dataDir, owner);
-      return ids.length === 2 ? ids : undefined;
-    })).toEqual(["before", "whileGone"]);
+    expect(
+      await eventually(async () => {
+        const ids = await clientIds(dataDir, owner);
+        return ids.length === 2 ? ids : undefined;
+      }),
+    ).toEqual(["before", "whileGone"]);
     await nc.close();
   });
 });
@@ -106,10 +121,12 @@ describe("a projector while NATS is down", () => {
 
       const nc = await connectNats(server.url, "process-test");
       await publishEvent(nc.jetstream(), clientEvent("natsOutageOwner", "afterOutage"));
-      expect(await eventually(async () => {
-        const ids = await clientIds(dataDir, "natsOutageOwner");
-        return ids.length === 1 ? ids : undefined;
-      }, 20_000)).toEqual(["afterOutage"]);
+      expect(
+        await eventually(async () => {
+          const ids = await clientIds(dataDir, "natsOutageOwner");
+          return ids.length === 1 ? ids : undefined;
+        }, 20_000),
+      ).toEqual(["afterOutage"]);
       await nc.close();
     } finally {
       await server.stop();

@@ -8,7 +8,7 @@ import { startQueryApi } from "@keybox/query-api";
 import type { NatsConnection } from "nats";
 import { buildEnvelope, ensureStreams, publishEvent } from "@keybox/contract";
 import { ensureConsumer } from "@keybox/projector";
-import { type DashboardStore } from "@keybox/read-model";
+import type { DashboardStore } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { freePort } from "../scripts/natsServer.ts";
@@ -29,14 +29,22 @@ afterAll(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-const config = loadConfig(allInOneSettings, { DATA_DIR: dataDir, PORT: "0", HOST: "127.0.0.1", JWT_SECRET: TEST_JWT_SECRET, LOG_LEVEL: "silent" });
+const config = loadConfig(allInOneSettings, {
+  DATA_DIR: dataDir,
+  PORT: "0",
+  HOST: "127.0.0.1",
+  JWT_SECRET: TEST_JWT_SECRET,
+  LOG_LEVEL: "silent",
+});
 const log = createLogger("test", "silent");
 const PENDING = 10_000;
 
 /** The answer, or a failed test (not a hung one) when the server does not answer in time. */
 async function readyz(url: string, ms = 5000): Promise<HttpResult> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`/readyz gave no answer within ${ms} ms`)), ms)));
+  const late = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`/readyz gave no answer within ${ms} ms`)), ms)),
+  );
   return Promise.race([httpGet(`${url}/readyz`), late]).finally(() => clearTimeout(timer));
 }
 
@@ -54,16 +62,38 @@ describe("a query API process while the projector is 10,000 events behind", () =
     for (let start = 0; start < PENDING; start += 1000) {
       await Promise.all(
         Array.from({ length: 1000 }, (_, i) =>
-          publishEvent(js, buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: `burst${start + i}`, ownerId: "burstOwner", name: "Burst", email: "b@x.io", createdAt: "2024-01-01T00:00:00.000Z" } })),
+          publishEvent(
+            js,
+            buildEnvelope({
+              entity: "client",
+              action: "created",
+              version: 1,
+              data: {
+                id: `burst${start + i}`,
+                ownerId: "burstOwner",
+                name: "Burst",
+                email: "b@x.io",
+                createdAt: "2024-01-01T00:00:00.000Z",
+              },
+            }),
+          ),
         ),
       );
     }
     const jsm = await nc.jetstreamManager();
-    expect((await jsm.consumers.info(config.EVENTS_STREAM, config.PROJECTOR_DURABLE)).num_pending).toBeGreaterThanOrEqual(PENDING);
+    expect(
+      (await jsm.consumers.info(config.EVENTS_STREAM, config.PROJECTOR_DURABLE)).num_pending,
+    ).toBeGreaterThanOrEqual(PENDING);
 
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const service = spawnService("services/query-api/src/main.ts", { NATS_URL: nats.url, DATA_DIR: dataDir, PORT: String(port), HOST: "127.0.0.1", JWT_SECRET: TEST_JWT_SECRET });
+    const service = spawnService("services/query-api/src/main.ts", {
+      NATS_URL: nats.url,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      JWT_SECRET: TEST_JWT_SECRET,
+    });
     try {
       // It starts in a few seconds; a readiness that waited for the projector would never come.
       const ready = await eventually(async () => {
@@ -74,11 +104,20 @@ describe("a query API process while the projector is 10,000 events behind", () =
       expect(ready.status).toBe(200);
       expect(ready.body).toMatchObject({ status: "ready", store: "ok", nats: "open" });
 
-      const dashboard = await httpGet(`${url}/dashboard`, { headers: bearer(await tokenFor({ userId: "burstOwner" })) });
+      const dashboard = await httpGet(`${url}/dashboard`, {
+        headers: bearer(await tokenFor({ userId: "burstOwner" })),
+      });
       expect(dashboard.status).toBe(200);
-      expect(dashboard.body).toEqual({ message: "Dashboard fetched successfully", clientsCount: 0, projectsCount: 0, data: [] });
+      expect(dashboard.body).toEqual({
+        message: "Dashboard fetched successfully",
+        clientsCount: 0,
+        projectsCount: 0,
+        data: [],
+      });
       // Nothing consumed the burst: it really was pending all along.
-      expect((await jsm.consumers.info(config.EVENTS_STREAM, config.PROJECTOR_DURABLE)).num_pending).toBeGreaterThanOrEqual(PENDING);
+      expect(
+        (await jsm.consumers.info(config.EVENTS_STREAM, config.PROJECTOR_DURABLE)).num_pending,
+      ).toBeGreaterThanOrEqual(PENDING);
     } finally {
       service.child.kill("SIGTERM");
       await service.exited;

@@ -22,16 +22,28 @@ const clientEvent = (n: number, version = 1): Envelope =>
     entity: "client",
     action: version === 1 ? "created" : "updated",
     version,
-    data: { id: `client${String(n).padStart(4, "0")}`, ownerId: OWNER, name: `Client ${n} v${version}`, email: `c${n}@x.io`, createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, n)).toISOString() },
+    data: {
+      id: `client${String(n).padStart(4, "0")}`,
+      ownerId: OWNER,
+      name: `Client ${n} v${version}`,
+      email: `c${n}@x.io`,
+      createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, n)).toISOString(),
+    },
   });
 
 describe("a process killed with SIGKILL", () => {
   it("serves the same dashboards after a restart and applies what was published while it was down", async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const env = { NATS_URL: nats.url, DATA_DIR: dataDir, PORT: String(port), HOST: "127.0.0.1", JWT_SECRET: TEST_JWT_SECRET,
+    const env = {
+      NATS_URL: nats.url,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      JWT_SECRET: TEST_JWT_SECRET,
       // Events the killed process held come back after the ack wait; keep the test short.
-      PROJECTOR_ACK_WAIT_MS: "2000" };
+      PROJECTOR_ACK_WAIT_MS: "2000",
+    };
     const token = await tokenFor({ userId: OWNER });
     const read = async () => (await httpGet(`${url}/dashboard`, { headers: bearer(token) })).body;
     const nc = await connectNats(nats.url, "restart-test-publisher");
@@ -107,9 +119,24 @@ describe("bad configuration", () => {
   });
 
   it.each([
-    ["the projector without NATS_URL", "services/projector/src/main.ts", () => ({ NATS_URL: "" }), /NATS_URL is required/],
-    ["the query API without NATS_URL", "services/query-api/src/main.ts", () => ({ NATS_URL: "", JWT_SECRET: TEST_JWT_SECRET }), /NATS_URL is required/],
-    ["the query API without JWT_SECRET", "services/query-api/src/main.ts", () => ({ NATS_URL: nats.url, JWT_SECRET: "" }), /JWT_SECRET is required/],
+    [
+      "the projector without NATS_URL",
+      "services/projector/src/main.ts",
+      () => ({ NATS_URL: "" }),
+      /NATS_URL is required/,
+    ],
+    [
+      "the query API without NATS_URL",
+      "services/query-api/src/main.ts",
+      () => ({ NATS_URL: "", JWT_SECRET: TEST_JWT_SECRET }),
+      /NATS_URL is required/,
+    ],
+    [
+      "the query API without JWT_SECRET",
+      "services/query-api/src/main.ts",
+      () => ({ NATS_URL: nats.url, JWT_SECRET: "" }),
+      /JWT_SECRET is required/,
+    ],
   ])("stops %s with a message naming the setting", async (_name, entry, env, message) => {
     const service = spawnService(entry, { DATA_DIR: dataDir, METRICS_PORT: "0", ...env() });
     expect(await service.exited).toBe(1);
@@ -117,11 +144,28 @@ describe("bad configuration", () => {
   });
 
   it.each([
-    ["the projector", "services/projector/src/main.ts", "METRICS_PORT", { JWT_SECRET: "short", PORT: "not-a-port", JWT_ALGORITHMS: "RS256" }],
-    ["the query API", "services/query-api/src/main.ts", "PORT", { PROJECTOR_BATCH_SIZE: "0", METRICS_PORT: "not-a-port", MAX_EVENT_BYTES: "1" }],
+    [
+      "the projector",
+      "services/projector/src/main.ts",
+      "METRICS_PORT",
+      { JWT_SECRET: "short", PORT: "not-a-port", JWT_ALGORITHMS: "RS256" },
+    ],
+    [
+      "the query API",
+      "services/query-api/src/main.ts",
+      "PORT",
+      { PROJECTOR_BATCH_SIZE: "0", METRICS_PORT: "not-a-port", MAX_EVENT_BYTES: "1" },
+    ],
   ])("does not stop %s over settings only the other service reads", async (_name, entry, portVariable, others) => {
     const port = await freePort();
-    const service = spawnService(entry, { NATS_URL: nats.url, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, HOST: "127.0.0.1", ...others, [portVariable]: String(port) });
+    const service = spawnService(entry, {
+      NATS_URL: nats.url,
+      DATA_DIR: dataDir,
+      JWT_SECRET: TEST_JWT_SECRET,
+      HOST: "127.0.0.1",
+      ...others,
+      [portVariable]: String(port),
+    });
     try {
       await waitUntilReady(`http://127.0.0.1:${port}`, service);
     } finally {

@@ -31,13 +31,23 @@ const EVENTS_PER_SECOND = 500;
 
 describe("two projectors and two query APIs on one LMDB folder", () => {
   it("converge to the same dashboards as the events, also when a projector is killed mid-stream", async () => {
-    const common = { NATS_URL: nats.url, DATA_DIR: dataDir, JWT_SECRET: TEST_JWT_SECRET, PROJECTOR_ACK_WAIT_MS: "2000", METRICS_PORT: "0" };
+    const common = {
+      NATS_URL: nats.url,
+      DATA_DIR: dataDir,
+      JWT_SECRET: TEST_JWT_SECRET,
+      PROJECTOR_ACK_WAIT_MS: "2000",
+      METRICS_PORT: "0",
+    };
     const projectors = [0, 1].map(() => spawnService("services/projector/src/main.ts", common));
     running.push(...projectors);
     const apis = await Promise.all(
       [0, 1].map(async () => {
         const port = await freePort();
-        const service = spawnService("services/query-api/src/main.ts", { ...common, PORT: String(port), HOST: "127.0.0.1" });
+        const service = spawnService("services/query-api/src/main.ts", {
+          ...common,
+          PORT: String(port),
+          HOST: "127.0.0.1",
+        });
         running.push(service);
         return { url: `http://127.0.0.1:${port}`, service };
       }),
@@ -66,7 +76,9 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
         const body = await eventually(async () => {
           const res = await httpGet(`${api.url}/dashboard`, { headers: bearer(tokens.get(ownerId)!) });
           return JSON.stringify(res.body) === JSON.stringify(expected) ? res.body : undefined;
-        }, 30_000).catch(async () => (await httpGet(`${api.url}/dashboard`, { headers: bearer(tokens.get(ownerId)!) })).body);
+        }, 30_000).catch(
+          async () => (await httpGet(`${api.url}/dashboard`, { headers: bearer(tokens.get(ownerId)!) })).body,
+        );
         expect(body).toEqual(expected);
       }
     }

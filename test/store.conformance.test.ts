@@ -69,10 +69,22 @@ for (const adapter of adapters) {
         },
         7,
       );
-      expect(result).toMatchObject({ ok: true, ownerVersions: new Map([["o1", 1], ["o2", 1]]), written: { records: 6 } });
+      expect(result).toMatchObject({
+        ok: true,
+        ownerVersions: new Map([
+          ["o1", 1],
+          ["o2", 1],
+        ]),
+        written: { records: 6 },
+      });
       const read = await store.readDashboard("o1");
       expect(read.version).toBe(1);
-      expect(read.parts.map((p) => [p.clientId, p.projectId, p.chunk]).sort()).toEqual([["c1", "", 0], ["c1", "p1", 0], ["c1", "p1", 1], ["c2", "", 0]]);
+      expect(read.parts.map((p) => [p.clientId, p.projectId, p.chunk]).sort()).toEqual([
+        ["c1", "", 0],
+        ["c1", "p1", 0],
+        ["c1", "p1", 1],
+        ["c2", "", 0],
+      ]);
       expect((await store.readDashboard("o1", "c1")).parts).toHaveLength(3);
       expect((await store.readDashboard("o1", "c")).parts).toHaveLength(0);
       expect(await store.appliedSeq()).toBe(7);
@@ -94,7 +106,10 @@ for (const adapter of adapters) {
       );
       expect(staleWrite).toEqual({ ok: false, conflict: partKey("o3", "c1") });
       const staleRead = await store.commit(
-        { writes: [{ key: partKey("o3", "c3"), value: client("c3"), baseRev: 0 }], reads: [{ key: partKey("o3", "c1"), rev: loaded!.rev + 1 }] },
+        {
+          writes: [{ key: partKey("o3", "c3"), value: client("c3"), baseRev: 0 }],
+          reads: [{ key: partKey("o3", "c1"), rev: loaded!.rev + 1 }],
+        },
         9,
       );
       expect(staleRead).toEqual({ ok: false, conflict: partKey("o3", "c1") });
@@ -102,7 +117,10 @@ for (const adapter of adapters) {
       expect(read.parts).toHaveLength(1);
       expect(read.version).toBe(1);
       const fresh = await store.commit(
-        { writes: [{ key: partKey("o3", "c1"), value: client("c1", "won"), baseRev: loaded!.rev }], reads: [{ key: partKey("o3", "c9"), rev: 0 }] },
+        {
+          writes: [{ key: partKey("o3", "c1"), value: client("c1", "won"), baseRev: loaded!.rev }],
+          reads: [{ key: partKey("o3", "c9"), rev: 0 }],
+        },
         10,
       );
       expect(fresh.ok).toBe(true);
@@ -118,7 +136,10 @@ for (const adapter of adapters) {
       const [again] = await store.load([partKey("o4", "c1")]);
       expect(again!.rev).not.toBe(first!.rev);
       // A writer still holding the first incarnation loses.
-      const late = await store.commit({ writes: [{ key: partKey("o4", "c1"), value: client("c1", "late"), baseRev: first!.rev }], ...noReads }, 14);
+      const late = await store.commit(
+        { writes: [{ key: partKey("o4", "c1"), value: client("c1", "late"), baseRev: first!.rev }], ...noReads },
+        14,
+      );
       expect(late.ok).toBe(false);
     });
 
@@ -138,58 +159,103 @@ for (const adapter of adapters) {
       /** Applies each event in a batch of its own, so each reads what the one before stored; gives "id status" per license served. */
       async function served(events: Envelope[]) {
         for (const envelope of events) await applyBatch(store, [toEvent(envelope)], ++seq);
-        const body = JSON.parse(renderDashboard((await store.readDashboard(events[0]!.ownerid)).parts, NOW)) as DashboardBody;
+        const body = JSON.parse(
+          renderDashboard((await store.readDashboard(events[0]!.ownerid)).parts, NOW),
+        ) as DashboardBody;
         return body.data.flatMap((c) => c.projects.flatMap((p) => p.licenses.map((l) => `${l._id} ${l.status}`)));
       }
       const parents = (ownerId: string) => [
-        buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: "c1", ownerId, name: "C", email: "c@x.io", createdAt: "2024-01-01T00:00:00.000Z" } }),
-        buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: "p1", ownerId, clientId: "c1", name: "P", createdAt: "2024-01-01T00:00:00.000Z" } }),
+        buildEnvelope({
+          entity: "client",
+          action: "created",
+          version: 1,
+          data: { id: "c1", ownerId, name: "C", email: "c@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
+        }),
+        buildEnvelope({
+          entity: "project",
+          action: "created",
+          version: 1,
+          data: { id: "p1", ownerId, clientId: "c1", name: "P", createdAt: "2024-01-01T00:00:00.000Z" },
+        }),
       ];
       const licenseEvent = (ownerId: string, id: string, version: number, status: LicenseState["status"]) =>
         buildEnvelope({
           entity: "license",
           action: version === 1 ? "created" : "updated",
           version,
-          data: { id, ownerId, clientId: "c1", projectId: "p1", key: `KB-${id}-${version}`, duration: 12, issuedAt: "2024-01-01T00:00:00.000Z", expiresAt: "2099-01-01T00:00:00.000Z", status, services: [] },
+          data: {
+            id,
+            ownerId,
+            clientId: "c1",
+            projectId: "p1",
+            key: `KB-${id}-${version}`,
+            duration: 12,
+            issuedAt: "2024-01-01T00:00:00.000Z",
+            expiresAt: "2099-01-01T00:00:00.000Z",
+            status,
+            services: [],
+          },
         });
       /** The history under owners of its own: the store keeps what earlier runs wrote. */
       const withOwnerSuffix = (events: readonly KeyboxEvent[], suffix: string) =>
-        events.map((e) => ({ ...e, ownerId: e.ownerId + suffix, data: { ...e.data, ownerId: e.ownerId + suffix } }) as KeyboxEvent);
+        events.map(
+          (e) =>
+            ({ ...e, ownerId: e.ownerId + suffix, data: { ...e.data, ownerId: e.ownerId + suffix } }) as KeyboxEvent,
+        );
 
       describe.each(["__proto__", "constructor", "prototype", "toString"])("license %s", (id) => {
         it("serves its update (v2 ACTIVE), not v1 PENDING", async () => {
           const owner = `upd${id}`;
-          expect(await served([...parents(owner), licenseEvent(owner, id, 1, "PENDING"), licenseEvent(owner, id, 2, "ACTIVE")])).toEqual([`${id} ACTIVE`]);
+          expect(
+            await served([
+              ...parents(owner),
+              licenseEvent(owner, id, 1, "PENDING"),
+              licenseEvent(owner, id, 2, "ACTIVE"),
+            ]),
+          ).toEqual([`${id} ACTIVE`]);
         });
 
         it("keeps a license created before it whose id is one character shorter", async () => {
           const owner = `nbr${id}`;
           const neighbour = id.slice(0, -1);
-          expect(await served([...parents(owner), licenseEvent(owner, neighbour, 1, "PENDING"), licenseEvent(owner, id, 1, "ACTIVE")])).toEqual([
-            `${neighbour} PENDING`,
-            `${id} ACTIVE`,
-          ]);
+          expect(
+            await served([
+              ...parents(owner),
+              licenseEvent(owner, neighbour, 1, "PENDING"),
+              licenseEvent(owner, id, 1, "ACTIVE"),
+            ]),
+          ).toEqual([`${neighbour} PENDING`, `${id} ACTIVE`]);
         });
 
         it("is no longer served once deleted", async () => {
           const owner = `del${id}`;
-          const gone = buildEnvelope({ entity: "license", action: "deleted", version: 2, data: { id, ownerId: owner, clientId: "c1", projectId: "p1" } });
+          const gone = buildEnvelope({
+            entity: "license",
+            action: "deleted",
+            version: 2,
+            data: { id, ownerId: owner, clientId: "c1", projectId: "p1" },
+          });
           expect(await served([...parents(owner), licenseEvent(owner, id, 1, "PENDING"), gone])).toEqual([]);
         });
       });
 
       it("serves what the reference model says for any delivery of a history with such ids, whole and per client", async () => {
-        const scenario = historyArb.chain((history) => fc.tuple(deliveryOf(history), fc.integer({ min: 1, max: 12 }), fc.constantFrom(...CHUNKINGS)));
+        const scenario = historyArb.chain((history) =>
+          fc.tuple(deliveryOf(history), fc.integer({ min: 1, max: 12 }), fc.constantFrom(...CHUNKINGS)),
+        );
         let run = 0;
         await fc.assert(
           fc.asyncProperty(scenario, async ([delivery, batchSize, options]) => {
             const suffix = `-${++run}`;
             const events = withOwnerSuffix(delivery, suffix);
-            for (let i = 0; i < events.length; i += batchSize) await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
+            for (let i = 0; i < events.length; i += batchSize)
+              await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
             for (const ownerId of OWNERS.map((o) => o + suffix)) {
               for (const clientId of [undefined, ...CLIENT_IDS]) {
                 const { parts } = await store.readDashboard(ownerId, clientId);
-                expect(JSON.parse(renderDashboard(parts, NOW))).toEqual(referenceDashboard(events, ownerId, NOW, clientId));
+                expect(JSON.parse(renderDashboard(parts, NOW))).toEqual(
+                  referenceDashboard(events, ownerId, NOW, clientId),
+                );
               }
             }
           }),
@@ -225,13 +291,23 @@ for (const adapter of adapters) {
       function* history(): Generator<Envelope> {
         for (let c = 0; c < 1000; c++) {
           const clientId = `client${String(c).padStart(4, "0")}`;
-          yield buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: clientId, ownerId: OWNER, name: `Client ${c}`, email: `c${c}@x.io`, createdAt: t(c) } });
+          yield buildEnvelope({
+            entity: "client",
+            action: "created",
+            version: 1,
+            data: { id: clientId, ownerId: OWNER, name: `Client ${c}`, email: `c${c}@x.io`, createdAt: t(c) },
+          });
           const projects = c === 0 ? 1 : 2;
           for (let p = 0; p < projects; p++) {
             // 20,000 + 999 × 80 + 80 = 100,000 licenses.
             const perProject = c === 0 ? 20_000 : p === 0 && c <= 80 ? 41 : 40;
             const projectId = `${clientId}p${p}`;
-            yield buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: projectId, ownerId: OWNER, clientId, name: `Project ${p}`, createdAt: t(p) } });
+            yield buildEnvelope({
+              entity: "project",
+              action: "created",
+              version: 1,
+              data: { id: projectId, ownerId: OWNER, clientId, name: `Project ${p}`, createdAt: t(p) },
+            });
             for (let l = 0; l < perProject; l++) yield license(`${projectId}l${l}`, clientId, projectId, 1);
           }
         }
@@ -265,14 +341,18 @@ for (const adapter of adapters) {
         await new Promise((resolve) => server.once("listening", resolve));
         try {
           const { port } = server.address() as AddressInfo;
-          const res = await httpGet(`http://127.0.0.1:${port}/dashboard`, { headers: bearer(await tokenFor({ userId: OWNER })) });
+          const res = await httpGet(`http://127.0.0.1:${port}/dashboard`, {
+            headers: bearer(await tokenFor({ userId: OWNER })),
+          });
           expect(res.status).toBe(200);
           expect(res.body.clientsCount).toBe(1000);
           expect(res.body.projectsCount).toBe(1999);
           const licenses = res.body.data.flatMap((c: any) => c.projects.flatMap((p: any) => p.licenses));
           expect(licenses).toHaveLength(100_000);
           expect(res.body.data[0].projects[0].licenses).toHaveLength(20_000);
-          const one = await httpGet(`http://127.0.0.1:${port}/dashboard?clientId=${BIG}`, { headers: bearer(await tokenFor({ userId: OWNER })) });
+          const one = await httpGet(`http://127.0.0.1:${port}/dashboard?clientId=${BIG}`, {
+            headers: bearer(await tokenFor({ userId: OWNER })),
+          });
           expect(one.body.data[0].projects[0].licenses).toHaveLength(20_000);
         } finally {
           server.close();
@@ -281,7 +361,9 @@ for (const adapter of adapters) {
 
       it(`keeps every stored part under ${PART_MAX_BYTES} bytes`, async () => {
         const stats = await store.partStats(OWNER);
-        console.log(`${adapter.name} large tenant: ${stats.parts} parts, ${stats.bytes} bytes stored, largest part ${stats.largestPartBytes} bytes`);
+        console.log(
+          `${adapter.name} large tenant: ${stats.parts} parts, ${stats.bytes} bytes stored, largest part ${stats.largestPartBytes} bytes`,
+        );
         expect(stats.parts).toBeGreaterThan(2999); // clients, project heads and several chunks
         expect(stats.largestPartBytes).toBeLessThan(PART_MAX_BYTES);
       });
@@ -291,7 +373,14 @@ for (const adapter of adapters) {
         const update = await apply([license(`${BIG}p0l12345`, BIG, `${BIG}p0`, 2, ["Hosting", "Support"])]);
         const created = await apply([license(`${BIG}p0lNEW`, BIG, `${BIG}p0`, 1)]);
         const small = await apply([license("client0500p1l7", "client0500", "client0500p1", 2, ["Hosting", "Support"])]);
-        const rename = await apply([buildEnvelope({ entity: "client", action: "updated", version: 2, data: { id: BIG, ownerId: OWNER, name: "Renamed", email: "r@x.io", createdAt: t(0) } })]);
+        const rename = await apply([
+          buildEnvelope({
+            entity: "client",
+            action: "updated",
+            version: 2,
+            data: { id: BIG, ownerId: OWNER, name: "Renamed", email: "r@x.io", createdAt: t(0) },
+          }),
+        ]);
         console.log(
           `${adapter.name} bytes written per event: license update in the 20,000-license client ${update.written.bytes}, ` +
             `new license there ${created.written.bytes}, license update in a 80-license client ${small.written.bytes}, client rename ${rename.written.bytes}`,
@@ -308,7 +397,8 @@ for (const adapter of adapters) {
 }
 
 // Printed, not silent: what was skipped and why.
-for (const adapter of adapters) if (adapter.skip) console.warn(`SKIPPED ${adapter.name} store conformance: ${adapter.skip}`);
+for (const adapter of adapters)
+  if (adapter.skip) console.warn(`SKIPPED ${adapter.name} store conformance: ${adapter.skip}`);
 
 describe("a store written in another format", () => {
   it("is refused at start with a message saying how to rebuild it", async () => {

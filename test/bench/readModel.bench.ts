@@ -18,9 +18,24 @@ function tenant(ownerId: string, clients: number, licensesPerClient: (c: number)
   for (let c = 0; c < clients; c++) {
     const clientId = `${ownerId}c${c}`;
     const projectId = `${clientId}p`;
-    out.push(buildEnvelope({ entity: "client", action: "created", version: 1, data: { id: clientId, ownerId, name: `Client ${c}`, email: "c@x.io", createdAt: t(c) } }));
-    out.push(buildEnvelope({ entity: "project", action: "created", version: 1, data: { id: projectId, ownerId, clientId, name: "Project", createdAt: t(c) } }));
-    for (let l = 0; l < licensesPerClient(c); l++) out.push(license(ownerId, clientId, projectId, `${projectId}l${l}`, 1));
+    out.push(
+      buildEnvelope({
+        entity: "client",
+        action: "created",
+        version: 1,
+        data: { id: clientId, ownerId, name: `Client ${c}`, email: "c@x.io", createdAt: t(c) },
+      }),
+    );
+    out.push(
+      buildEnvelope({
+        entity: "project",
+        action: "created",
+        version: 1,
+        data: { id: projectId, ownerId, clientId, name: "Project", createdAt: t(c) },
+      }),
+    );
+    for (let l = 0; l < licensesPerClient(c); l++)
+      out.push(license(ownerId, clientId, projectId, `${projectId}l${l}`, 1));
   }
   return out;
 }
@@ -30,7 +45,19 @@ function license(ownerId: string, clientId: string, projectId: string, id: strin
     entity: "license",
     action: version === 1 ? "created" : "renewed",
     version,
-    data: { id, ownerId, clientId, projectId, key: `KB-${id}`, duration: 12, issuedAt: t(1), expiresAt: "2099-01-01T00:00:00.000Z", status: "ACTIVE", services: ["Hosting", "Domain"], machineId: "a1b2c3d4e5f6" },
+    data: {
+      id,
+      ownerId,
+      clientId,
+      projectId,
+      key: `KB-${id}`,
+      duration: 12,
+      issuedAt: t(1),
+      expiresAt: "2099-01-01T00:00:00.000Z",
+      status: "ACTIVE",
+      services: ["Hosting", "Domain"],
+      machineId: "a1b2c3d4e5f6",
+    },
   });
 }
 
@@ -50,11 +77,18 @@ async function readAndRender(ownerId: string) {
 
 describe("GET /dashboard work (read + render + serialise)", () => {
   bench("small tenant: 2 clients, 10 licenses", async () => void (await readAndRender("small")));
-  bench("large tenant: 100,000 licenses, 1,000 clients", async () => void (await readAndRender("large")), { iterations: 10, time: 0 });
-  bench("large tenant, one client with 20,000 licenses", async () => {
-    const { parts } = await store.readDashboard("large", "largec0");
-    renderDashboard(parts, new Date());
-  }, { iterations: 20, time: 0 });
+  bench("large tenant: 100,000 licenses, 1,000 clients", async () => void (await readAndRender("large")), {
+    iterations: 10,
+    time: 0,
+  });
+  bench(
+    "large tenant, one client with 20,000 licenses",
+    async () => {
+      const { parts } = await store.readDashboard("large", "largec0");
+      renderDashboard(parts, new Date());
+    },
+    { iterations: 20, time: 0 },
+  );
 });
 
 let version = 1;
@@ -65,7 +99,9 @@ describe("projector: one event applied and committed (fsync) on a large tenant",
   });
   bench("batch of 256 license events across the tenant", async () => {
     version++;
-    const events = Array.from({ length: 256 }, (_, i) => license("large", `largec${i * 3}`, `largec${i * 3}p`, `largec${i * 3}pl1`, version));
+    const events = Array.from({ length: 256 }, (_, i) =>
+      license("large", `largec${i * 3}`, `largec${i * 3}p`, `largec${i * 3}pl1`, version),
+    );
     await applyBatch(store, events.map(toEvent), ++seq);
   });
 });

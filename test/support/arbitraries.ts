@@ -19,14 +19,33 @@ export const OWNERS = ["ownerA", "ownerB"];
 // Ids that a plain object keyed by id gets wrong (inherited names, the prototype setter; msgpack
 // renames "__proto__" to "__proto_"), and ids one character away from them. The same ids under both
 // owners and for every entity: isolation must come from the owner and the entity, not unique ids.
-const TRICKY_IDS = ["__proto__", "__proto_", "__proto__1", "constructor", "prototype", "toString", "hasOwnProperty", "valueOf"];
+const TRICKY_IDS = [
+  "__proto__",
+  "__proto_",
+  "__proto__1",
+  "constructor",
+  "prototype",
+  "toString",
+  "hasOwnProperty",
+  "valueOf",
+];
 export const CLIENT_IDS = ["c1", ...TRICKY_IDS];
 const PROJECT_IDS = ["p1", ...TRICKY_IDS];
 const LICENSE_IDS = ["l1", ...TRICKY_IDS];
 // Few distinct instants, so ties (broken by id) are common; some written with an offset.
-const CREATED_TIMES = ["2024-01-01T00:00:00.000Z", "2024-01-01T02:00:00+02:00", "2024-01-02T00:00:00Z", "2023-12-31T23:30:00.5Z"];
+const CREATED_TIMES = [
+  "2024-01-01T00:00:00.000Z",
+  "2024-01-01T02:00:00+02:00",
+  "2024-01-02T00:00:00Z",
+  "2023-12-31T23:30:00.5Z",
+];
 // Around NOW, including exactly NOW, for read-time expiry.
-const EXPIRY_TIMES = ["2024-05-01T00:00:00.000Z", NOW.toISOString(), "2024-06-01T01:00:00+01:00", "2024-07-01T00:00:00.000Z"];
+const EXPIRY_TIMES = [
+  "2024-05-01T00:00:00.000Z",
+  NOW.toISOString(),
+  "2024-06-01T01:00:00+01:00",
+  "2024-07-01T00:00:00.000Z",
+];
 /** Chunk targets to run the rules with: the default, and tiny ones so every chunking path runs. */
 export const CHUNKINGS: ProjectionOptions[] = [DEFAULT_PROJECTION, { chunkTargetBytes: 1 }, { chunkTargetBytes: 700 }];
 const LICENSE_ACTIONS: Action[] = ["updated", "activated", "revoked", "reinstated", "expired", "renewed"];
@@ -37,23 +56,39 @@ type Step<T> = { deleted: true } | { deleted: false; action: Action; data: T };
 /** 1–4 changes with strictly increasing versions, starting and stepping by 1–3. */
 function changes<T>(live: fc.Arbitrary<T>, liveActions: Action[]) {
   const step: fc.Arbitrary<Step<T>> = fc.oneof(
-    { weight: 4, arbitrary: fc.record({ deleted: fc.constant(false as const), action: fc.constantFrom(...liveActions), data: live }) },
+    {
+      weight: 4,
+      arbitrary: fc.record({
+        deleted: fc.constant(false as const),
+        action: fc.constantFrom(...liveActions),
+        data: live,
+      }),
+    },
     { weight: 1, arbitrary: fc.constant({ deleted: true as const }) },
   );
   return fc.array(fc.tuple(fc.integer({ min: 1, max: 3 }), step), { minLength: 1, maxLength: 4 }).map((list) => {
     let version = 0;
-    return list.map(([gap, s]) => ({ version: (version += gap), step: s }));
+    return list.map(([gap, s]) => {
+      version += gap;
+      return { version, step: s };
+    });
   });
 }
 
 const clientHistory = fc.record({
   createdAt: fc.constantFrom(...CREATED_TIMES),
-  changes: changes(fc.record({ name: fc.constantFrom("Acme", "Globex", "Initech"), email: fc.constantFrom("a@x.io", "b@y.io") }), ["updated"]),
+  changes: changes(
+    fc.record({ name: fc.constantFrom("Acme", "Globex", "Initech"), email: fc.constantFrom("a@x.io", "b@y.io") }),
+    ["updated"],
+  ),
 });
 
 const projectHistory = fc.record({
   createdAt: fc.constantFrom(...CREATED_TIMES),
-  changes: changes(fc.record({ clientId: fc.constantFrom(...CLIENT_IDS), name: fc.constantFrom("Web", "App", "API") }), ["updated"]),
+  changes: changes(
+    fc.record({ clientId: fc.constantFrom(...CLIENT_IDS), name: fc.constantFrom("Web", "App", "API") }),
+    ["updated"],
+  ),
 });
 
 const licenseHistory = fc.record({
@@ -77,7 +112,9 @@ const licenseHistory = fc.record({
 
 /** At least half of the ids, each with its history (the others are parents that never arrive). */
 const histories = <T>(ids: string[], history: fc.Arbitrary<T>) =>
-  fc.subarray(ids, { minLength: Math.ceil(ids.length / 2) }).chain((chosen) => fc.tuple(...chosen.map((id) => history.map((h) => ({ id, ...h })))));
+  fc
+    .subarray(ids, { minLength: Math.ceil(ids.length / 2) })
+    .chain((chosen) => fc.tuple(...chosen.map((id) => history.map((h) => ({ id, ...h })))));
 
 const ownerHistory = fc.record({
   clients: histories(CLIENT_IDS, clientHistory),
@@ -97,7 +134,10 @@ function envelopes<T extends object>(
   return list.map(({ version, step }) => {
     if (step.deleted) {
       existed = false;
-      const parentIds = entity === "client" ? {} : { clientId: last.clientId ?? "c1", ...(entity === "license" && { projectId: last.projectId ?? "p1" }) };
+      const parentIds =
+        entity === "client"
+          ? {}
+          : { clientId: last.clientId ?? "c1", ...(entity === "license" && { projectId: last.projectId ?? "p1" }) };
       return buildEnvelope({ entity, action: "deleted", version, data: { ...ids, ...parentIds } as EventData<Entity> });
     }
     last = step.data;

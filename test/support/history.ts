@@ -39,20 +39,54 @@ export function randomHistory(options: { seed: number; owners: string[]; events:
     if (ownerClients.length < 3 || roll < 0.1) {
       const id = `${ownerId}c${ownerClients.length}`;
       ownerClients.push(id);
-      out.push(buildEnvelope({ entity: "client", action: "created", version: next(id), data: { id, ownerId, name: `Client ${id}`, email: `${id}@x.io`, createdAt: time(i) } }));
+      out.push(
+        buildEnvelope({
+          entity: "client",
+          action: "created",
+          version: next(id),
+          data: { id, ownerId, name: `Client ${id}`, email: `${id}@x.io`, createdAt: time(i) },
+        }),
+      );
     } else if (ownerProjects.length < 3 || roll < 0.25) {
       const id = `${ownerId}p${ownerProjects.length}`;
       const clientId = pick(ownerClients);
       ownerProjects.push({ id, clientId });
-      out.push(buildEnvelope({ entity: "project", action: "created", version: next(id), data: { id, ownerId, clientId, name: `Project ${id}`, createdAt: time(i) } }));
+      out.push(
+        buildEnvelope({
+          entity: "project",
+          action: "created",
+          version: next(id),
+          data: { id, ownerId, clientId, name: `Project ${id}`, createdAt: time(i) },
+        }),
+      );
     } else if (roll < 0.3) {
       // A project moves to another client, or is renamed.
       const project = pick(ownerProjects);
       project.clientId = pick(ownerClients);
-      out.push(buildEnvelope({ entity: "project", action: "updated", version: next(project.id), data: { id: project.id, ownerId, clientId: project.clientId, name: `Project ${project.id} #${i}`, createdAt: time(0) } }));
+      out.push(
+        buildEnvelope({
+          entity: "project",
+          action: "updated",
+          version: next(project.id),
+          data: {
+            id: project.id,
+            ownerId,
+            clientId: project.clientId,
+            name: `Project ${project.id} #${i}`,
+            createdAt: time(0),
+          },
+        }),
+      );
     } else if (roll < 0.33) {
       const project = pick(ownerProjects);
-      out.push(buildEnvelope({ entity: "project", action: "deleted", version: next(project.id), data: { id: project.id, ownerId, clientId: project.clientId } }));
+      out.push(
+        buildEnvelope({
+          entity: "project",
+          action: "deleted",
+          version: next(project.id),
+          data: { id: project.id, ownerId, clientId: project.clientId },
+        }),
+      );
     } else if (roll < 0.35) {
       const id = pick(ownerClients);
       out.push(buildEnvelope({ entity: "client", action: "deleted", version: next(id), data: { id, ownerId } }));

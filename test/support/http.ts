@@ -9,7 +9,10 @@ export interface HttpResult {
   body: any;
 }
 
-export function httpGet(url: string, options: { headers?: Record<string, string>; body?: string } = {}): Promise<HttpResult> {
+export function httpGet(
+  url: string,
+  options: { headers?: Record<string, string>; body?: string } = {},
+): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
     const headers = { ...options.headers };
     if (options.body !== undefined) {

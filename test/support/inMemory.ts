@@ -1,10 +1,17 @@
 // The projection rules run over a plain Map: how the domain tests see the read model without any
 // store, so they exercise applyEvent itself.
 import { Packr } from "msgpackr";
-import { applyEvent, DEFAULT_PROJECTION, missingRecords, withRecords, type ProjectionOptions, type Slice } from "@keybox/projector";
+import {
+  applyEvent,
+  DEFAULT_PROJECTION,
+  missingRecords,
+  withRecords,
+  type ProjectionOptions,
+  type Slice,
+} from "@keybox/projector";
 import { renderDashboard, type DashboardBody } from "@keybox/query-api";
 import { parseEvent, type Envelope, type KeyboxEvent } from "@keybox/contract";
-import { type StoredPart } from "@keybox/read-model";
+import type { StoredPart } from "@keybox/read-model";
 
 /**
  * The Map holds what a store would give back: every record written is encoded and decoded as LMDB
@@ -32,10 +39,18 @@ export function toEvent(envelope: Envelope): KeyboxEvent {
 }
 
 /** Applies events one by one to `slice`, loading absent records as absent. */
-export function project(events: readonly KeyboxEvent[], slice: Slice = new Map(), options: ProjectionOptions = DEFAULT_PROJECTION): Slice {
+export function project(
+  events: readonly KeyboxEvent[],
+  slice: Slice = new Map(),
+  options: ProjectionOptions = DEFAULT_PROJECTION,
+): Slice {
   let current = slice;
   for (const event of events) {
-    for (let missing = missingRecords(current, event, options); missing.length; missing = missingRecords(current, event, options)) {
+    for (
+      let missing = missingRecords(current, event, options);
+      missing.length;
+      missing = missingRecords(current, event, options)
+    ) {
       current = withRecords(
         current,
         missing.map((key) => ({ key, value: null })),
@@ -52,7 +67,12 @@ export function ownerParts(slice: Slice, ownerId: string, clientId?: string): St
   for (const { key, value } of slice.values()) {
     if (key.type !== "part" || key.ownerId !== ownerId || value === null) continue;
     if (clientId !== undefined && key.clientId !== clientId) continue;
-    parts.push({ clientId: key.clientId, projectId: key.projectId, chunk: key.chunk, part: value as StoredPart["part"] });
+    parts.push({
+      clientId: key.clientId,
+      projectId: key.projectId,
+      chunk: key.chunk,
+      part: value as StoredPart["part"],
+    });
   }
   return parts;
 }
@@ -65,4 +85,3 @@ export function renderBody(parts: readonly StoredPart[], now: Date): DashboardBo
 export function dashboardOf(events: readonly Envelope[], ownerId: string, now = new Date()): DashboardBody {
   return renderBody(ownerParts(project(events.map(toEvent)), ownerId), now);
 }
-

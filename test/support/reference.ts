@@ -11,18 +11,29 @@ function latestStates(events: readonly KeyboxEvent[], owner: string) {
   }
   const live = <T>(entity: Entity) =>
     [...latest.values()].filter((e) => e.entity === entity && !e.deleted).map((e) => e.data as T);
-  return { clients: live<ClientState>("client"), projects: live<ProjectState>("project"), licenses: live<LicenseState>("license") };
+  return {
+    clients: live<ClientState>("client"),
+    projects: live<ProjectState>("project"),
+    licenses: live<LicenseState>("license"),
+  };
 }
 
-const byInstantThenId = <T extends { id: string }>(time: (x: T) => string) => (a: T, b: T) =>
-  Date.parse(time(a)) - Date.parse(time(b)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const byInstantThenId =
+  <T extends { id: string }>(time: (x: T) => string) =>
+  (a: T, b: T) =>
+    Date.parse(time(a)) - Date.parse(time(b)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
 /**
  * What the dashboard must be, computed the simplest way: the latest version of each entity, joined
  * by the ids in the data, in the documented order and with read-time expiry. Independent of the
  * projection rules and the store, so tests can hold them to it.
  */
-export function referenceDashboard(events: readonly KeyboxEvent[], owner: string, now: Date, clientId?: string): DashboardBody {
+export function referenceDashboard(
+  events: readonly KeyboxEvent[],
+  owner: string,
+  now: Date,
+  clientId?: string,
+): DashboardBody {
   const { clients, projects, licenses } = latestStates(events, owner);
   const data = clients
     .filter((c) => clientId === undefined || c.id === clientId)
@@ -57,4 +68,3 @@ export function referenceDashboard(events: readonly KeyboxEvent[], owner: string
   const projectsCount = data.reduce((n, c) => n + c.projects.length, 0);
   return { message: "Dashboard fetched successfully", clientsCount: data.length, projectsCount, data };
 }
-

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { StartedMongoDBContainer } from "@testcontainers/mongodb";
-import { type DashboardStore } from "@keybox/read-model";
+import type { DashboardStore } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { MongoDashboardStore } from "@keybox/read-model/mongodb";
 

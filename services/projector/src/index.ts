@@ -1,7 +1,13 @@
 // @keybox/projector: the projection rules (pure), the batch applier, and the projector service.
 export { ConsumerLostError, Projector, type ProjectorConfig, type ProjectorReadiness } from "./projector.ts";
 export { projectorSettings, type ProjectorSettings } from "./config.ts";
-export { deliveryPolicy, ensureConsumer, retryBackoff, type ConsumerSettings, type DeliveryPolicy } from "./adapters/consumer.ts";
+export {
+  deliveryPolicy,
+  ensureConsumer,
+  retryBackoff,
+  type ConsumerSettings,
+  type DeliveryPolicy,
+} from "./adapters/consumer.ts";
 export {
   applyEvent,
   DEFAULT_PROJECTION,

@@ -21,8 +21,14 @@ export const projectorMetrics = {
     name: "keybox_projector_commit_conflicts_total",
     help: "Batch commits lost to another projector replica and retried",
   }),
-  bytesWritten: new Counter({ name: "keybox_projector_bytes_written_total", help: "Bytes of read-model records written" }),
-  batchFailures: new Counter({ name: "keybox_projector_batch_failures_total", help: "Commits that failed (their events are retried)" }),
+  bytesWritten: new Counter({
+    name: "keybox_projector_bytes_written_total",
+    help: "Bytes of read-model records written",
+  }),
+  batchFailures: new Counter({
+    name: "keybox_projector_batch_failures_total",
+    help: "Commits that failed (their events are retried)",
+  }),
   storeOutages: new Counter({
     name: "keybox_projector_store_outages_total",
     help: "Times the read model became unavailable (events are held, not dead-lettered, until it is back)",

@@ -2,8 +2,24 @@
 // acknowledges them once durable, dead-letters what it cannot apply, and announces changed
 // dashboards. It tells a store outage (hold everything, retry, never give up) from an event the
 // store refuses (retry with backoff, then dead-letter), and stops when its consumer is gone.
-import { ConsumerEvents, Events, type ConsumerMessages, type JetStreamManager, type JsMsg, type Msg, type NatsConnection, type Subscription } from "nats";
-import { dashboardChangedSubject, ensureStreams, isNotFound, parseEvent, type DashboardChanged, type KeyboxEvent } from "@keybox/contract";
+import {
+  ConsumerEvents,
+  Events,
+  type ConsumerMessages,
+  type JetStreamManager,
+  type JsMsg,
+  type Msg,
+  type NatsConnection,
+  type Subscription,
+} from "nats";
+import {
+  dashboardChangedSubject,
+  ensureStreams,
+  isNotFound,
+  parseEvent,
+  type DashboardChanged,
+  type KeyboxEvent,
+} from "@keybox/contract";
 import { StoreUnavailableError, type DashboardStore } from "@keybox/read-model";
 import type { Logger } from "@keybox/runtime";
 import { ensureConsumer, type DeliveryPolicy } from "./adapters/consumer.ts";
@@ -50,7 +66,10 @@ const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 type Valid = { seq: number; event: KeyboxEvent };
 
 const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
-  Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref())]);
+  Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref()),
+  ]);
 
 export class Projector {
   /**
@@ -84,7 +103,14 @@ export class Projector {
   ) {}
 
   async start(): Promise<void> {
-    const { EVENTS_STREAM, DLQ_STREAM, PROJECTOR_DURABLE, PROJECTOR_BATCH_SIZE, PROJECTOR_ACK_WAIT_MS, PROJECTOR_MAX_DELIVER } = this.config;
+    const {
+      EVENTS_STREAM,
+      DLQ_STREAM,
+      PROJECTOR_DURABLE,
+      PROJECTOR_BATCH_SIZE,
+      PROJECTOR_ACK_WAIT_MS,
+      PROJECTOR_MAX_DELIVER,
+    } = this.config;
     await ensureStreams(this.nc, { eventsStream: EVENTS_STREAM, dlqStream: DLQ_STREAM });
     this.policy = await ensureConsumer(this.nc, {
       stream: EVENTS_STREAM,
@@ -96,15 +122,22 @@ export class Projector {
     this.consumer = { state: "ok" };
     if (this.policy.ackWaitMs !== PROJECTOR_ACK_WAIT_MS || this.policy.maxDeliver !== PROJECTOR_MAX_DELIVER) {
       this.log.warn(
-        { durable: PROJECTOR_DURABLE, consumer: this.policy, configured: { ackWaitMs: PROJECTOR_ACK_WAIT_MS, maxDeliver: PROJECTOR_MAX_DELIVER } },
+        {
+          durable: PROJECTOR_DURABLE,
+          consumer: this.policy,
+          configured: { ackWaitMs: PROJECTOR_ACK_WAIT_MS, maxDeliver: PROJECTOR_MAX_DELIVER },
+        },
         "the existing consumer was created with other delivery settings; using the consumer's",
       );
     }
     void this.watchConnection();
-    this.advisories = this.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${EVENTS_STREAM}.${PROJECTOR_DURABLE}`, {
-      queue: `keybox-projector.${PROJECTOR_DURABLE}`,
-      callback: (_error, msg) => void this.onMaxDeliveries(msg),
-    });
+    this.advisories = this.nc.subscribe(
+      `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${EVENTS_STREAM}.${PROJECTOR_DURABLE}`,
+      {
+        queue: `keybox-projector.${PROJECTOR_DURABLE}`,
+        callback: (_error, msg) => void this.onMaxDeliveries(msg),
+      },
+    );
 
     const consumer = await this.nc.jetstream().consumers.get(EVENTS_STREAM, PROJECTOR_DURABLE);
     // Messages are held as they arrive and taken in batches of whatever is waiting, so a quiet
@@ -152,7 +185,12 @@ export class Projector {
   /** Whether this replica can do its work: NATS connected, its consumer there, the store answering. */
   async readiness(): Promise<ProjectorReadiness> {
     const nats = this.connected && !this.nc.isClosed() ? "connected" : "disconnected";
-    const store = this.outage ? "unavailable" : await withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(() => "ok" as const, () => "unavailable" as const);
+    const store = this.outage
+      ? "unavailable"
+      : await withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(
+          () => "ok" as const,
+          () => "unavailable" as const,
+        );
     const { state: consumer, lag } = this.consumer;
     const ready = nats === "connected" && consumer === "ok" && store === "ok";
     return lag === undefined ? { ready, nats, consumer, store } : { ready, nats, consumer, store, lag };
@@ -170,7 +208,11 @@ export class Projector {
 
   /** The client reports a missing consumer while it keeps retrying; confirm, then give up. */
   private async watchConsumer(messages: ConsumerMessages): Promise<void> {
-    const missing: string[] = [ConsumerEvents.ConsumerDeleted, ConsumerEvents.ConsumerNotFound, ConsumerEvents.StreamNotFound];
+    const missing: string[] = [
+      ConsumerEvents.ConsumerDeleted,
+      ConsumerEvents.ConsumerNotFound,
+      ConsumerEvents.StreamNotFound,
+    ];
     for await (const status of await messages.status()) {
       if (missing.includes(status.type)) void this.checkConsumer().catch(() => undefined);
     }
@@ -192,7 +234,11 @@ export class Projector {
         throw error;
       }
       this.consumer = { state: "missing" };
-      this.lose(new ConsumerLostError(`the durable consumer ${PROJECTOR_DURABLE} on ${EVENTS_STREAM} no longer exists`, { cause: error }));
+      this.lose(
+        new ConsumerLostError(`the durable consumer ${PROJECTOR_DURABLE} on ${EVENTS_STREAM} no longer exists`, {
+          cause: error,
+        }),
+      );
     }
   }
 
@@ -248,7 +294,11 @@ export class Projector {
     for (const { seq } of unapplied) {
       const deliveries = this.inFlight.get(seq)!.info.deliveryCount;
       if (deliveries >= (this.policy.maxDeliver || this.config.PROJECTOR_MAX_DELIVER)) {
-        await this.giveUp(seq, "store_refused", `the read model refused it ${deliveries} times: ${(failure as Error).message}`);
+        await this.giveUp(
+          seq,
+          "store_refused",
+          `the read model refused it ${deliveries} times: ${(failure as Error).message}`,
+        );
       } else this.settle(seq, "retry");
     }
   }
@@ -336,7 +386,10 @@ export class Projector {
     const msg = this.inFlight.get(seq);
     this.inFlight.delete(seq);
     if (!msg) return;
-    if (outcome === "ack") return msg.ack();
+    if (outcome === "ack") {
+      msg.ack();
+      return;
+    }
     const { backoffMs } = this.policy;
     msg.nak(backoffMs[Math.min(msg.info.deliveryCount, backoffMs.length) - 1]);
   }
@@ -358,16 +411,27 @@ export class Projector {
       this.jsm ??= await this.nc.jetstreamManager({ timeout: PROBE_TIMEOUT_MS });
       const stored = await this.jsm.streams.getMessage(this.config.EVENTS_STREAM, { seq });
       const reason = `not acknowledged after ${deliveries} deliveries (the projector stopped or crashed while applying it)`;
-      await this.deadLetter({ subject: stored.subject, seq, data: stored.data, headers: stored.header, reason }, "max_deliveries");
+      await this.deadLetter(
+        { subject: stored.subject, seq, data: stored.data, headers: stored.header, reason },
+        "max_deliveries",
+      );
     } catch (error) {
-      this.log.error({ err: error, advisory: advisory.string() }, "could not dead-letter an event JetStream gave up on");
+      this.log.error(
+        { err: error, advisory: advisory.string() },
+        "could not dead-letter an event JetStream gave up on",
+      );
     }
   }
 
   /** Copies an event to the dead-letter stream; false when that failed. */
   private async deadLetter(letter: DeadLetter, kind: DeadLetterReason): Promise<boolean> {
     try {
-      await deadLetter(this.nc.jetstream(), this.config.EVENTS_STREAM, letter, this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD);
+      await deadLetter(
+        this.nc.jetstream(),
+        this.config.EVENTS_STREAM,
+        letter,
+        this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
+      );
       metrics.deadLettered.inc({ reason: kind });
       this.log.warn({ subject: letter.subject, seq: letter.seq, reason: letter.reason }, "event dead-lettered");
       return true;

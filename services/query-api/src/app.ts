@@ -4,8 +4,8 @@ import type { HttpBindings } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { register } from "prom-client";
 import { idSchema } from "@keybox/contract";
-import { type DashboardStore } from "@keybox/read-model";
-import { type Logger } from "@keybox/runtime";
+import type { DashboardStore } from "@keybox/read-model";
+import type { Logger } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
 import { renderDashboard } from "./domain/renderDashboard.ts";
 
@@ -100,7 +100,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const ownerId = await deps.verifyOwner(authorization);
     if (!ownerId) return unauthorized(c, authorization);
     const input = await readClientId(c);
-    if (!input.ok) return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
+    if (!input.ok)
+      return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
     const { parts } = await deps.store.readDashboard(ownerId, input.clientId);
     return c.body(renderDashboard(parts, now()), 200, { "Content-Type": "application/json" });
   });

@@ -15,7 +15,12 @@ export interface QueryApi {
   close(): Promise<void>;
 }
 
-export async function startQueryApi(config: QueryApiSettings, nc: NatsConnection, store: DashboardStore, log: Logger): Promise<QueryApi> {
+export async function startQueryApi(
+  config: QueryApiSettings,
+  nc: NatsConnection,
+  store: DashboardStore,
+  log: Logger,
+): Promise<QueryApi> {
   const app = createApp({
     store,
     log,

@@ -61,7 +61,10 @@ export const licenseStateSchema = z.object({
   status: z.enum(LICENSE_STATUSES),
   services: z.array(z.string()),
   // The write side stores null for "not activated"; both mean absent.
-  machineId: z.string().nullish().transform((v) => v ?? undefined),
+  machineId: z
+    .string()
+    .nullish()
+    .transform((v) => v ?? undefined),
   createdAt: timeSchema.nullish().transform((v) => v ?? undefined),
 });
 
@@ -147,19 +150,32 @@ export function parseEvent(subject: string, payload: Uint8Array, maxBytes: numbe
 
   const [, entity, action] = type.split(".") as [string, Entity, Action];
   if (!ENTITIES.includes(entity)) return { ok: false, reason: `type ${type}: unknown entity ${entity}` };
-  if (!ACTIONS_BY_ENTITY[entity].includes(action)) return { ok: false, reason: `type ${type}: unknown action ${action} for ${entity}` };
+  if (!ACTIONS_BY_ENTITY[entity].includes(action))
+    return { ok: false, reason: `type ${type}: unknown action ${action} for ${entity}` };
   if (route.entity !== entity || route.action !== action) {
     return { ok: false, reason: `type ${type} does not match subject ${subject}` };
   }
-  if (route.ownerId !== ownerid) return { ok: false, reason: `ownerid ${ownerid} does not match subject owner ${route.ownerId}` };
+  if (route.ownerId !== ownerid)
+    return { ok: false, reason: `ownerid ${ownerid} does not match subject owner ${route.ownerId}` };
 
   const deleted = action === "deleted";
   const state = (deleted ? stateSchemas[entity].deleted : stateSchemas[entity].live).safeParse(data);
   if (!state.success) return { ok: false, reason: `data: ${describe(state.error)}` };
-  if (state.data.ownerId !== ownerid) return { ok: false, reason: `data.ownerId ${state.data.ownerId} does not match ownerid ${ownerid}` };
-  if (state.data.id !== entityId) return { ok: false, reason: `data.id ${state.data.id} does not match subject ${entityId}` };
+  if (state.data.ownerId !== ownerid)
+    return { ok: false, reason: `data.ownerId ${state.data.ownerId} does not match ownerid ${ownerid}` };
+  if (state.data.id !== entityId)
+    return { ok: false, reason: `data.id ${state.data.id} does not match subject ${entityId}` };
 
-  const event = { eventId: id, ownerId: ownerid, entityId, version: entityversion, action, entity, deleted, data: state.data };
+  const event = {
+    eventId: id,
+    ownerId: ownerid,
+    entityId,
+    version: entityversion,
+    action,
+    entity,
+    deleted,
+    data: state.data,
+  };
   return { ok: true, event: event as KeyboxEvent };
 }
 

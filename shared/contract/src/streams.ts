@@ -1,6 +1,17 @@
 // The JetStream side of the contract: declaring the event log and the dead-letter stream, and a
 // typed publisher for contract events.
-import { headers, nanos, NatsError, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type NatsConnection, type PubAck, type StreamConfig } from "nats";
+import {
+  headers,
+  nanos,
+  NatsError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+  type NatsConnection,
+  type PubAck,
+  type StreamConfig,
+} from "nats";
 import type { Action, Entity, Envelope } from "./events.ts";
 import { DLQ_SUBJECTS, EVENTS_SUBJECTS, eventSubject } from "./subjects.ts";
 

@@ -47,5 +47,7 @@ const EXPIRED = '"status":"EXPIRED"';
  * inside JSON string values quotes are escaped, so that text cannot occur there.
  */
 export function licenseJsonAt(license: RenderedLicense, nowIso: string): string {
-  return license.activeUntil !== undefined && license.activeUntil <= nowIso ? license.json.replace(ACTIVE, EXPIRED) : license.json;
+  return license.activeUntil !== undefined && license.activeUntil <= nowIso
+    ? license.json.replace(ACTIVE, EXPIRED)
+    : license.json;
 }

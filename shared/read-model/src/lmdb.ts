@@ -3,8 +3,23 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "./shape.ts";
-import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./store.ts";
+import {
+  checkReadModelFormat,
+  READ_MODEL_FORMAT,
+  type Part,
+  type RecordKey,
+  type StoredPart,
+  type StoredRecord,
+} from "./shape.ts";
+import {
+  StoreUnavailableError,
+  type Commit,
+  type CommitResult,
+  type DashboardRead,
+  type DashboardStore,
+  type PartStats,
+  type RevisionedRecord,
+} from "./store.ts";
 
 interface Stored {
   rev: number;
@@ -22,7 +37,9 @@ const WRITE_CHECK = "writeCheck";
 type LmdbKey = (string | number)[];
 
 function lmdbKey(key: RecordKey): LmdbKey {
-  return key.type === "part" ? [key.ownerId, key.clientId, key.projectId, key.chunk] : [key.ownerId, key.entity, key.id];
+  return key.type === "part"
+    ? [key.ownerId, key.clientId, key.projectId, key.chunk]
+    : [key.ownerId, key.entity, key.id];
 }
 
 export class LmdbDashboardStore implements DashboardStore {
@@ -48,7 +65,7 @@ export class LmdbDashboardStore implements DashboardStore {
         if (isNew && !readOnly) meta.putSync(FORMAT, READ_MODEL_FORMAT);
       });
     } catch (error) {
-      env.close();
+      void env.close(); // the format error is what the caller needs to see
       throw error;
     }
     return new LmdbDashboardStore(env, parts, env.openDB<Stored, LmdbKey>({ name: "registers" }), meta);
@@ -66,16 +83,13 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
-    const result = this.write(() => this.commitInTransaction(commit, streamSeq));
-    // LMDB (overlappingSync) makes a commit visible before it is on disk; the projector acknowledges
-    // events once this returns, so wait until it is durable.
-    if (result.ok) await this.env.flushed;
-    return result;
+    // A synchronous transaction commits and syncs to disk before it returns, so the projector may
+    // acknowledge the events as soon as this resolves.
+    return this.write(() => this.commitInTransaction(commit, streamSeq));
   }
 
   async checkWritable(): Promise<void> {
     this.write(() => this.meta.putSync(WRITE_CHECK, Date.now()));
-    await this.env.flushed;
   }
 
   /**
@@ -128,7 +142,12 @@ export class LmdbDashboardStore implements DashboardStore {
     const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
     const parts: StoredPart[] = [];
     for (const { key, value } of this.parts.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
-      parts.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), part: value.value as Part });
+      parts.push({
+        clientId: String(key[1]),
+        projectId: String(key[2]),
+        chunk: Number(key[3]),
+        part: value.value as Part,
+      });
     }
     return { version, parts };
   }

@@ -20,8 +20,23 @@ import {
   type ReadPreferenceMode,
   type TransactionOptions,
 } from "mongodb";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredPart, type StoredRecord } from "./shape.ts";
-import { StoreUnavailableError, type Commit, type CommitResult, type DashboardRead, type DashboardStore, type PartStats, type RevisionedRecord } from "./store.ts";
+import {
+  checkReadModelFormat,
+  READ_MODEL_FORMAT,
+  type Part,
+  type RecordKey,
+  type StoredPart,
+  type StoredRecord,
+} from "./shape.ts";
+import {
+  StoreUnavailableError,
+  type Commit,
+  type CommitResult,
+  type DashboardRead,
+  type DashboardStore,
+  type PartStats,
+  type RevisionedRecord,
+} from "./store.ts";
 
 /**
  * A record: its revision and its value as JSON text. One BSON string decoded by the driver and
@@ -104,12 +119,15 @@ function isOutage(error: unknown): boolean {
     error instanceof MongoTopologyClosedError ||
     error instanceof MongoOperationTimeoutError ||
     error instanceof MongoWriteConcernError ||
-    (error instanceof MongoError && (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code))))
+    (error instanceof MongoError &&
+      (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code))))
   );
 }
 
 const unavailable = (error: unknown) =>
-  isOutage(error) ? new StoreUnavailableError(`MongoDB is unavailable: ${(error as Error).message}`, { cause: error }) : error;
+  isOutage(error)
+    ? new StoreUnavailableError(`MongoDB is unavailable: ${(error as Error).message}`, { cause: error })
+    : error;
 
 /** The database named in the URL's path (mongodb://hosts/<db>?options), if any. */
 function urlDatabase(url: string): string | undefined {
@@ -194,8 +212,14 @@ export class MongoDashboardStore implements DashboardStore {
       ids.length ? collection.find({ _id: { $in: ids } }, { projection: { rev: 1, json: 1 } }).toArray() : [];
     const ids = keys.map(docId);
     const [parts, registers] = await Promise.all([
-      find(this.parts, ids.filter((_, i) => keys[i]!.type === "part")),
-      find(this.registers, ids.filter((_, i) => keys[i]!.type === "register")),
+      find(
+        this.parts,
+        ids.filter((_, i) => keys[i]!.type === "part"),
+      ),
+      find(
+        this.registers,
+        ids.filter((_, i) => keys[i]!.type === "register"),
+      ),
     ]);
     // Part and register ids have 4 and 3 segments, so one map cannot mix them up.
     const found = new Map([...parts, ...registers].map((doc) => [doc._id, doc]));
@@ -225,7 +249,11 @@ export class MongoDashboardStore implements DashboardStore {
           else {
             // A real write (a no-op $set would write nothing and lock nothing): it makes a
             // concurrent writer of the record conflict with this transaction (no write skew).
-            const updated = await collection.updateOne({ _id, rev: read.rev }, { $set: { lockedBy: rev } }, { session });
+            const updated = await collection.updateOne(
+              { _id, rev: read.rev },
+              { $set: { lockedBy: rev } },
+              { session },
+            );
             if (updated.matchedCount === 0) throw new Conflict(read.key);
           }
         }
@@ -243,7 +271,11 @@ export class MongoDashboardStore implements DashboardStore {
             await this.insertNew(session, collection, doc, key);
             bytes += BSON.calculateObjectSize(doc);
           } else {
-            const updated = await collection.updateOne({ _id: doc._id, rev: baseRev }, { $set: { rev, json: doc.json } }, { session });
+            const updated = await collection.updateOne(
+              { _id: doc._id, rev: baseRev },
+              { $set: { rev, json: doc.json } },
+              { session },
+            );
             if (updated.matchedCount === 0) throw new Conflict(key);
             bytes += BSON.calculateObjectSize(doc);
           }
@@ -282,7 +314,12 @@ export class MongoDashboardStore implements DashboardStore {
   }
 
   /** Inserts a record that must not exist yet; an existing one is a conflict. */
-  private async insertNew(session: ClientSession, collection: Collection<RecordDoc>, doc: RecordDoc, key: RecordKey): Promise<void> {
+  private async insertNew(
+    session: ClientSession,
+    collection: Collection<RecordDoc>,
+    doc: RecordDoc,
+    key: RecordKey,
+  ): Promise<void> {
     try {
       await collection.insertOne(doc, { session });
     } catch (error) {
@@ -331,7 +368,12 @@ export class MongoDashboardStore implements DashboardStore {
       if (doc._id === version) read.version = doc.version ?? 0;
       else {
         const [, partClientId, projectId, chunk] = doc._id.split("/");
-        const part: StoredPart = { clientId: partClientId!, projectId: projectId!, chunk: Number(chunk), part: JSON.parse(doc.json!) as Part };
+        const part: StoredPart = {
+          clientId: partClientId!,
+          projectId: projectId!,
+          chunk: Number(chunk),
+          part: JSON.parse(doc.json!) as Part,
+        };
         read.parts.push(part);
       }
     }

@@ -7,8 +7,14 @@ import type { DashboardStore } from "./store.ts";
 
 /** The store's settings, for a service's configuration schema. */
 export const storeSettings = z.object({
-  MONGODB_URL: z.string().regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://").optional(),
-  MONGODB_DB: z.string().regex(/^[^/\\. "$*<>:|?]{1,63}$/, "must be a valid MongoDB database name").optional(),
+  MONGODB_URL: z
+    .string()
+    .regex(/^mongodb(\+srv)?:\/\//, "must start with mongodb:// or mongodb+srv://")
+    .optional(),
+  MONGODB_DB: z
+    .string()
+    .regex(/^[^/\\. "$*<>:|?]{1,63}$/, "must be a valid MongoDB database name")
+    .optional(),
   MONGODB_READ_PREFERENCE: z
     .enum(["primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"])
     .default("primary"),

@@ -33,7 +33,11 @@ export function loadConfig<C>(schema: z.ZodType<C>, env: NodeJS.ProcessEnv = pro
 }
 
 /** For the settings a particular service cannot run without. */
-export function requireSetting<C extends object, K extends keyof C>(config: C, name: K, why: string): NonNullable<C[K]> {
+export function requireSetting<C extends object, K extends keyof C>(
+  config: C,
+  name: K,
+  why: string,
+): NonNullable<C[K]> {
   const value = config[name];
   if (value === undefined) throw new ConfigError(`Invalid configuration: ${String(name)} is required ${why}`);
   return value as NonNullable<C[K]>;

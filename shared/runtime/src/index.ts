@@ -1,6 +1,14 @@
 // @keybox/runtime: what every service process needs around its own work — configuration, logs,
 // the metrics registry, JSON answers to malformed HTTP, NATS connections and the service runner.
-export { ConfigError, intSetting, loadConfig, natsNameSetting, requireSetting, runtimeSettings, type RuntimeSettings } from "./config.ts";
+export {
+  ConfigError,
+  intSetting,
+  loadConfig,
+  natsNameSetting,
+  requireSetting,
+  runtimeSettings,
+  type RuntimeSettings,
+} from "./config.ts";
 export { answerClientErrorsWithJson } from "./http.ts";
 export { exitOnStartFailure, onShutdownSignal } from "./lifecycle.ts";
 export { createLogger, type Logger } from "./logger.ts";

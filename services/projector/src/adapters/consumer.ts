@@ -69,4 +69,3 @@ export async function ensureConsumer(nc: NatsConnection, s: ConsumerSettings): P
     return deliveryPolicy(created);
   }
 }
-

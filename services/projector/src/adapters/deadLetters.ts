@@ -27,7 +27,12 @@ const HEADER_ROOM_BYTES = 8 * 1024;
  * `keybox.dlq.unroutable`). A body that would not fit in `maxPayload` with the headers keeps its
  * first bytes, marked `KeyBox-DLQ-Truncated: true` with `KeyBox-Original-Size`.
  */
-export async function deadLetter(js: JetStreamClient, eventsStream: string, letter: DeadLetter, maxPayload: number): Promise<void> {
+export async function deadLetter(
+  js: JetStreamClient,
+  eventsStream: string,
+  letter: DeadLetter,
+  maxPayload: number,
+): Promise<void> {
   const h = headers();
   // Idempotent on redelivery: one dead letter per stream position.
   h.set("Nats-Msg-Id", `dlq:${eventsStream}:${letter.seq}`);

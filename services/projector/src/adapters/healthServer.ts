@@ -23,9 +23,11 @@ export async function startHealthServer(port: number, readiness: () => Promise<R
     if (req.method !== "GET") return send(405, JSON.stringify({ message: "Method Not Allowed" }));
     if (req.url === "/healthz") return send(200, JSON.stringify({ status: "ok" }));
     if (req.url === "/readyz") {
-      readiness()
+      void readiness()
         .catch((error: Error) => ({ ready: false, error: error.message }))
-        .then(({ ready, ...details }) => send(ready ? 200 : 503, JSON.stringify({ status: ready ? "ready" : "not ready", ...details })));
+        .then(({ ready, ...details }) =>
+          send(ready ? 200 : 503, JSON.stringify({ status: ready ? "ready" : "not ready", ...details })),
+        );
       return;
     }
     if (req.url === "/metrics") {

@@ -1,6 +1,6 @@
 // Applies a batch of events to the read model: load what the rules need, apply them purely,
 // commit conditionally. A lost race with another replica reloads and applies again.
-import { type KeyboxEvent } from "@keybox/contract";
+import type { KeyboxEvent } from "@keybox/contract";
 import { keyId, type DashboardStore, type RecordRead, type RecordWrite } from "@keybox/read-model";
 import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./applyEvent.ts";
 import type { SliceEntry } from "./slice.ts";
@@ -51,7 +51,8 @@ export async function applyBatch(
       else writes.push({ key: entry.key, value: entry.value, baseRev: base?.rev ?? 0 });
     }
     // Only duplicates or stale versions: nothing to write, so nothing to commit or sync.
-    if (writes.length === 0) return { ownerVersions: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
+    if (writes.length === 0)
+      return { ownerVersions: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
     const result = await store.commit({ writes, reads }, streamSeq);
     if (result.ok) return { ownerVersions: result.ownerVersions, applied, conflicts: attempt, written: result.written };
     // Lost to another replica: back off a little, at random, so racing replicas spread out.

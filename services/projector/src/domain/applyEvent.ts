@@ -7,7 +7,7 @@
 // - A project whose clientId changes moves, head and chunks; a license whose projectId changes
 //   moves to the other project's last chunk. Registers remember where each was filed, so the old
 //   copy is found with a point read and nothing else of the tenant is read or written.
-import { type KeyboxEvent, type ProjectState } from "@keybox/contract";
+import type { KeyboxEvent, ProjectState } from "@keybox/contract";
 import {
   keyId,
   LICENSE_CHUNK_TARGET_BYTES,
@@ -125,7 +125,13 @@ function applyClient(ws: Workspace, ownerId: string, clientId: string, incoming:
   ws.set(key, { kind: "client", client: incoming });
 }
 
-function applyProject(ws: Workspace, ownerId: string, projectId: string, clientId: string, incoming: Entry<ProjectState>): void {
+function applyProject(
+  ws: Workspace,
+  ownerId: string,
+  projectId: string,
+  clientId: string,
+  incoming: Entry<ProjectState>,
+): void {
   const regKey = registerKey(ownerId, "project", projectId);
   const register = ws.get<ProjectRegister>(regKey);
   const fromClient = register?.clientId ?? clientId;
@@ -152,12 +158,23 @@ function entryBytes(entry: LicenseEntry): number {
   return Buffer.byteLength(JSON.stringify(entry)) + 1;
 }
 
-function applyLicense(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string, incoming: LicenseEntry): void {
+function applyLicense(
+  ws: Workspace,
+  ownerId: string,
+  projectId: string,
+  clientIdHint: string,
+  incoming: LicenseEntry,
+): void {
   const regKey = registerKey(ownerId, "license", incoming.id);
   const register = ws.get<LicenseRegister>(regKey);
   let from: { key: PartKey; chunk: LicenseChunk; index: number } | undefined;
   if (register) {
-    const key = partKey(ownerId, projectClient(ws, ownerId, register.projectId, clientIdHint), register.projectId, register.chunk);
+    const key = partKey(
+      ownerId,
+      projectClient(ws, ownerId, register.projectId, clientIdHint),
+      register.projectId,
+      register.chunk,
+    );
     const chunk = ws.get<LicenseChunk>(key);
     const index = chunk?.licenses.findIndex((l) => l.id === incoming.id) ?? -1;
     if (chunk && index >= 0) from = { key, chunk, index };
@@ -181,7 +198,14 @@ function applyLicense(ws: Workspace, ownerId: string, projectId: string, clientI
 }
 
 /** Adds a license to its project's last chunk, or to a new chunk when that one is full. */
-function fileLicense(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string, entry: LicenseEntry, size: number): number {
+function fileLicense(
+  ws: Workspace,
+  ownerId: string,
+  projectId: string,
+  clientIdHint: string,
+  entry: LicenseEntry,
+  size: number,
+): number {
   const clientId = projectClient(ws, ownerId, projectId, clientIdHint);
   const headKey = partKey(ownerId, clientId, projectId);
   const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0 };

@@ -1,7 +1,7 @@
 // Turns an owner's stored parts into the GET /dashboard body: joins, ordering and read-time
 // expiry. Licenses are stored already rendered, so the body is assembled as JSON text: a large
 // tenant's read joins strings instead of building and serialising an object per license.
-import { type ClientState, type ProjectState } from "@keybox/contract";
+import type { ClientState, ProjectState } from "@keybox/contract";
 import { licenseJsonAt, type LicenseView, type RenderedLicense, type StoredPart } from "@keybox/read-model";
 
 export type { LicenseView };
@@ -40,10 +40,19 @@ function byTimeThenId<T>(time: (x: T) => string, id: (x: T) => string) {
     return ia < ib ? -1 : ia > ib ? 1 : 0;
   };
 }
-const clientOrder = byTimeThenId<ClientState>((c) => c.createdAt, (c) => c.id);
-const projectOrder = byTimeThenId<ProjectState>((p) => p.createdAt, (p) => p.id);
+const clientOrder = byTimeThenId<ClientState>(
+  (c) => c.createdAt,
+  (c) => c.id,
+);
+const projectOrder = byTimeThenId<ProjectState>(
+  (p) => p.createdAt,
+  (p) => p.id,
+);
 type License = [id: string, rendered: RenderedLicense];
-const licenseOrder = byTimeThenId<License>(([, l]) => l.order, ([id]) => id);
+const licenseOrder = byTimeThenId<License>(
+  ([, l]) => l.order,
+  ([id]) => id,
+);
 
 const str = JSON.stringify;
 
@@ -59,7 +68,10 @@ export function renderDashboard(parts: readonly StoredPart[], now: Date): string
   const projectOf = (clientId: string, projectId: string) => {
     const key = `${clientId}/${projectId}`;
     let entry = projects.get(key);
-    if (!entry) projects.set(key, (entry = { project: undefined, licenses: [] }));
+    if (!entry) {
+      entry = { project: undefined, licenses: [] };
+      projects.set(key, entry);
+    }
     return entry;
   };
 
