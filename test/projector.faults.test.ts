@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { JetStreamManager, NatsConnection } from "nats";
-import { ensureConsumer, Projector, projectorSettings } from "@keybox/projector";
+import { ConsumerLostError, deliveryPolicy, ensureConsumer, Projector, projectorSettings } from "@keybox/projector";
 import { buildEnvelope, ensureStreams, publishEvent, type Envelope } from "@keybox/contract";
 import type { Commit, DashboardStore } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
@@ -165,9 +165,11 @@ describe("an event the store refuses", () => {
     expect(created.config.backoff).toEqual([1e9, 2e9]);
 
     let poisonAttempts = 0;
+    const soloAttemptsAt: number[] = []; // the poison event applied on its own: once per delivery
     store.beforeCommit = async ({ writes }) => {
       if (writes.some((w) => w.key.type === "part" && w.key.clientId === "poison")) {
         poisonAttempts++;
+        if (writes.length === 1) soloAttemptsAt.push(Date.now());
         throw new Error("document too large");
       }
     };
@@ -182,6 +184,12 @@ describe("an event the store refuses", () => {
     }, 20_000);
     expect(letter!.subject).toBe(`keybox.dlq.${owner}.client.created`);
     expect(letter!.headers["KeyBox-DLQ-Reason"]).toMatch(/refused it 3 times: document too large/);
+    // Handed back with the consumer's backoff: 1 s after the first delivery, 2 s after the second.
+    expect(soloAttemptsAt).toHaveLength(3);
+    const [first, second, third] = soloAttemptsAt as [number, number, number];
+    expect(second - first).toBeGreaterThanOrEqual(900);
+    expect(second - first).toBeLessThan(1800);
+    expect(third - second).toBeGreaterThanOrEqual(1800);
     expect(await clientIds(store, owner)).toEqual(["fine"]);
     expect(await counter("keybox_projector_events_dead_lettered_total", { reason: "store_refused" })).toBe(before + 1);
     // Acknowledged once dead-lettered: nothing pending, and no further attempts.
@@ -189,6 +197,32 @@ describe("an event the store refuses", () => {
     const attempts = poisonAttempts;
     await new Promise((r) => setTimeout(r, 3000));
     expect(poisonAttempts).toBe(attempts);
+  });
+});
+
+describe("several events the store refuses in one batch", () => {
+  it("do not keep the rest of the batch from being tried and applied", async () => {
+    const owner = "refusedTwice";
+    const { store, nc } = await startProjector({
+      PROJECTOR_DURABLE: "faults-untried",
+      PROJECTOR_ACK_WAIT_MS: "1000",
+      PROJECTOR_MAX_DELIVER: "3",
+    });
+    store.beforeCommit = async ({ writes }) => {
+      if (writes.some((w) => w.key.type === "part" && w.key.clientId.startsWith("poison"))) throw new Error("refused");
+    };
+    const js = nc.jetstream();
+    // Published together, so they are taken as one batch, the good one last.
+    await Promise.all(["poison1", "poison2", "good"].map((id) => publishEvent(js, clientEvent(owner, id))));
+    expect(await waitForClients(store, owner, 1)).toEqual(["good"]);
+    const letters = await eventually(async () => {
+      const found = await deadLetters(await nc.jetstreamManager(), owner);
+      return found.length === 2 ? found : undefined;
+    }, 20_000);
+    expect(letters.map((l) => l.headers["KeyBox-DLQ-Reason"])).toEqual([
+      expect.stringMatching(/refused it 3 times/),
+      expect.stringMatching(/refused it 3 times/),
+    ]);
   });
 });
 
@@ -296,38 +330,84 @@ describe("dead letters", () => {
     expect(await deliveries(jsm, durable)).toBe((await jsm.streams.info(TEST_STREAMS.eventsStream)).state.messages);
   });
 
-  it("catch an event JetStream gave up on because no delivery was ever acknowledged (crashes)", async () => {
-    const owner = "crashOwner";
-    const durable = "faults-crashes";
+  /** Publishes an event of `owner` that a crashing replica takes twice without acknowledging it. */
+  async function eventJetStreamGivesUpOn(durable: string, owner: string, id: string): Promise<number> {
     const admin = await connectNats(nats.url, "faults-admin");
-    await ensureStreams(admin, TEST_STREAMS);
-    await ensureConsumer(admin, {
-      stream: TEST_STREAMS.eventsStream,
-      durable,
-      ackWaitMs: 1000,
-      maxDeliver: 2,
-      maxAckPending: 1000,
-    });
-    const jsm = await admin.jetstreamManager();
-    // Everything already in the stream is someone else's: move this consumer past it.
-    const { state } = await jsm.streams.info(TEST_STREAMS.eventsStream);
-    const consumer = await admin.jetstream().consumers.get(TEST_STREAMS.eventsStream, durable);
-    for (let n = 0; n < state.messages; n++) (await consumer.next({ expires: 2000 }))?.ack();
-    // A replica that takes the event and dies before acknowledging it, on both deliveries.
-    const { seq } = await publishEvent(admin.jetstream(), clientEvent(owner, "crasher"));
-    for (let delivery = 1; delivery <= 2; delivery++) {
-      const msg = await consumer.next({ expires: 5000 });
-      expect(msg?.seq).toBe(seq);
-      expect(msg?.info.deliveryCount).toBe(delivery);
+    try {
+      await ensureStreams(admin, TEST_STREAMS);
+      await ensureConsumer(admin, {
+        stream: TEST_STREAMS.eventsStream,
+        durable,
+        ackWaitMs: 1000,
+        maxDeliver: 2,
+        maxAckPending: 1000,
+      });
+      const jsm = await admin.jetstreamManager();
+      // Everything already in the stream is someone else's: move this consumer past it.
+      const { state } = await jsm.streams.info(TEST_STREAMS.eventsStream);
+      const consumer = await admin.jetstream().consumers.get(TEST_STREAMS.eventsStream, durable);
+      for (let n = 0; n < state.messages; n++) (await consumer.next({ expires: 2000 }))?.ack();
+      const { seq } = await publishEvent(admin.jetstream(), clientEvent(owner, id));
+      for (let delivery = 1; delivery <= 2; delivery++) {
+        const msg = await consumer.next({ expires: 5000 });
+        expect(msg?.seq).toBe(seq);
+        expect(msg?.info.deliveryCount).toBe(delivery);
+      }
+      return seq;
+    } finally {
+      await admin.close();
     }
+  }
+
+  it("are not needed for an event JetStream gave up on (crashed deliveries) that the store takes: it is applied", async () => {
+    const owner = "crashOwner";
+    await eventJetStreamGivesUpOn("faults-crashes", owner, "crasher");
     // A healthy replica is running when JetStream gives up (after the second ack wait, 2 s).
-    await startProjector({ PROJECTOR_DURABLE: durable });
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: "faults-crashes" });
+    expect(await waitForClients(store, owner, 1)).toEqual(["crasher"]);
+    expect(await deadLetters(await nc.jetstreamManager(), owner)).toEqual([]);
+  });
+
+  it("keep an event JetStream gave up on that the store then refuses, with both reasons", async () => {
+    const owner = "crashRefusedOwner";
+    const seq = await eventJetStreamGivesUpOn("faults-crashes-refused", owner, "crasher");
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: "faults-crashes-refused" });
+    store.beforeCommit = async ({ writes }) => {
+      if (writes.some((w) => w.key.type === "part" && w.key.ownerId === owner)) throw new Error("document too large");
+    };
     const [letter] = await eventually(async () => {
-      const found = await deadLetters(jsm, owner);
+      const found = await deadLetters(await nc.jetstreamManager(), owner);
       return found.length ? found : undefined;
     });
-    expect(letter!.headers["KeyBox-DLQ-Reason"]).toMatch(/not acknowledged after 2 deliveries/);
+    expect(letter!.headers["KeyBox-DLQ-Reason"]).toMatch(
+      /not acknowledged after 2 deliveries; last attempt: document too large/,
+    );
     expect(letter!.headers["KeyBox-Original-Seq"]).toBe(String(seq));
-    await admin.close();
+  });
+});
+
+describe("its durable consumer", () => {
+  it("deleted: readiness says so at once, and the projector reports that it cannot go on", async () => {
+    const durable = "faults-deleted";
+    const { nc, projector } = await startProjector({ PROJECTOR_DURABLE: durable });
+    expect(await projector.readiness()).toMatchObject({ ready: true, consumer: "ok" });
+    await (await nc.jetstreamManager()).consumers.delete(TEST_STREAMS.eventsStream, durable);
+    const failure = await projector.failed;
+    expect(failure).toBeInstanceOf(ConsumerLostError);
+    expect(await projector.readiness()).toMatchObject({ ready: false, consumer: "missing" });
+  });
+
+  it("is read back as the server has it, also when it was created without a limit or a backoff", () => {
+    const info = (config: Record<string, unknown>) => ({ config }) as unknown as Parameters<typeof deliveryPolicy>[0];
+    expect(deliveryPolicy(info({ ack_wait: 30e9, max_deliver: -1 }))).toEqual({
+      ackWaitMs: 30_000,
+      maxDeliver: 0,
+      backoffMs: [30_000],
+    });
+    expect(deliveryPolicy(info({ ack_wait: 1e9, max_deliver: 3, backoff: [1e9, 2e9] }))).toEqual({
+      ackWaitMs: 1000,
+      maxDeliver: 3,
+      backoffMs: [1000, 2000],
+    });
   });
 });

@@ -4,7 +4,6 @@ export { projectorSettings, type ProjectorSettings } from "./config.ts";
 export {
   deliveryPolicy,
   ensureConsumer,
-  retryBackoff,
   type ConsumerSettings,
   type DeliveryPolicy,
 } from "./adapters/consumer.ts";

@@ -2,6 +2,7 @@
 // acknowledges them once durable, dead-letters what it cannot apply, and announces changed
 // dashboards. It tells a store outage (hold everything, retry, never give up) from an event the
 // store refuses (retry with backoff, then dead-letter), and stops when its consumer is gone.
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   ConsumerEvents,
   Events,
@@ -20,8 +21,9 @@ import {
   type DashboardChanged,
   type KeyboxEvent,
 } from "@keybox/contract";
+import { z } from "zod";
 import { StoreUnavailableError, type DashboardStore } from "@keybox/read-model";
-import type { Logger } from "@keybox/runtime";
+import { withTimeout, type Logger } from "@keybox/runtime";
 import { ensureConsumer, type DeliveryPolicy } from "./adapters/consumer.ts";
 import { deadLetter, type DeadLetter } from "./adapters/deadLetters.ts";
 import type { ProjectorSettings } from "./config.ts";
@@ -48,7 +50,8 @@ export type ProjectorReadiness = {
   ready: boolean;
   nats: "connected" | "disconnected";
   consumer: "ok" | "missing" | "unknown";
-  store: "ok" | "unavailable";
+  /** "stalled": a batch has been in hand for longer than three ack waits (a hung write). */
+  store: "ok" | "unavailable" | "stalled";
   /** Events not yet delivered plus delivered but unacknowledged, at the last consumer check. */
   lag?: number;
 };
@@ -63,13 +66,10 @@ const PROBE_TIMEOUT_MS = 2000;
 /** What a connection's INFO says when the client has none yet: the server default. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
-type Valid = { seq: number; event: KeyboxEvent };
+type ValidEvent = { seq: number; event: KeyboxEvent };
 
-const withTimeout = <T>(promise: Promise<T>, ms: number): Promise<T> =>
-  Promise.race([
-    promise,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref()),
-  ]);
+/** The part of JetStream's `io.nats.jetstream.advisory.v1.max_deliver` advisory the projector reads. */
+const maxDeliveriesAdvisory = z.object({ stream_seq: z.number().int().positive(), deliveries: z.number().int() });
 
 export class Projector {
   /**
@@ -87,10 +87,12 @@ export class Projector {
   private timers: NodeJS.Timeout[] = [];
   private loop: Promise<void> | undefined;
   private stopping = false;
-  private readonly stopped = new AbortController();
+  private readonly stopSignal = new AbortController();
   private connected = true;
   private consumer: { state: ProjectorReadiness["consumer"]; lag?: number } = { state: "unknown" };
   private outage: { since: number; retries: number } | undefined;
+  /** When the batch in hand was taken; undefined between batches. */
+  private batchSince: number | undefined;
   private fail: (error: Error) => void = () => {};
   /** Resolves when the projector cannot go on (its consumer is gone): the process should end. */
   readonly failed = new Promise<Error>((resolve) => (this.fail = resolve));
@@ -145,6 +147,7 @@ export class Projector {
     const messages = await consumer.consume({
       max_messages: PROJECTOR_BATCH_SIZE * 2,
       callback: (msg) => {
+        metrics.eventsReceived.inc();
         if (this.inFlight.has(msg.seq)) this.inFlight.set(msg.seq, msg);
         else this.waiting.set(msg.seq, msg);
         this.wake?.();
@@ -171,7 +174,7 @@ export class Projector {
   async stop(): Promise<void> {
     if (this.stopping) return this.loop;
     this.stopping = true;
-    this.stopped.abort();
+    this.stopSignal.abort();
     this.advisories?.unsubscribe();
     await this.messages?.close().catch(() => undefined);
     this.wake?.();
@@ -185,15 +188,19 @@ export class Projector {
   /** Whether this replica can do its work: NATS connected, its consumer there, the store answering. */
   async readiness(): Promise<ProjectorReadiness> {
     const nats = this.connected && !this.nc.isClosed() ? "connected" : "disconnected";
-    const store = this.outage
-      ? "unavailable"
-      : await withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(
-          () => "ok" as const,
-          () => "unavailable" as const,
-        );
+    const store = await this.storeState();
     const { state: consumer, lag } = this.consumer;
     const ready = nats === "connected" && consumer === "ok" && store === "ok";
     return lag === undefined ? { ready, nats, consumer, store } : { ready, nats, consumer, store, lag };
+  }
+
+  private async storeState(): Promise<ProjectorReadiness["store"]> {
+    if (this.outage) return "unavailable";
+    if (this.batchSince !== undefined && Date.now() - this.batchSince > 3 * this.policy.ackWaitMs) return "stalled";
+    return withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(
+      () => "ok",
+      () => "unavailable",
+    );
   }
 
   private async watchConnection(): Promise<void> {
@@ -263,13 +270,14 @@ export class Projector {
         this.inFlight.set(seq, msg);
         batch.push(seq);
       }
+      this.batchSince = Date.now();
       await this.process(batch);
+      this.batchSince = undefined;
     }
   }
 
   private async process(batch: number[]): Promise<void> {
-    metrics.eventsReceived.inc(batch.length);
-    const valid: Valid[] = [];
+    const valid: ValidEvent[] = [];
     for (const seq of batch) {
       const msg = this.inFlight.get(seq)!;
       const parsed = parseEvent(msg.subject, msg.data, this.config.MAX_EVENT_BYTES);
@@ -277,55 +285,35 @@ export class Projector {
       else await this.giveUp(seq, "invalid", parsed.reason);
     }
     if (valid.length === 0) return;
-    const failure = await this.applyAll(valid);
-    if (!failure) return this.endOutage();
+    const failure = await this.apply(valid);
+    if (failure === undefined) return this.endOutage();
+    if (valid.length > 1 && (await this.storeIsDown(failure))) return this.holdForOutage(valid, failure);
 
-    const unapplied = valid.filter(({ seq }) => this.inFlight.has(seq));
-    if (await this.storeIsDown(failure)) {
-      // Nothing is wrong with these events: keep them (reported as in progress) and try again.
-      for (const { seq } of unapplied) {
-        this.waiting.set(seq, this.inFlight.get(seq)!);
-        this.inFlight.delete(seq);
-      }
-      return this.waitOutOutage(failure);
+    // One at a time, so that an event the store refuses does not hold up the others. Each failure
+    // is checked: an outage stops the pass and holds what is left, untried events included.
+    const refused: { seq: number; error: unknown }[] = [];
+    for (const [n, one] of valid.entries()) {
+      const error = valid.length === 1 ? failure : await this.apply([one]);
+      if (error === undefined) continue;
+      if (await this.storeIsDown(error)) return this.holdForOutage(valid.slice(n), error);
+      refused.push({ seq: one.seq, error });
     }
     this.endOutage();
     // The store takes writes but not these events: retry each with backoff, up to its last delivery.
-    for (const { seq } of unapplied) {
+    for (const { seq, error } of refused) {
       const deliveries = this.inFlight.get(seq)!.info.deliveryCount;
       if (deliveries >= (this.policy.maxDeliver || this.config.PROJECTOR_MAX_DELIVER)) {
         await this.giveUp(
           seq,
           "store_refused",
-          `the read model refused it ${deliveries} times: ${(failure as Error).message}`,
+          `the read model refused it ${deliveries} times: ${(error as Error).message}`,
         );
       } else this.settle(seq, "retry");
     }
   }
 
-  /**
-   * Applies the events in one commit; if that fails, one at a time, so that one event the store
-   * refuses does not hold up the others. Returns the last error when some were not applied (two
-   * failures before any success look like an outage, and the rest are not tried).
-   */
-  private async applyAll(valid: Valid[]): Promise<unknown> {
-    let failure = await this.apply(valid);
-    if (failure === undefined || valid.length === 1) return failure;
-    let applied = 0;
-    let failed = 0;
-    for (const one of valid) {
-      const error = await this.apply([one]);
-      if (error === undefined) applied++;
-      else {
-        failure = error;
-        if (++failed >= 2 && applied === 0) break;
-      }
-    }
-    return failed > 0 ? failure : undefined;
-  }
-
   /** Applies and commits events, then acknowledges them and announces the changed dashboards. */
-  private async apply(valid: Valid[]): Promise<unknown> {
+  private async apply(valid: ValidEvent[]): Promise<unknown> {
     try {
       const lastSeq = Math.max(...valid.map((v) => v.seq));
       const outcome = await applyBatch(
@@ -359,20 +347,24 @@ export class Projector {
     );
   }
 
-  private async waitOutOutage(failure: unknown): Promise<void> {
+  /**
+   * Nothing is wrong with these events: they are kept (reported as in progress, so they use no
+   * deliveries) and tried again after a pause that grows while the outage lasts.
+   */
+  private async holdForOutage(events: ValidEvent[], failure: unknown): Promise<void> {
+    for (const { seq } of events) {
+      const msg = this.inFlight.get(seq);
+      if (!msg) continue;
+      this.waiting.set(seq, msg);
+      this.inFlight.delete(seq);
+    }
     if (!this.outage) {
       this.outage = { since: Date.now(), retries: 0 };
       metrics.storeOutages.inc();
       this.log.error({ err: failure }, "the read model is unavailable; holding events until it is back");
     }
     const delay = Math.min(OUTAGE_FIRST_RETRY_MS * 2 ** this.outage.retries++, OUTAGE_MAX_RETRY_MS);
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, delay);
-      this.stopped.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await sleep(delay, undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
   }
 
   private endOutage(): void {
@@ -404,22 +396,25 @@ export class Projector {
     this.settle(seq, (await this.deadLetter(letter, kind)) ? "ack" : "retry");
   }
 
-  /** JetStream stopped delivering an event (every delivery ended unacknowledged): dead-letter it. */
+  /**
+   * JetStream stopped delivering an event: no delivery was acknowledged (the projector crashed or
+   * was stopped each time, or could not even dead-letter it). It is tried once more from the
+   * stream's copy, and dead-lettered, with the reason, only if that fails too.
+   */
   private async onMaxDeliveries(advisory: Msg): Promise<void> {
     try {
-      const { stream_seq: seq, deliveries } = advisory.json<{ stream_seq: number; deliveries: number }>();
+      const { stream_seq: seq, deliveries } = maxDeliveriesAdvisory.parse(advisory.json());
       this.jsm ??= await this.nc.jetstreamManager({ timeout: PROBE_TIMEOUT_MS });
       const stored = await this.jsm.streams.getMessage(this.config.EVENTS_STREAM, { seq });
-      const reason = `not acknowledged after ${deliveries} deliveries (the projector stopped or crashed while applying it)`;
-      await this.deadLetter(
-        { subject: stored.subject, seq, data: stored.data, headers: stored.header, reason },
-        "max_deliveries",
-      );
+      const parsed = parseEvent(stored.subject, stored.data, this.config.MAX_EVENT_BYTES);
+      const failure = parsed.ok ? await this.apply([{ seq, event: parsed.event }]) : parsed.reason;
+      if (failure === undefined) return;
+      const why = typeof failure === "string" ? failure : (failure as Error).message;
+      const reason = `not acknowledged after ${deliveries} deliveries; last attempt: ${why}`;
+      const letter = { subject: stored.subject, seq, data: stored.data, headers: stored.header, reason };
+      await this.deadLetter(letter, "max_deliveries");
     } catch (error) {
-      this.log.error(
-        { err: error, advisory: advisory.string() },
-        "could not dead-letter an event JetStream gave up on",
-      );
+      this.log.error({ err: error, advisory: advisory.string() }, "could not handle an event JetStream gave up on");
     }
   }
 

@@ -2,17 +2,11 @@
 // owner's parts with one keyed read and renders them.
 import type { HttpBindings } from "@hono/node-server";
 import { Hono, type Context } from "hono";
-import { register } from "prom-client";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
-import type { Logger } from "@keybox/runtime";
+import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
 import { renderDashboard } from "./domain/renderDashboard.ts";
-
-export interface Readiness {
-  ready: boolean;
-  [detail: string]: unknown;
-}
 
 export interface AppDeps {
   store: DashboardStore;
@@ -51,7 +45,6 @@ const INVALID_CLIENT_ID = { message: "Invalid clientId" };
 /** 500 bodies by route; they say what failed, never why (that is logged). */
 const FAILURES: ReadonlyMap<string, object> = new Map([
   ["/dashboard", { message: "Failed to fetch dashboard", error: "The dashboard could not be read. Please try again." }],
-  ["/metrics", { message: "Metrics unavailable" }],
 ]);
 const INTERNAL_ERROR = { message: "Internal Server Error" };
 
@@ -113,7 +106,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json({ status: readiness.ready ? "ready" : "not ready", ...readiness }, readiness.ready ? 200 : 503);
   });
 
-  app.get("/metrics", async (c) => c.text(await register.metrics(), 200, { "Content-Type": register.contentType }));
+  app.get("/metrics", async (c) => {
+    const { status, contentType, body } = await metricsAnswer();
+    return c.body(body, status, { "Content-Type": contentType });
+  });
 
   app.notFound((c) => c.json({ message: "Not Found" }, 404));
 

@@ -1,5 +1,5 @@
 // @keybox/query-api: GET /dashboard and its rendering, auth, and the HTTP server.
-export { createApp, type AppDeps, type Readiness } from "./app.ts";
+export { createApp, type AppDeps } from "./app.ts";
 export { createOwnerVerifier, type AuthSettings, type OwnerVerifier } from "./auth.ts";
 export { queryApiSettings, type QueryApiSettings } from "./config.ts";
 export {

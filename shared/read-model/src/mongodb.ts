@@ -85,11 +85,18 @@ function docId(key: RecordKey): string {
 
 const versionId = (ownerId: string) => `${ownerId}/`;
 
+/**
+ * A majority write that cannot complete in this time (the majority of data-bearing members
+ * unreachable) fails as an outage instead of waiting for ever.
+ */
+const WRITE_TIMEOUT_MS = 10_000;
+
 /** Snapshot reads and majority commits: what the transaction read is what it conditions on. */
 const TRANSACTION: TransactionOptions = {
   readConcern: { level: "snapshot" },
-  writeConcern: new WriteConcern("majority"),
+  writeConcern: new WriteConcern("majority", WRITE_TIMEOUT_MS),
   readPreference: "primary",
+  maxCommitTimeMS: WRITE_TIMEOUT_MS,
 };
 
 /** Thrown inside the transaction callback to abort it; withTransaction rethrows it unretried. */
@@ -220,7 +227,9 @@ export class MongoDashboardStore implements DashboardStore {
         this.registers,
         ids.filter((_, i) => keys[i]!.type === "register"),
       ),
-    ]);
+    ]).catch((error: unknown) => {
+      throw unavailable(error);
+    });
     // Part and register ids have 4 and 3 segments, so one map cannot mix them up.
     const found = new Map([...parts, ...registers].map((doc) => [doc._id, doc]));
     return keys.map((key, i) => {
@@ -398,7 +407,11 @@ export class MongoDashboardStore implements DashboardStore {
 
   async checkWritable(): Promise<void> {
     await this.meta
-      .updateOne({ _id: WRITE_CHECK }, { $set: { seq: Date.now() } }, { upsert: true, writeConcern: { w: "majority" } })
+      .updateOne(
+        { _id: WRITE_CHECK },
+        { $set: { seq: Date.now() } },
+        { upsert: true, writeConcern: { w: "majority", wtimeoutMS: WRITE_TIMEOUT_MS } },
+      )
       .catch((error: unknown) => {
         throw unavailable(error);
       });

@@ -12,6 +12,7 @@ export {
 export { answerClientErrorsWithJson } from "./http.ts";
 export { exitOnStartFailure, onShutdownSignal } from "./lifecycle.ts";
 export { createLogger, type Logger } from "./logger.ts";
-export { collectProcessMetrics, metricsRegistry } from "./metrics.ts";
+export { type Readiness, withTimeout } from "./health.ts";
+export { collectProcessMetrics, metricsAnswer, metricsRegistry } from "./metrics.ts";
 export { connectNats } from "./nats.ts";
 export { runService, type ServiceContext } from "./service.ts";

@@ -11,3 +11,12 @@ export function collectProcessMetrics(): void {
   collecting = true;
   collectDefaultMetrics({ register: metricsRegistry });
 }
+
+/** The /metrics answer: the registry as Prometheus text, or a JSON 500 when a collector fails. */
+export async function metricsAnswer(): Promise<{ status: 200 | 500; contentType: string; body: string }> {
+  try {
+    return { status: 200, contentType: metricsRegistry.contentType, body: await metricsRegistry.metrics() };
+  } catch {
+    return { status: 500, contentType: "application/json", body: JSON.stringify({ message: "Metrics unavailable" }) };
+  }
+}

@@ -24,9 +24,14 @@ export interface ServiceContext<C> {
  *
  * @example
  * await runService("projector", projectorSettings, async ({ config, log, nc, fail }) => {
- *   const projector = await startProjector(config, nc, log);
+ *   const store = await openStore(config);
+ *   const projector = new Projector(nc, store, config, log);
+ *   await projector.start();
  *   void projector.failed.then(fail);
- *   return () => projector.stop();
+ *   return async () => {
+ *     await projector.stop();
+ *     await store.close();
+ *   };
  * });
  */
 export async function runService<C extends RuntimeSettings>(

@@ -20,7 +20,7 @@ const MAX_BACKOFF_MS = 5 * 60 * 1000;
  * The wait before each redelivery: the ack wait, then doubling up to five minutes, one step per
  * redelivery (JetStream requires fewer steps than max_deliver).
  */
-export function retryBackoff(ackWaitMs: number, maxDeliver: number): number[] {
+function retryBackoff(ackWaitMs: number, maxDeliver: number): number[] {
   return Array.from({ length: Math.max(0, maxDeliver - 1) }, (_, i) => Math.min(ackWaitMs * 2 ** i, MAX_BACKOFF_MS));
 }
 

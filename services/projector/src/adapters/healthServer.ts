@@ -1,17 +1,11 @@
 // The projector's own small HTTP port, for orchestrators and Prometheus: /healthz, /readyz, /metrics.
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { answerClientErrorsWithJson, metricsRegistry as register } from "@keybox/runtime";
+import { answerClientErrorsWithJson, metricsAnswer, type Readiness } from "@keybox/runtime";
 
 export interface HealthServer {
   port: number;
   close(): Promise<void>;
-}
-
-/** Readiness with the details that explain it, sent as the /readyz body. */
-export interface Readiness {
-  ready: boolean;
-  [detail: string]: unknown;
 }
 
 export async function startHealthServer(port: number, readiness: () => Promise<Readiness>): Promise<HealthServer> {
@@ -31,10 +25,7 @@ export async function startHealthServer(port: number, readiness: () => Promise<R
       return;
     }
     if (req.url === "/metrics") {
-      register.metrics().then(
-        (text) => send(200, text, register.contentType),
-        () => send(500, JSON.stringify({ message: "metrics unavailable" })),
-      );
+      void metricsAnswer().then(({ status, contentType, body }) => send(status, body, contentType));
       return;
     }
     send(404, JSON.stringify({ message: "Not Found" }));

@@ -3,8 +3,7 @@
 // and each can still serve), and nothing served needs NATS, so its state is only a detail.
 import type { NatsConnection } from "nats";
 import type { DashboardStore } from "@keybox/read-model";
-import type { Logger } from "@keybox/runtime";
-import type { Readiness } from "../app.ts";
+import { withTimeout, type Logger, type Readiness } from "@keybox/runtime";
 
 const CACHE_MS = 1000;
 /** A hung store makes the probe answer 503 rather than hang. */
@@ -14,14 +13,6 @@ export interface ReadinessSources {
   nc: NatsConnection;
   store: DashboardStore;
   log: Logger;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export function readinessCheck({ nc, store, log }: ReadinessSources): () => Promise<Readiness> {
