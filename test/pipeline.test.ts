@@ -3,7 +3,14 @@
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueryApi } from "@keybox/query-api";
-import { buildEnvelope, publishEvent, type Envelope } from "@keybox/contract";
+import {
+  buildEnvelope,
+  dashboardChangedSchema,
+  dashboardChangedSubject,
+  publishEvent,
+  type DashboardChanged,
+  type Envelope,
+} from "@keybox/contract";
 import { createLogger } from "@keybox/runtime";
 import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
 import { bearer, httpGet } from "./support/http.ts";
@@ -417,6 +424,37 @@ describe('a license whose id is "__proto__"', () => {
       data: { id: "__proto__", ownerId: owner, clientId: "c1", projectId: "p1" },
     });
     expect(await publishThenRead(owner, [gone])).toEqual([]);
+  });
+});
+
+describe("change notices", () => {
+  it("announce each commit on keybox.dashboard.changed.<owner> with the owner's growing version", async () => {
+    const owner = "noticeOwner";
+    const notices: DashboardChanged[] = [];
+    const sub = pipeline.nc.subscribe(dashboardChangedSubject(owner), {
+      callback: (_error, msg) => notices.push(dashboardChangedSchema.parse(msg.json())),
+    });
+    await pipeline.nc.flush();
+    const client = (version: number) =>
+      buildEnvelope({
+        entity: "client",
+        action: version === 1 ? "created" : "updated",
+        version,
+        data: {
+          id: "noticed",
+          ownerId: owner,
+          name: `v${version}`,
+          email: "n@x.io",
+          createdAt: "2024-01-01T00:00:00.000Z",
+        },
+      });
+    await pipeline.publish(client(1));
+    await eventually(async () => (notices.length === 1 ? true : undefined));
+    await pipeline.publish(client(2));
+    await eventually(async () => (notices.length === 2 ? true : undefined));
+    sub.unsubscribe();
+    expect(notices.map((n) => n.ownerId)).toEqual([owner, owner]);
+    expect(notices[1]!.version).toBeGreaterThan(notices[0]!.version);
   });
 });
 

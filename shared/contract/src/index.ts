@@ -39,6 +39,7 @@ export {
   type EventSubjectParts,
 } from "./subjects.ts";
 export {
+  dashboardChangedSchema,
   DEFAULT_DLQ_STREAM,
   DEFAULT_EVENTS_STREAM,
   ensureStreams,

@@ -12,17 +12,16 @@ import {
   type PubAck,
   type StreamConfig,
 } from "nats";
-import type { Action, Entity, Envelope } from "./events.ts";
+import { z } from "zod";
+import { idSchema, type Action, type Entity, type Envelope } from "./events.ts";
 import { DLQ_SUBJECTS, EVENTS_SUBJECTS, eventSubject } from "./subjects.ts";
 
 export const DEFAULT_EVENTS_STREAM = "KEYBOX_EVENTS";
 export const DEFAULT_DLQ_STREAM = "KEYBOX_DLQ";
 
-/** What a change notice on `keybox.dashboard.changed.<ownerId>` carries. */
-export interface DashboardChanged {
-  ownerId: string;
-  version: number;
-}
+/** What a change notice on `keybox.dashboard.changed.<ownerId>` carries: the owner's new read-model version. */
+export const dashboardChangedSchema = z.object({ ownerId: idSchema, version: z.number().int().positive() });
+export type DashboardChanged = z.infer<typeof dashboardChangedSchema>;
 
 /** JetStream API error codes (JSStreamNotFoundErr, JSConsumerNotFoundErr). */
 const STREAM_NOT_FOUND = 10059;
