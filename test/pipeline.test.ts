@@ -427,6 +427,70 @@ describe('a license whose id is "__proto__"', () => {
   });
 });
 
+describe("the response cache", () => {
+  it("serves repeated reads from the cache, yet shows updates at once and expiry on time", async () => {
+    const owner = "cachedOwner";
+    const expiresAt = new Date(Date.now() + 2500).toISOString();
+    const license = (version: number, key: string) =>
+      buildEnvelope({
+        entity: "license",
+        action: version === 1 ? "activated" : "updated",
+        version,
+        data: {
+          id: "soonExpired",
+          ownerId: owner,
+          clientId: "cachedClient",
+          projectId: "cachedProject",
+          key,
+          duration: 1,
+          issuedAt: "2024-01-01T00:00:00.000Z",
+          expiresAt,
+          status: "ACTIVE",
+          services: [],
+        },
+      });
+    const t = "2024-01-01T00:00:00.000Z";
+    await pipeline.publish(
+      buildEnvelope({
+        entity: "client",
+        action: "created",
+        version: 1,
+        data: { id: "cachedClient", ownerId: owner, name: "C", email: "c@x.io", createdAt: t },
+      }),
+    );
+    await pipeline.publish(
+      buildEnvelope({
+        entity: "project",
+        action: "created",
+        version: 1,
+        data: { id: "cachedProject", ownerId: owner, clientId: "cachedClient", name: "P", createdAt: t },
+      }),
+    );
+    await pipeline.publish(license(1, "KEY-1"));
+    const licenseOf = (b: any) => b.data[0]?.projects[0]?.licenses[0];
+    await dashboardWhen(owner, (b) => licenseOf(b)?.key === "KEY-1");
+
+    const hits = async () =>
+      Number(
+        /^keybox_query_dashboard_reads_total\{source="cache"\} (\d+)$/m.exec(
+          (await httpGet(`${pipeline.api.url}/metrics`)).body,
+        )?.[1] ?? 0,
+      );
+    const before = await hits();
+    expect(licenseOf((await dashboard(owner)).body)).toMatchObject({ key: "KEY-1", status: "ACTIVE" });
+    expect(licenseOf((await dashboard(owner)).body)).toMatchObject({ key: "KEY-1", status: "ACTIVE" });
+    expect(await hits()).toBeGreaterThan(before);
+
+    await pipeline.publish(license(2, "KEY-2"));
+    expect(licenseOf(await dashboardWhen(owner, (b) => licenseOf(b)?.key === "KEY-2"))).toMatchObject({
+      status: "ACTIVE",
+    });
+    // No event says so, yet once its end has passed the cached answer is not served again.
+    await new Promise((r) => setTimeout(r, Date.parse(expiresAt) - Date.now() + 50));
+    expect(licenseOf((await dashboard(owner)).body)).toMatchObject({ key: "KEY-2", status: "EXPIRED" });
+  });
+});
+
 describe("change notices", () => {
   it("announce each commit on keybox.dashboard.changed.<owner> with the owner's growing version", async () => {
     const owner = "noticeOwner";

@@ -79,7 +79,7 @@ export function ownerParts(slice: Slice, ownerId: string, clientId?: string): St
 
 /** The dashboard body the API would send for these parts, parsed. */
 export function renderBody(parts: readonly StoredPart[], now: Date): DashboardBody {
-  return JSON.parse(renderDashboard(parts, now)) as DashboardBody;
+  return JSON.parse(renderDashboard(parts, now).json) as DashboardBody;
 }
 
 export function dashboardOf(events: readonly Envelope[], ownerId: string, now = new Date()): DashboardBody {

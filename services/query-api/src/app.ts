@@ -6,13 +6,17 @@ import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
+import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
 import { renderDashboard } from "./domain/renderDashboard.ts";
+import { queryApiMetrics as metrics } from "./metrics.ts";
 
 export interface AppDeps {
   store: DashboardStore;
   verifyOwner: OwnerVerifier;
   readiness: () => Promise<Readiness>;
   log: Logger;
+  /** Recently served dashboards; without it every request reads and renders. */
+  cache?: DashboardCache;
   now?: () => Date;
 }
 
@@ -40,6 +44,7 @@ async function readBody(c: Context<Env>): Promise<string | undefined> {
 }
 
 const UNAUTHORIZED = { message: "Unauthorized" };
+const utf8 = new TextEncoder();
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
 
 /** 500 bodies by route; they say what failed, never why (that is logged). */
@@ -95,8 +100,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const input = await readClientId(c);
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
-    const { parts } = await deps.store.readDashboard(ownerId, input.clientId);
-    return c.body(renderDashboard(parts, now()), 200, { "Content-Type": "application/json" });
+    const at = now();
+    const key = dashboardKey(ownerId, input.clientId);
+    let body = deps.cache?.get(key, await deps.store.ownerVersion(ownerId), at.toISOString());
+    metrics.dashboardReads.inc({ source: body ? "cache" : "store" });
+    if (!body) {
+      const { version, parts } = await deps.store.readDashboard(ownerId, input.clientId);
+      const { json, validUntil } = renderDashboard(parts, at);
+      body = utf8.encode(json);
+      deps.cache?.set(key, { version, body, validUntil });
+    }
+    return c.body(body, 200, { "Content-Type": "application/json", "Content-Length": String(body.byteLength) });
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

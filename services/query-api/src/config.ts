@@ -8,6 +8,8 @@ export const queryApiSettings = z.object({
   ...storeSettings.shape,
   PORT: intSetting(0, 65_535).default(3000),
   HOST: z.string().min(1).default("0.0.0.0"),
+  // Memory for recently served dashboards (0 turns the cache off).
+  RESPONSE_CACHE_MB: intSetting(0, 4096).default(64),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
   JWT_OWNER_CLAIM: z.string().min(1).default("userId"),
   JWT_ALGORITHMS: z

@@ -8,6 +8,7 @@ import { answerClientErrorsWithJson, requireSetting, type Logger } from "@keybox
 import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
+import { DashboardCache } from "./domain/dashboardCache.ts";
 import type { QueryApiSettings } from "./config.ts";
 
 export interface QueryApi {
@@ -30,6 +31,9 @@ export async function startQueryApi(
       ownerClaim: config.JWT_OWNER_CLAIM,
     }),
     readiness: readinessCheck({ nc, store, log }),
+    ...(config.RESPONSE_CACHE_MB > 0 && {
+      cache: new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 }),
+    }),
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));

@@ -143,6 +143,10 @@ export class LmdbDashboardStore implements DashboardStore {
     return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
   }
 
+  async ownerVersion(ownerId: string): Promise<number> {
+    return this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
+  }
+
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
     // Synchronous reads share one LMDB read snapshot, so version and parts agree.
     const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;

@@ -348,6 +348,11 @@ export class MongoDashboardStore implements DashboardStore {
     await collection.deleteOne({ _id }, { session });
   }
 
+  async ownerVersion(ownerId: string): Promise<number> {
+    const doc = await this.versions.findOne({ _id: versionId(ownerId) }, { readPreference: this.readPreference });
+    return doc?.version ?? 0;
+  }
+
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
     // One query, in a snapshot session (MongoDB 5.0+): a large owner's parts come in several
     // batches, and a commit landing between two of them must not show half (a moved project

@@ -66,6 +66,8 @@ export interface DashboardStore {
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
+  /** The owner's read-model version (0 for an owner never written): one point read. */
+  ownerVersion(ownerId: string): Promise<number>;
   /** One owner's dashboard parts, or one client's when `clientId` is given: one keyed read. */
   readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
   /** How an owner's dashboard is stored: part count and stored sizes (for operators and tests). */

@@ -21,6 +21,16 @@ export interface ClientView {
   projects: ProjectView[];
 }
 
+/** A rendered dashboard: its JSON text, and until when that text is right (see renderDashboard). */
+export interface RenderedDashboard {
+  json: string;
+  /**
+   * The first time at which an ACTIVE license in it passes its end and is served as EXPIRED
+   * (ISO form); undefined when the text stays right until the read model changes.
+   */
+  validUntil: string | undefined;
+}
+
 /** The shape of the JSON text renderDashboard returns. */
 export interface DashboardBody {
   message: "Dashboard fetched successfully";
@@ -58,11 +68,12 @@ const str = JSON.stringify;
 
 /**
  * Renders the dashboard from an owner's parts (client parts, project heads, license chunks; in any
- * order) as JSON text of a DashboardBody. Deleted entities, and everything under a missing or
+ * order) as JSON text of a DashboardBody, as of `now`. Deleted entities, and everything under a missing or
  * deleted parent, are left out; children that arrived before their parent show once it exists.
  */
-export function renderDashboard(parts: readonly StoredPart[], now: Date): string {
+export function renderDashboard(parts: readonly StoredPart[], now: Date): RenderedDashboard {
   const nowIso = now.toISOString();
+  let validUntil: string | undefined;
   const clients: ClientState[] = [];
   const projects = new Map<string, { project: ProjectState | undefined; licenses: License[] }>();
   const projectOf = (clientId: string, projectId: string) => {
@@ -99,12 +110,22 @@ export function renderDashboard(parts: readonly StoredPart[], now: Date): string
     const projectsJson = (projectsByClient.get(client.id) ?? [])
       .sort((a, b) => projectOrder(a.project, b.project))
       .map(({ project, licenses }) => {
-        const licensesJson = licenses.sort(licenseOrder).map(([, l]) => licenseJsonAt(l, nowIso));
+        const licensesJson = licenses.sort(licenseOrder).map(([, l]) => {
+          if (
+            l.activeUntil !== undefined &&
+            l.activeUntil > nowIso &&
+            !(validUntil !== undefined && validUntil <= l.activeUntil)
+          ) {
+            validUntil = l.activeUntil;
+          }
+          return licenseJsonAt(l, nowIso);
+        });
         return `{"_id":${str(project.id)},"name":${str(project.name)},"client":${str(project.clientId)},"licenses":[${licensesJson.join(",")}]}`;
       });
     projectsCount += projectsJson.length;
     return `{"_id":${str(client.id)},"name":${str(client.name)},"email":${str(client.email)},"owner":${str(client.ownerId)},"projects":[${projectsJson.join(",")}]}`;
   });
 
-  return `{"message":"Dashboard fetched successfully","clientsCount":${data.length},"projectsCount":${projectsCount},"data":[${data.join(",")}]}`;
+  const json = `{"message":"Dashboard fetched successfully","clientsCount":${data.length},"projectsCount":${projectsCount},"data":[${data.join(",")}]}`;
+  return { json, validUntil };
 }
