@@ -1,0 +1,336 @@
+// Row 8: freshness. License updates are published at a steady rate over many owners; for every
+// n-th event, the time from its publish until GET /dashboard shows it (the owner's dashboard is
+// fetched when the projector's change notice for that owner arrives, and every 100 ms otherwise).
+// Baseline: the same events on a stream of their own, read by a bare consumer that echoes each
+// stream sequence back: the time from the publish until the echo arrives. Both are timed from the
+// publish call, not from its ack: a bare consumer's echo often arrives in the same socket read as
+// the ack, before the ack's promise settles, which would make the baseline 0.
+import http from "node:http";
+import { headers, type PubAck } from "nats";
+import { publishEvent, type Envelope } from "@keybox/contract";
+import { range, type Bench, type Measured } from "../context.ts";
+import { bearer, get } from "../http.ts";
+import { addBareDurable, consumerLag, deleteDurable, type Nats } from "../jetstream.ts";
+import { observe } from "../observations.ts";
+import { sleep } from "../processes.ts";
+import { startBareConsumer } from "../services.ts";
+import { formatNumber, percentile, type Figure } from "../stats.ts";
+import { licenseUpdates, seededRandom } from "../workloads.ts";
+import { MAIN_DURABLE, type Seeded } from "./seed.ts";
+
+const BARE_STREAM = "BENCH_BARE";
+const ECHO_SUBJECT = "bench.consumed";
+const NOTICE_PREFIX = "keybox.dashboard.changed.";
+/** Without a change notice, a waiting owner's dashboard is fetched this often. */
+const FALLBACK_CHECK_MS = 100;
+const LAG_POLL_MS = 100;
+/** Publishes awaiting their ack, at most: a stalled server must not pile up promises. */
+const MAX_IN_FLIGHT = 5000;
+
+interface Sample {
+  ownerId: string;
+  licenseId: string;
+  version: number;
+  sentAt: number;
+  /** From the publish call to its ack. */
+  ackMs?: number;
+  latencyMs?: number;
+}
+
+interface RoundResult {
+  latencies: number[];
+  /** Publish call → ack, of the samples. */
+  ackLatencies: number[];
+  samples: number;
+  maxLag: number;
+  publishedPerSecond: number;
+}
+
+export async function measureFreshness(bench: Bench, seeded: Seeded): Promise<Measured> {
+  const { freshness } = bench.options;
+  const rounds = freshness.rounds;
+  await bench.nats.jsm.streams.add({ name: BARE_STREAM, subjects: ["bench.events.>"] });
+  const licenses = seeded.tenants.fresh.flatMap((t) => t.licenses);
+  const random = seededRandom(8);
+  const eventsPerRound = freshness.seconds * freshness.eventsPerSecond;
+  const api: RoundResult[] = [];
+  const bare: RoundResult[] = [];
+  for (const round of range(rounds)) {
+    const what = `${formatNumber(freshness.eventsPerSecond)} events/s over ${freshness.owners} owners for ${freshness.seconds} s`;
+    bench.progress(`row 8, round ${round + 1}/${rounds}: ${what}, projector + query API`);
+    api.push(await throughTheReadModel(bench, seeded, licenseUpdates(licenses, eventsPerRound, random)));
+    bench.progress(`row 8, round ${round + 1}/${rounds}: ${what}, bare consumer`);
+    bare.push(await throughABareConsumer(bench, round, licenseUpdates(licenses, eventsPerRound, random)));
+  }
+
+  const percentileFigure = (p: number): Figure => ({
+    row: "8",
+    what:
+      p === 50
+        ? `freshness at ${formatNumber(freshness.eventsPerSecond)} events/s over ${freshness.owners} owners: publish → GET /dashboard shows it, p50`
+        : `freshness, p${p}`,
+    unit: "ms",
+    measured: api.map((r) => percentile(r.latencies, p)),
+    baseline: bare.map((r) => percentile(r.latencies, p)),
+    baselineName: "publish → a bare consumer got it",
+    ratioMeans: `p${p} through projector and query API ÷ p${p} of a bare consumer${p === 99 ? " (target: p99 ≤ 50 ms)" : ""}`,
+  });
+  const lagLimit = freshness.eventsPerSecond; // one second of events
+  return {
+    figures: [
+      percentileFigure(50),
+      percentileFigure(95),
+      percentileFigure(99),
+      {
+        row: "8",
+        what: `freshness: max consumer lag seen (pending + unacknowledged, polled every ${LAG_POLL_MS} ms)`,
+        unit: "events",
+        measured: api.map((r) => r.maxLag),
+        baseline: bare.map((r) => r.maxLag),
+        baselineName: "the bare consumer's",
+        ratioMeans: `projector's max lag ÷ bare consumer's (target: never above 1 s of events, ${formatNumber(lagLimit)})`,
+      },
+    ],
+    notes: [
+      `Row 8: every ${freshness.sampleEvery}th event after the first second (a warm-up) is a sample, timed from its publish call (a bare consumer's echo often arrives in the same socket read as the publish ack, before the ack's promise settles, so timing from the ack would make the baseline 0; the publish → ack time itself was p50 ${ms(
+        api.flatMap((r) => r.ackLatencies),
+        50,
+      )}, p99 ${ms(
+        api.flatMap((r) => r.ackLatencies),
+        99,
+      )} in the projector rounds). The dashboard is fetched when the owner's change notice arrives (or every ${FALLBACK_CHECK_MS} ms), and a sample counts as shown when its license has that version or a later one, so the figure includes one GET. No HTTP load besides these probes.`,
+      `Row 8: publish rate held ${rates(api)} events/s (projector rounds), ${rates(bare)} (bare rounds); samples shown ${shown(api)} (projector), ${shown(bare)} (bare).`,
+    ],
+  };
+}
+
+const ms = (values: number[], p: number) => `${formatNumber(percentile(values, p))} ms`;
+const rates = (results: RoundResult[]) => results.map((r) => formatNumber(r.publishedPerSecond)).join(", ");
+const shown = (results: RoundResult[]) => results.map((r) => `${r.latencies.length}/${r.samples}`).join(", ");
+
+/** Publishes `events` at the configured rate; `onAck` gets each ack as it arrives, with when it was sent. */
+async function publishAtRate(
+  bench: Bench,
+  events: Envelope[],
+  publish: (event: Envelope) => Promise<PubAck>,
+  onAck: (index: number, ack: PubAck, sentAt: number) => void,
+): Promise<number> {
+  const rate = bench.options.freshness.eventsPerSecond;
+  const started = performance.now();
+  const deadline = started + (events.length / rate) * 3000 + 5000;
+  const pending = new Set<Promise<void>>();
+  let next = 0;
+  while (next < events.length && performance.now() < deadline) {
+    // Event i is due at i / rate seconds after the start.
+    const due = Math.min(events.length, Math.floor(((performance.now() - started) * rate) / 1000) + 1);
+    for (; next < due && pending.size < MAX_IN_FLIGHT; next++) {
+      const index = next;
+      const sentAt = performance.now();
+      const done: Promise<void> = publish(events[index]!)
+        .then(
+          (ack) => onAck(index, ack, sentAt),
+          (error: unknown) => observe("publisher", `publish failed: ${(error as Error).message}`),
+        )
+        .finally(() => pending.delete(done));
+      pending.add(done);
+    }
+    await sleep(2);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await Promise.all(pending); // each publish has its own timeout
+  if (next < events.length) observe("publisher", `only ${next} of ${events.length} events published in time`);
+  return next / seconds;
+}
+
+/** Every n-th event after the first second (which warms the path up: a fresh consumer starts slow). */
+function samplesOf(bench: Bench, events: Envelope[]): Map<number, Sample> {
+  const { sampleEvery, eventsPerSecond } = bench.options.freshness;
+  return new Map(
+    events
+      .map(
+        (e, index) =>
+          [index, { ownerId: e.ownerid, licenseId: e.subject, version: e.entityversion, sentAt: 0 }] as const,
+      )
+      .filter(([index]) => index >= eventsPerSecond && index % sampleEvery === 0),
+  );
+}
+
+/** Polls a consumer's lag until stopped, keeping the largest seen. */
+function watchLag(nats: Nats, durable: string, stream?: string) {
+  let max = 0;
+  const timer = setInterval(() => {
+    void consumerLag(nats, durable, stream).then(
+      (lag) => (max = Math.max(max, lag ?? 0)),
+      () => undefined,
+    );
+  }, LAG_POLL_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      return max;
+    },
+  };
+}
+
+/** Waits (bounded) until `done()` holds. */
+async function settle(done: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done() && performance.now() < deadline) await sleep(50);
+}
+
+const settleTimeoutMs = (bench: Bench) => (bench.options.quick ? 30_000 : 60_000);
+
+async function throughTheReadModel(bench: Bench, seeded: Seeded, events: Envelope[]): Promise<RoundResult> {
+  const samples = samplesOf(bench, events);
+  const waiting = new Map<string, Sample[]>();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  const checking = new Set<string>();
+  const checkAgain = new Set<string>();
+  const lastChecked = new Map<string, number>();
+
+  /** Fetches the owner's dashboard and settles every waiting sample it shows; one fetch per owner at a time. */
+  const check = (ownerId: string): void => {
+    if (checking.has(ownerId)) {
+      checkAgain.add(ownerId);
+      return;
+    }
+    checking.add(ownerId);
+    lastChecked.set(ownerId, performance.now());
+    get(`${seeded.api.baseUrl}/dashboard`, { headers: bearer(seeded.tokens.get(ownerId)!), agent, timeoutMs: 10_000 })
+      .then((answer) => {
+        const at = performance.now();
+        if (answer.status !== 200) return observe("query API", `GET /dashboard answered ${answer.status} during row 8`);
+        const text = answer.body.toString();
+        const still = (waiting.get(ownerId) ?? []).filter((sample) => {
+          if (shownVersion(text, sample.licenseId) < sample.version) return true;
+          sample.latencyMs = at - sample.sentAt;
+          return false;
+        });
+        if (still.length) waiting.set(ownerId, still);
+        else waiting.delete(ownerId);
+      })
+      .catch((error: unknown) =>
+        observe("query API", `GET /dashboard failed during row 8: ${(error as Error).message}`),
+      )
+      .finally(() => {
+        checking.delete(ownerId);
+        if (checkAgain.delete(ownerId) && waiting.has(ownerId)) check(ownerId);
+      });
+  };
+
+  const notices = bench.nats.nc.subscribe(`${NOTICE_PREFIX}>`, {
+    callback: (_error, msg) => {
+      const ownerId = msg.subject.slice(NOTICE_PREFIX.length);
+      if (waiting.has(ownerId)) check(ownerId);
+    },
+  });
+  const fallback = setInterval(() => {
+    const now = performance.now();
+    for (const ownerId of waiting.keys())
+      if (now - (lastChecked.get(ownerId) ?? 0) >= FALLBACK_CHECK_MS) check(ownerId);
+  }, FALLBACK_CHECK_MS / 2);
+  const lag = watchLag(bench.nats, MAIN_DURABLE);
+  try {
+    const publishedPerSecond = await publishAtRate(
+      bench,
+      events,
+      (event) => publishEvent(bench.nats.js, event),
+      (index, _ack, sentAt) => {
+        const sample = samples.get(index);
+        if (!sample) return;
+        sample.sentAt = sentAt;
+        sample.ackMs = performance.now() - sentAt;
+        waiting.set(sample.ownerId, [...(waiting.get(sample.ownerId) ?? []), sample]);
+      },
+    );
+    await settle(() => waiting.size === 0, settleTimeoutMs(bench));
+    await settle(() => checking.size === 0, 10_000);
+    const maxLag = lag.stop();
+    // The next round starts from a drained consumer.
+    const deadline = performance.now() + settleTimeoutMs(bench);
+    while (((await consumerLag(bench.nats, MAIN_DURABLE)) ?? 0) > 0 && performance.now() < deadline) await sleep(100);
+    return finish(samples, maxLag, publishedPerSecond, "projector + query API");
+  } finally {
+    lag.stop();
+    clearInterval(fallback);
+    notices.unsubscribe();
+    agent.destroy();
+  }
+}
+
+/** The version of `licenseId` a dashboard shows (its key ends with it), 0 when it is not there. */
+function shownVersion(dashboard: string, licenseId: string): number {
+  const match = new RegExp(`"key":"KB-${licenseId}-(\\d+)"`).exec(dashboard);
+  return match ? Number(match[1]) : 0;
+}
+
+async function throughABareConsumer(bench: Bench, round: number, events: Envelope[]): Promise<RoundResult> {
+  const samples = samplesOf(bench, events);
+  const durable = `bench-fresh-bare-r${round + 1}`;
+  await addBareDurable(bench.nats, { stream: BARE_STREAM, durable, filter: "bench.events.>", onlyNew: true });
+  const consumer = startBareConsumer(bench.setup, { stream: BARE_STREAM, durable, echoSubject: ECHO_SUBJECT });
+  const bySeq = new Map<number, Sample>();
+  /** Echoes that came before their ack was seen here (or of events that are not samples). */
+  const echoedEarly = new Map<number, number>();
+  const echoes = bench.nats.nc.subscribe(ECHO_SUBJECT, {
+    callback: (_error, msg) => {
+      const seq = Number(msg.string());
+      const sample = bySeq.get(seq);
+      if (sample) sample.latencyMs = performance.now() - sample.sentAt;
+      else echoedEarly.set(seq, performance.now());
+    },
+  });
+  const lag = watchLag(bench.nats, durable, BARE_STREAM);
+  try {
+    await waitUntilPulling(bench.nats, durable);
+    const publishedPerSecond = await publishAtRate(
+      bench,
+      events,
+      (event) => publishToBareStream(bench.nats, event),
+      (index, ack, sentAt) => {
+        const sample = samples.get(index);
+        if (!sample) return;
+        sample.sentAt = sentAt;
+        sample.ackMs = performance.now() - sentAt;
+        const echoedAt = echoedEarly.get(ack.seq);
+        if (echoedAt !== undefined) sample.latencyMs = echoedAt - sentAt;
+        else bySeq.set(ack.seq, sample);
+      },
+    );
+    await settle(() => [...samples.values()].every((s) => s.latencyMs !== undefined), settleTimeoutMs(bench));
+    return finish(samples, lag.stop(), publishedPerSecond, "bare consumer");
+  } finally {
+    lag.stop();
+    echoes.unsubscribe();
+    await consumer.stop();
+    await deleteDurable(bench.nats, durable, BARE_STREAM);
+  }
+}
+
+/** The same message as `publishEvent` sends, on the bare stream's subject. */
+function publishToBareStream(nats: Nats, event: Envelope): Promise<PubAck> {
+  const [, entity, action] = event.type.split(".");
+  const h = headers();
+  h.set("Nats-Msg-Id", event.id);
+  return nats.js.publish(`bench.events.${event.ownerid}.${entity}.${action}`, JSON.stringify(event), { headers: h });
+}
+
+/** The bare consumer is ready once it has a pull request waiting on the server (bounded). */
+async function waitUntilPulling(nats: Nats, durable: string): Promise<void> {
+  const deadline = performance.now() + 20_000;
+  while (performance.now() < deadline) {
+    const info = await nats.jsm.consumers.info(BARE_STREAM, durable);
+    if (info.num_waiting > 0) return;
+    await sleep(20);
+  }
+  throw new Error(`the bare consumer did not start pulling from ${durable} within 20 s`);
+}
+
+function finish(samples: Map<number, Sample>, maxLag: number, publishedPerSecond: number, path: string): RoundResult {
+  const latencies = [...samples.values()].flatMap((s) => (s.latencyMs === undefined ? [] : [s.latencyMs]));
+  const ackLatencies = [...samples.values()].flatMap((s) => (s.ackMs === undefined ? [] : [s.ackMs]));
+  const missing = samples.size - latencies.length;
+  if (missing > 0) observe(path, `${missing} of ${samples.size} freshness samples never showed within the wait`);
+  if (latencies.length === 0) observe(path, "no freshness sample showed");
+  return { latencies, ackLatencies, samples: samples.size, maxLag, publishedPerSecond };
+}

@@ -1,0 +1,108 @@
+// Row 4: the large tenant read whole and its big client read alone, one request at a time, by a
+// query API process started for this (so its idle memory is its own) and by the bare server; the
+// API's memory and event-loop lag while it does. That API runs with its response cache off: the
+// row is about the read itself (a busy tenant changes all the time, and every change invalidates).
+import http from "node:http";
+import { range, type Bench, type Measured } from "../context.ts";
+import { bearer, scrapeMetric, timedRead } from "../http.ts";
+import { memoryBytes } from "../processes.ts";
+import { NO_RESPONSE_CACHE, startQueryApi, type Running } from "../services.ts";
+import { formatNumber, median, type Figure } from "../stats.ts";
+import type { Body, Seeded } from "./seed.ts";
+
+const MIB = 1024 * 1024;
+
+export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Running): Promise<Measured> {
+  const { rounds, sequentialReads, largeTenant, quick } = bench.options;
+  const api = await startQueryApi(bench.setup, {
+    name: "query API (large tenant)",
+    dataDir: seeded.dataDir,
+    env: NO_RESPONSE_CACHE,
+  });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    const idleRss = memoryBytes(api.pid).rss;
+    const headers = bearer(seeded.tokens.get(seeded.bodies.large.ownerId)!);
+    // One figure per round: the median of `sequentialReads` reads in a row.
+    const readMedian = async (baseUrl: string, urlPath: string, body: Body) => {
+      const times: number[] = [];
+      for (const _ of range(sequentialReads))
+        times.push(await timedRead(`${baseUrl}${urlPath}`, { headers, agent, expectedBytes: body.bytes.length }));
+      return median(times);
+    };
+    const { large, bigClient } = seeded.bodies;
+    const results = {
+      apiFull: [] as number[],
+      apiClient: [] as number[],
+      bareFull: [] as number[],
+      bareClient: [] as number[],
+    };
+    const lagMs: number[] = [];
+    for (const round of range(rounds)) {
+      bench.progress(`row 4, round ${round + 1}/${rounds}: ${sequentialReads} sequential reads of each, API then bare`);
+      // prom-client resets its event-loop histogram at each scrape: this one starts the window.
+      await scrapeMetric(api.baseUrl, "nodejs_eventloop_lag_max_seconds");
+      results.apiFull.push(await readMedian(api.baseUrl, large.apiPath, large));
+      results.apiClient.push(await readMedian(api.baseUrl, bigClient.apiPath, bigClient));
+      lagMs.push(((await scrapeMetric(api.baseUrl, "nodejs_eventloop_lag_max_seconds")) ?? Number.NaN) * 1000);
+      results.bareFull.push(await readMedian(bare.baseUrl, `/${large.name}`, large));
+      results.bareClient.push(await readMedian(bare.baseUrl, `/${bigClient.name}`, bigClient));
+    }
+    const peakRss = memoryBytes(api.pid).peak;
+
+    const scale = quick ? " (quick run: the 1/10 tenant)" : "";
+    const tenant = `${formatNumber(largeTenant.licenses)} licenses, ${formatNumber(largeTenant.clients)} clients${scale}`;
+    const baselineName = "bare node:http, same bytes";
+    const figures: Figure[] = [
+      {
+        row: "4",
+        what: `large tenant (${tenant}), full GET /dashboard of ${formatNumber(large.bytes.length / MIB)} MiB: one request`,
+        unit: "ms",
+        measured: results.apiFull,
+        baseline: results.bareFull,
+        baselineName,
+        ratioMeans: "API time ÷ bare time for the whole large dashboard (target ≤ 2)",
+      },
+      {
+        row: "4",
+        what: `its big client (${formatNumber(largeTenant.bigClientLicenses)} licenses, ${formatNumber(bigClient.bytes.length / MIB)} MiB) via ?clientId=: one request`,
+        unit: "ms",
+        measured: results.apiClient,
+        baseline: results.bareClient,
+        baselineName,
+        ratioMeans: "API time ÷ bare time for the big client's dashboard (target ≤ 2)",
+      },
+      {
+        row: "4",
+        what: "query API event-loop lag, max during the large reads (nodejs_eventloop_lag_max_seconds)",
+        unit: "ms",
+        measured: lagMs,
+      },
+      {
+        row: "4",
+        what: `query API memory: peak VmHWM ${formatNumber(peakRss / MIB)} MiB over idle VmRSS ${formatNumber(idleRss / MIB)} MiB, growth`,
+        unit: "MiB",
+        measured: [(peakRss - idleRss) / MIB],
+        baseline: [large.bytes.length / MIB],
+        baselineName: "the full dashboard's body",
+        ratioMeans:
+          "(peak RSS − idle RSS) ÷ the full body's size: how many bodies the API holds at its peak (target ≤ 3)",
+      },
+      {
+        row: "4",
+        what: `seeding: one projector applying ${formatNumber(seeded.seedDrain.events)} events (every tenant, mostly the large one), one run`,
+        unit: "events/s",
+        measured: [seeded.seedDrain.eventsPerSecond],
+      },
+    ];
+    return {
+      figures,
+      notes: [
+        `Row 4: the query API of this row runs with RESPONSE_CACHE_MB=0 (no response cache), so every read is read and rendered; each round's figure is the median of ${sequentialReads} sequential GETs on one keep-alive connection, timed to the last byte and checked for status and length; memory is from /proc/<pid>/status of a query API started for this row (idle after start, peak at the end of all rounds); the seeding drain used ${formatNumber(seeded.seedDrain.cpuMicrosPerEvent)} µs of CPU per event.`,
+      ],
+    };
+  } finally {
+    agent.destroy();
+    await api.stop();
+  }
+}
