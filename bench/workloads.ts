@@ -25,18 +25,6 @@ export interface Tenant {
   bigClientId?: string;
 }
 
-/** A seeded generator (mulberry32): the same run publishes the same events. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** 24 hex digits, like a MongoDB ObjectId: 8 for the tenant and kind, 16 for the number. */
 const objectId = (prefix: number, n: number) =>
   prefix.toString(16).padStart(8, "0").slice(-8) + n.toString(16).padStart(16, "0");

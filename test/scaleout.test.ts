@@ -36,10 +36,15 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
       DATA_DIR: dataDir,
       JWT_SECRET: TEST_JWT_SECRET,
       PROJECTOR_ACK_WAIT_MS: "2000",
-      METRICS_PORT: "0",
     };
-    const projectors = [0, 1].map(() => spawnService("services/projector/src/main.ts", common));
-    running.push(...projectors);
+    const projectors = await Promise.all(
+      [0, 1].map(async () => {
+        const port = await freePort();
+        const service = spawnService("services/projector/src/main.ts", { ...common, METRICS_PORT: String(port) });
+        running.push(service);
+        return { url: `http://127.0.0.1:${port}`, service };
+      }),
+    );
     const apis = await Promise.all(
       [0, 1].map(async () => {
         const port = await freePort();
@@ -52,7 +57,8 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
         return { url: `http://127.0.0.1:${port}`, service };
       }),
     );
-    for (const api of apis) await waitUntilReady(api.url, api.service);
+    // Ready projectors have declared the stream and the consumer; ready APIs can serve.
+    for (const { url, service } of [...projectors, ...apis]) await waitUntilReady(url, service);
 
     const history = randomHistory({ seed: 20261127, owners: OWNERS, events: EVENTS });
     const nc = await connectNats(nats.url, "scaleout-publisher");
@@ -63,10 +69,10 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
       const due = started + (i * 1000) / EVENTS_PER_SECOND;
       if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
       await publishEvent(js, history[i]!);
-      if (i === Math.floor(history.length / 2)) projectors[0]!.child.kill("SIGKILL");
+      if (i === Math.floor(history.length / 2)) projectors[0]!.service.child.kill("SIGKILL");
     }
     await nc.close();
-    expect(await projectors[0]!.exited).toBe("SIGKILL");
+    expect(await projectors[0]!.service.exited).toBe("SIGKILL");
 
     const tokens = new Map(await Promise.all(OWNERS.map(async (o) => [o, await tokenFor({ userId: o })] as const)));
     for (const ownerId of OWNERS) {
@@ -83,10 +89,8 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
       }
     }
     // The surviving projector is healthy, ready, and did its share (its own metrics say so).
-    expect(projectors[1]!.child.exitCode).toBeNull();
-    const port = /"port":(\d+),"msg":"health and metrics listening"/.exec(projectors[1]!.output())?.[1];
-    expect(port).toBeDefined();
-    const base = `http://127.0.0.1:${port}`;
+    expect(projectors[1]!.service.child.exitCode).toBeNull();
+    const base = projectors[1]!.url;
     expect((await httpGet(`${base}/healthz`)).status).toBe(200);
     expect((await httpGet(`${base}/readyz`)).status).toBe(200);
     const applied = /^keybox_projector_events_applied_total (\d+)$/m.exec((await httpGet(`${base}/metrics`)).body)?.[1];

@@ -15,7 +15,8 @@ import { observe } from "../observations.ts";
 import { sleep } from "../processes.ts";
 import { startBareConsumer } from "../services.ts";
 import { formatNumber, percentile, type Figure } from "../stats.ts";
-import { licenseUpdates, seededRandom } from "../workloads.ts";
+import { seededRandom } from "../../test/support/history.ts";
+import { licenseUpdates } from "../workloads.ts";
 import { MAIN_DURABLE, type Seeded } from "./seed.ts";
 
 const BARE_STREAM = "BENCH_BARE";

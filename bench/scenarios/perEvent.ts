@@ -5,7 +5,8 @@ import { range, type Bench, type Measured } from "../context.ts";
 import { deliveredSequence, publishAll, timeDrain } from "../jetstream.ts";
 import { startProjector, waitUntilReady } from "../services.ts";
 import { formatNumber, type Figure } from "../stats.ts";
-import { licenseUpdates, seededRandom, type LicenseRecord } from "../workloads.ts";
+import { seededRandom } from "../../test/support/history.ts";
+import { licenseUpdates, type LicenseRecord } from "../workloads.ts";
 import { MAIN_DURABLE, type Seeded } from "./seed.ts";
 
 interface Variant {

@@ -3,7 +3,7 @@
 import { buildEnvelope, type Envelope } from "@keybox/contract";
 
 /** A small seeded generator (mulberry32), so a failing run can be replayed. */
-function random(seed: number) {
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -15,7 +15,7 @@ function random(seed: number) {
 }
 
 export function randomHistory(options: { seed: number; owners: string[]; events: number }): Envelope[] {
-  const rnd = random(options.seed);
+  const rnd = seededRandom(options.seed);
   const pick = <T>(items: T[]): T => items[Math.floor(rnd() * items.length)]!;
   const versions = new Map<string, number>();
   const next = (id: string) => {
