@@ -2,6 +2,7 @@
 // on purpose: nothing is lost, one bad event does not hold up the rest, no event is retried forever,
 // a store outage never dead-letters good events, and what cannot be applied reaches the dead-letter
 // stream whatever its size.
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -65,10 +66,12 @@ afterEach(async () => {
   cleanup = [];
 });
 
+/** A projector on the real LMDB store in `dataDir` (default: a temporary folder of its own). */
 async function startProjector(
   env: Record<string, string>,
+  dataDir?: string,
 ): Promise<{ store: FaultyStore; nc: NatsConnection; projector: Projector }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-faults-"));
+  const dir = dataDir ?? mkdtempSync(path.join(os.tmpdir(), "keybox-faults-"));
   const config = loadConfig(projectorSettings, { NATS_URL: nats.url, DATA_DIR: dir, LOG_LEVEL: "silent", ...env });
   const store = faulty(LmdbDashboardStore.open(dir));
   const nc = await connectNats(nats.url, "faults-test");
@@ -78,7 +81,7 @@ async function startProjector(
     await projector.stop();
     await nc.drain();
     await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (!dataDir) rmSync(dir, { recursive: true, force: true });
   });
   return { store, nc, projector };
 }
@@ -411,4 +414,63 @@ describe("its durable consumer", () => {
       backoffMs: [1000, 2000],
     });
   });
+});
+
+/** A 1 MiB tmpfs, for a read model on a disk that fills up; undefined (with why) where it cannot be had. */
+function smallDisk(): { dir: string; grow(): void; remove(): void } | { skipped: string } {
+  if (process.getuid?.() !== 0) return { skipped: "mounting a tmpfs needs root" };
+  const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-full-disk-"));
+  try {
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir], { stdio: "pipe" });
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    return { skipped: `mount -t tmpfs failed: ${String((error as Error).message).split("\n")[0]}` };
+  }
+  return {
+    dir,
+    grow: () => execFileSync("mount", ["-o", "remount,size=64m", dir]),
+    remove: () => {
+      execFileSync("umount", [dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe("a full disk under the LMDB read model", () => {
+  const disk = smallDisk();
+  if ("skipped" in disk) console.log(`SKIPPED full-disk test: ${disk.skipped}`);
+  it.skipIf("skipped" in disk)(
+    "is an outage: events are held, none dead-lettered, all applied once there is room again",
+    async () => {
+      if ("skipped" in disk) return;
+      cleanup.push(async () => disk.remove());
+      const owner = "fullDiskOwner";
+      const { store, nc, projector } = await startProjector({ PROJECTOR_DURABLE: "faults-full-disk" }, disk.dir);
+      const js = nc.jetstream();
+      // 60 clients of 40 KB each: more than the 1 MiB disk holds.
+      const big = (id: string): Envelope =>
+        buildEnvelope({
+          entity: "client",
+          action: "created",
+          version: 1,
+          data: {
+            id,
+            ownerId: owner,
+            name: "x".repeat(40 * 1024),
+            email: `${id}@x.io`,
+            createdAt: "2024-01-01T00:00:00.000Z",
+          },
+        });
+      const ids = Array.from({ length: 60 }, (_, i) => `full${String(i).padStart(2, "0")}`);
+      for (const id of ids) await publishEvent(js, big(id));
+      await eventually(async () => ((await projector.readiness()).store === "unavailable" ? true : undefined), 20_000);
+      const appliedWhileFull = (await clientIds(store, owner)).length;
+      expect(appliedWhileFull).toBeLessThan(ids.length);
+
+      disk.grow();
+      expect(await waitForClients(store, owner, ids.length, 60_000)).toEqual(ids);
+      expect(await deadLetters(await nc.jetstreamManager(), owner)).toEqual([]);
+      expect((await projector.readiness()).store).toBe("ok");
+    },
+  );
 });
