@@ -1,7 +1,6 @@
 // What production runs: the services built by `npm run build` into plain JavaScript, started with
 // `node --enable-source-maps` as separate processes, serve the API document's example; and the
 // MongoDB driver is only imported by the MongoDB adapter's own chunk.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -15,7 +14,7 @@ import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
-import { REPO_ROOT, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { REPO_ROOT, spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
 
 const expected = createRequire(import.meta.url)("./fixtures/seed-example-response.json");
 const nats = useNats();
@@ -35,19 +34,7 @@ afterAll(async () => {
 });
 
 function runBuilt(name: string, env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ["--enable-source-maps", path.join(outdir, `${name}.mjs`)], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  const keep = (d: Buffer) => (output = (output + d.toString()).slice(-20_000));
-  child.stdout!.on("data", keep);
-  child.stderr!.on("data", keep);
-  const exited = new Promise<number | NodeJS.Signals>((resolve) =>
-    child.once("exit", (code, signal) => resolve(code ?? signal!)),
-  );
-  const service = { child, output: () => output, exited };
+  const service = spawnService(path.join(outdir, `${name}.mjs`), env, ["--enable-source-maps"]);
   running.push(service);
   return service;
 }

@@ -14,9 +14,16 @@ export interface ServiceProcess {
   exited: Promise<number | NodeJS.Signals>;
 }
 
-/** Runs a TypeScript entry point of the repository with `env` added to this process's. */
-export function spawnService(entry: string, env: Record<string, string>): ServiceProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", entry], {
+/**
+ * Runs an entry point of the repository with `env` added to this process's: TypeScript through tsx
+ * by default, or with other `nodeOptions` (built JavaScript runs with `--enable-source-maps`).
+ */
+export function spawnService(
+  entry: string,
+  env: Record<string, string>,
+  nodeOptions = ["--import", "tsx"],
+): ServiceProcess {
+  const child = spawn(process.execPath, [...nodeOptions, entry], {
     cwd: REPO_ROOT,
     env: { ...process.env, LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],
