@@ -14,17 +14,11 @@ import type { Commit, DashboardStore } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { register } from "prom-client";
+import { clientCreated } from "./support/events.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 
 const nats = useNats();
-const clientEvent = (owner: string, id: string): Envelope =>
-  buildEnvelope({
-    entity: "client",
-    action: "created",
-    version: 1,
-    data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" },
-  });
 
 /** The real store, with hooks that run before each commit and write check (to fail or stall them). */
 interface FaultyStore extends DashboardStore {
@@ -144,7 +138,7 @@ describe("an event the store refuses", () => {
     };
     const js = nc.jetstream();
     // Published together, so they are taken as one batch.
-    await Promise.all(["good1", "poison", "good2", "good3"].map((id) => publishEvent(js, clientEvent(owner, id))));
+    await Promise.all(["good1", "poison", "good2", "good3"].map((id) => publishEvent(js, clientCreated(owner, id))));
     expect(await waitForClients(store, owner, 3)).toEqual(["good1", "good2", "good3"]);
     await eventually(async () => (poisonAttempts >= 3 ? true : undefined));
 
@@ -179,8 +173,8 @@ describe("an event the store refuses", () => {
     };
     const before = await counter("keybox_projector_events_dead_lettered_total", { reason: "store_refused" });
     const js = nc.jetstream();
-    await publishEvent(js, clientEvent(owner, "poison"));
-    await publishEvent(js, clientEvent(owner, "fine"));
+    await publishEvent(js, clientCreated(owner, "poison"));
+    await publishEvent(js, clientCreated(owner, "fine"));
 
     const [letter] = await eventually(async () => {
       const found = await deadLetters(jsm, owner);
@@ -217,7 +211,7 @@ describe("several events the store refuses in one batch", () => {
     };
     const js = nc.jetstream();
     // Published together, so they are taken as one batch, the good one last.
-    await Promise.all(["poison1", "poison2", "good"].map((id) => publishEvent(js, clientEvent(owner, id))));
+    await Promise.all(["poison1", "poison2", "good"].map((id) => publishEvent(js, clientCreated(owner, id))));
     expect(await waitForClients(store, owner, 1)).toEqual(["good"]);
     const letters = await eventually(async () => {
       const found = await deadLetters(await nc.jetstreamManager(), owner);
@@ -251,7 +245,7 @@ describe("a store outage", () => {
     store.beforeWriteCheck = failWhileDown;
     const js = nc.jetstream();
     const ids = ["o1", "o2", "o3"];
-    for (const id of ids) await publishEvent(js, clientEvent(owner, id));
+    for (const id of ids) await publishEvent(js, clientCreated(owner, id));
 
     await eventually(async () => ((await projector.readiness()).store === "unavailable" ? true : undefined));
     expect((await projector.readiness()).ready).toBe(false);
@@ -299,7 +293,7 @@ describe("redelivery timing", () => {
     const before = (await jsm.streams.info(TEST_STREAMS.eventsStream)).state.messages;
     const owner = "slowOwner";
     const ids = Array.from({ length: 100 }, (_, i) => `slow${String(i).padStart(3, "0")}`);
-    await Promise.all(ids.map((id) => publishEvent(js, clientEvent(owner, id))));
+    await Promise.all(ids.map((id) => publishEvent(js, clientCreated(owner, id))));
     await waitForClients(store, owner, ids.length, 60_000);
     // Every event in the stream (this test's and the earlier tests') was taken once: none came
     // back while waiting.
@@ -318,7 +312,7 @@ describe("dead letters", () => {
     const size = 1_048_376; // accepted by a server whose max_payload is 1 MiB
     expect(nc.info!.max_payload).toBeGreaterThanOrEqual(size);
     await js.publish(`keybox.events.${owner}.client.created`, new Uint8Array(size).fill(0x7b));
-    await publishEvent(js, clientEvent(owner, "afterHuge"));
+    await publishEvent(js, clientCreated(owner, "afterHuge"));
 
     expect(await waitForClients(store, owner, 1)).toEqual(["afterHuge"]);
     const [letter] = await eventually(async () => {
@@ -351,7 +345,7 @@ describe("dead letters", () => {
       const { state } = await jsm.streams.info(TEST_STREAMS.eventsStream);
       const consumer = await admin.jetstream().consumers.get(TEST_STREAMS.eventsStream, durable);
       for (let n = 0; n < state.messages; n++) (await consumer.next({ expires: 2000 }))?.ack();
-      const { seq } = await publishEvent(admin.jetstream(), clientEvent(owner, id));
+      const { seq } = await publishEvent(admin.jetstream(), clientCreated(owner, id));
       for (let delivery = 1; delivery <= 2; delivery++) {
         const msg = await consumer.next({ expires: 5000 });
         expect(msg?.seq).toBe(seq);

@@ -5,11 +5,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildEnvelope, publishEvent, type Envelope } from "@keybox/contract";
+import { publishEvent } from "@keybox/contract";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats } from "@keybox/runtime";
 import { freePort, startLocalNats } from "../scripts/natsServer.ts";
 import { httpGet } from "./support/http.ts";
+import { clientCreated } from "./support/events.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
@@ -28,14 +29,6 @@ function tempDir(prefix: string): string {
   dirs.push(dir);
   return dir;
 }
-
-const clientEvent = (owner: string, id: string): Envelope =>
-  buildEnvelope({
-    entity: "client",
-    action: "created",
-    version: 1,
-    data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" },
-  });
 
 async function startProjectorProcess(env: Record<string, string>): Promise<{ service: ServiceProcess; url: string }> {
   const port = await freePort();
@@ -72,7 +65,7 @@ describe("a projector whose durable consumer is deleted", () => {
     const first = await startProjectorProcess(env);
     const nc = await connectNats(nats.url, "process-test");
     const js = nc.jetstream();
-    await publishEvent(js, clientEvent(owner, "before"));
+    await publishEvent(js, clientCreated(owner, "before"));
     await eventually(async () => ((await clientIds(dataDir, owner)).length === 1 ? true : undefined));
 
     await (await nc.jetstreamManager()).consumers.delete(TEST_STREAMS.eventsStream, durable);
@@ -80,7 +73,7 @@ describe("a projector whose durable consumer is deleted", () => {
     expect(first.service.output()).toMatch(
       new RegExp(`the durable consumer ${durable} on ${TEST_STREAMS.eventsStream} no longer exists`),
     );
-    await publishEvent(js, clientEvent(owner, "whileGone"));
+    await publishEvent(js, clientCreated(owner, "whileGone"));
 
     await startProjectorProcess(env);
     expect(
@@ -120,7 +113,7 @@ describe("a projector while NATS is down", () => {
       expect(ready).toMatchObject({ status: "ready", nats: "connected", consumer: "ok", store: "ok" });
 
       const nc = await connectNats(server.url, "process-test");
-      await publishEvent(nc.jetstream(), clientEvent("natsOutageOwner", "afterOutage"));
+      await publishEvent(nc.jetstream(), clientCreated("natsOutageOwner", "afterOutage"));
       expect(
         await eventually(async () => {
           const ids = await clientIds(dataDir, "natsOutageOwner");
