@@ -47,10 +47,11 @@ const UNAUTHORIZED = { message: "Unauthorized" };
 const utf8 = new TextEncoder();
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
 
-/** 500 bodies by route; they say what failed, never why (that is logged). */
-const FAILURES: ReadonlyMap<string, object> = new Map([
-  ["/dashboard", { message: "Failed to fetch dashboard", error: "The dashboard could not be read. Please try again." }],
-]);
+/** 500 bodies: they say what failed, never why (that is logged). */
+const DASHBOARD_FAILURE = {
+  message: "Failed to fetch dashboard",
+  error: "The dashboard could not be read. Please try again.",
+};
 const INTERNAL_ERROR = { message: "Internal Server Error" };
 
 /**
@@ -129,7 +130,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
 
   app.onError((error, c) => {
     deps.log.error({ err: error, path: c.req.path }, "request failed");
-    return c.json(FAILURES.get(c.req.path) ?? INTERNAL_ERROR, 500);
+    return c.json(c.req.path === "/dashboard" ? DASHBOARD_FAILURE : INTERNAL_ERROR, 500);
   });
 
   return app;
