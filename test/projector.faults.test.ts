@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { JetStreamManager, NatsConnection } from "nats";
 import { ConsumerLostError, deliveryPolicy, ensureConsumer, Projector, projectorSettings } from "@keybox/projector";
 import { buildEnvelope, ensureStreams, publishEvent, type Envelope } from "@keybox/contract";
-import type { Commit, DashboardStore } from "@keybox/read-model";
+import type { Commit, DashboardStore, RecordKey } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { register } from "prom-client";
@@ -112,6 +112,10 @@ async function deadLetters(jsm: JetStreamManager, owner: string): Promise<DeadLe
   return found;
 }
 
+/** A write to client "poison" of `owner`: the stream is shared, so other tests' poison events are not it. */
+const isPoison = (key: RecordKey, owner: string) =>
+  key.type === "part" && key.ownerId === owner && key.clientId === "poison";
+
 const settled = async (jsm: JetStreamManager, durable: string) => {
   const info = await jsm.consumers.info(TEST_STREAMS.eventsStream, durable);
   return info.num_ack_pending === 0 && info.num_pending === 0 ? info : undefined;
@@ -131,7 +135,7 @@ describe("an event the store refuses", () => {
     });
     let poisonAttempts = 0;
     store.beforeCommit = async ({ writes }) => {
-      if (writes.some((w) => w.key.type === "part" && w.key.clientId === "poison")) {
+      if (writes.some((w) => isPoison(w.key, owner))) {
         poisonAttempts++;
         throw new Error("the store refuses this record");
       }
@@ -165,7 +169,7 @@ describe("an event the store refuses", () => {
     let poisonAttempts = 0;
     const soloAttemptsAt: number[] = []; // the poison event applied on its own: once per delivery
     store.beforeCommit = async ({ writes }) => {
-      if (writes.some((w) => w.key.type === "part" && w.key.clientId === "poison")) {
+      if (writes.some((w) => isPoison(w.key, owner))) {
         poisonAttempts++;
         if (writes.length === 1) soloAttemptsAt.push(Date.now());
         throw new Error("document too large");
