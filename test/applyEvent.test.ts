@@ -14,7 +14,7 @@ import {
   type ProjectState,
 } from "@keybox/contract";
 import { partKey, registerKey } from "@keybox/read-model";
-import { dashboardOf, ownerParts, project, renderBody, toEvent } from "./support/inMemory.ts";
+import { dashboardOf, ownerFragments, project, renderBody, toEvent } from "./support/inMemory.ts";
 
 const OWNER = "ownerA";
 const NOW = new Date("2024-06-01T00:00:00.000Z");
@@ -77,7 +77,7 @@ function tombstone(
 
 const dashboard = (events: Envelope[], owner = OWNER, now = NOW) => dashboardOf(events, owner, now);
 const dashboardForClient = (events: Envelope[], clientId: string, owner = OWNER) =>
-  renderBody(ownerParts(project(events.map(toEvent)), owner, clientId), NOW);
+  renderBody(ownerFragments(project(events.map(toEvent)), owner, clientId), NOW);
 
 /** The dashboard's structure and order: [clientId, [projectId, licenseIds][]][]. */
 const tree = (body: DashboardBody) =>
@@ -231,11 +231,11 @@ describe("applyEvent", () => {
   });
 
   it("returns a new slice for a newer event and leaves the given one unchanged", () => {
-    const before = renderBody(ownerParts(slice, OWNER), NOW);
+    const before = renderBody(ownerFragments(slice, OWNER), NOW);
     const next = applyEvent(slice, toEvent(license("l1", "p1", { status: "REVOKED" }, { v: 2, action: "revoked" })));
     expect(next).not.toBe(slice);
-    expect(licensesOf(renderBody(ownerParts(next, OWNER), NOW))[0]!.status).toBe("REVOKED");
-    expect(renderBody(ownerParts(slice, OWNER), NOW)).toEqual(before);
+    expect(licensesOf(renderBody(ownerFragments(next, OWNER), NOW))[0]!.status).toBe("REVOKED");
+    expect(renderBody(ownerFragments(slice, OWNER), NOW)).toEqual(before);
   });
 
   it("throws MissingRecordsError naming the records the slice lacks, and applies once they are loaded", () => {
@@ -250,7 +250,7 @@ describe("applyEvent", () => {
     expect((error as MissingRecordsError).keys).toEqual([partKey(OWNER, "c1")]);
 
     const loaded = withRecords(new Map() as Slice, [{ key: partKey(OWNER, "c1"), value: null }]);
-    expect(renderBody(ownerParts(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
+    expect(renderBody(ownerFragments(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
   });
 
   it("names a license's register among the missing records", () => {
@@ -457,8 +457,8 @@ describe("owner isolation", () => {
       tombstone("license", 2, { id: "l1", clientId: "c1", projectId: "p1" }, "ownerB"),
     ];
     const slice = project(events.map(toEvent));
-    const a = renderBody(ownerParts(slice, "ownerA"), NOW);
-    const b = renderBody(ownerParts(slice, "ownerB", "c1"), NOW);
+    const a = renderBody(ownerFragments(slice, "ownerA"), NOW);
+    const b = renderBody(ownerFragments(slice, "ownerB", "c1"), NOW);
     expect(a.data).toEqual([expect.objectContaining({ name: "ownerA client", owner: "ownerA" })]);
     expect(a.data[0]!.projects).toEqual([
       expect.objectContaining({ name: "ownerA project", licenses: [expect.objectContaining({ key: "ownerA-key" })] }),

@@ -7,7 +7,7 @@ import type { DashboardBody } from "@keybox/query-api";
 import type { KeyboxEvent } from "@keybox/contract";
 import { DEFAULT_PROJECTION } from "@keybox/projector";
 import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
-import { ownerParts, project, renderBody } from "./support/inMemory.ts";
+import { ownerFragments, project, renderBody } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
 
 const scenario = historyArb.chain((history) =>
@@ -28,7 +28,7 @@ function projectedReads(events: readonly KeyboxEvent[], options = DEFAULT_PROJEC
   return new Map(
     readKeys.map((key) => {
       const [owner, clientId] = key.split("/") as [string, string | undefined];
-      return [key, renderBody(ownerParts(slice, owner, clientId), NOW)];
+      return [key, renderBody(ownerFragments(slice, owner, clientId), NOW)];
     }),
   );
 }

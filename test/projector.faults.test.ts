@@ -15,6 +15,7 @@ import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { register } from "prom-client";
 import { clientCreated } from "./support/events.ts";
+import { clientIdsIn } from "./support/inMemory.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 
@@ -80,10 +81,7 @@ async function startProjector(
   return { store, nc, projector };
 }
 
-const clientIds = async (store: DashboardStore, owner: string) =>
-  (await store.readDashboard(owner)).parts
-    .map((p) => (p.part.kind === "client" ? p.part.client.state?.id : undefined))
-    .sort();
+const clientIds = async (store: DashboardStore, owner: string) => clientIdsIn(await store.readDashboard(owner));
 
 async function waitForClients(store: DashboardStore, owner: string, count: number, timeoutMs = 20_000) {
   return eventually(async () => {

@@ -11,6 +11,7 @@ import { connectNats } from "@keybox/runtime";
 import { freePort, startLocalNats } from "../scripts/natsServer.ts";
 import { httpGet } from "./support/http.ts";
 import { clientCreated } from "./support/events.ts";
+import { clientIdsIn } from "./support/inMemory.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
@@ -47,10 +48,7 @@ async function startProjectorProcess(env: Record<string, string>): Promise<{ ser
 async function clientIds(dataDir: string, owner: string): Promise<string[]> {
   const store = LmdbDashboardStore.open(dataDir);
   try {
-    const { parts } = await store.readDashboard(owner);
-    return parts
-      .flatMap((p) => (p.part.kind === "client" && p.part.client.state ? [p.part.client.state.id] : []))
-      .sort();
+    return clientIdsIn(await store.readDashboard(owner));
   } finally {
     await store.close();
   }

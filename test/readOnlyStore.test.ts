@@ -24,7 +24,7 @@ async function recordedFormat(): Promise<unknown> {
 describe("an LMDB read model opened read-only", () => {
   it("records nothing; the first writer records the format", async () => {
     const reader = LmdbDashboardStore.open(dir, { readOnly: true });
-    expect((await reader.readDashboard("anyOwner")).parts).toEqual([]);
+    expect((await reader.readDashboard("anyOwner")).fragments).toEqual([]);
     await reader.close();
     expect(await recordedFormat()).toBeUndefined();
 

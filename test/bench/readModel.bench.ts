@@ -71,8 +71,8 @@ await load(tenant("small", 2, () => 5));
 await load(tenant("large", 1000, (c) => (c === 0 ? 20_000 : 80)));
 
 async function readAndRender(ownerId: string) {
-  const { parts } = await store.readDashboard(ownerId);
-  return renderDashboard(parts, new Date());
+  const { fragments } = await store.readDashboard(ownerId);
+  return renderDashboard(fragments, new Date());
 }
 
 describe("GET /dashboard work (read + render + serialise)", () => {
@@ -84,8 +84,8 @@ describe("GET /dashboard work (read + render + serialise)", () => {
   bench(
     "large tenant, one client with 20,000 licenses",
     async () => {
-      const { parts } = await store.readDashboard("large", "largec0");
-      renderDashboard(parts, new Date());
+      const { fragments } = await store.readDashboard("large", "largec0");
+      renderDashboard(fragments, new Date());
     },
     { iterations: 20, time: 0 },
   );

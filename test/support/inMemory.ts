@@ -9,9 +9,9 @@ import {
   type ProjectionOptions,
   type Slice,
 } from "@keybox/projector";
-import { renderDashboard, type DashboardBody } from "@keybox/query-api";
+import { renderDashboard, type DashboardBody, type RenderedDashboard } from "@keybox/query-api";
 import { parseEvent, type Envelope, type KeyboxEvent } from "@keybox/contract";
-import type { StoredPart } from "@keybox/read-model";
+import { decodeFragment, encodeFragment, type DashboardRead, type Part, type StoredFragment } from "@keybox/read-model";
 
 /**
  * The Map holds what a store would give back: every record written is encoded and decoded as LMDB
@@ -61,27 +61,34 @@ export function project(
   return current;
 }
 
-/** An owner's parts (or one client's), as a store's range read gives them. */
-export function ownerParts(slice: Slice, ownerId: string, clientId?: string): StoredPart[] {
-  const parts: StoredPart[] = [];
+/** An owner's fragments (or one client's), as a store's range read gives them. */
+export function ownerFragments(slice: Slice, ownerId: string, clientId?: string): StoredFragment[] {
+  const fragments: StoredFragment[] = [];
   for (const { key, value } of slice.values()) {
     if (key.type !== "part" || key.ownerId !== ownerId || value === null) continue;
     if (clientId !== undefined && key.clientId !== clientId) continue;
-    parts.push({
-      clientId: key.clientId,
-      projectId: key.projectId,
-      chunk: key.chunk,
-      part: value as StoredPart["part"],
-    });
+    const bytes = encodeFragment(value as Part);
+    if (bytes) fragments.push({ clientId: key.clientId, projectId: key.projectId, chunk: key.chunk, bytes });
   }
-  return parts;
+  return fragments;
 }
 
-/** The dashboard body the API would send for these parts, parsed. */
-export function renderBody(parts: readonly StoredPart[], now: Date): DashboardBody {
-  return JSON.parse(renderDashboard(parts, now).json) as DashboardBody;
+/** A rendered dashboard's body as text. */
+export const dashboardText = (rendered: RenderedDashboard) =>
+  Buffer.concat(rendered.pieces, rendered.byteLength).toString("utf8");
+
+/** The dashboard body the API would send for these fragments, parsed. */
+export function renderBody(fragments: readonly StoredFragment[], now: Date): DashboardBody {
+  return JSON.parse(dashboardText(renderDashboard(fragments, now))) as DashboardBody;
 }
+
+/** The ids of the clients a store's read shows, sorted. */
+export const clientIdsIn = (read: DashboardRead) =>
+  read.fragments
+    .map((f) => decodeFragment(f.bytes))
+    .flatMap((f) => (f.kind === "client" ? [f.order[1]] : []))
+    .sort();
 
 export function dashboardOf(events: readonly Envelope[], ownerId: string, now = new Date()): DashboardBody {
-  return renderBody(ownerParts(project(events.map(toEvent)), ownerId), now);
+  return renderBody(ownerFragments(project(events.map(toEvent)), ownerId), now);
 }

@@ -1,5 +1,5 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
-// owner's parts with one keyed read and renders them.
+// owner's fragments with one range read and sends them in response order.
 import type { HttpBindings } from "@hono/node-server";
 import { Hono, type Context } from "hono";
 import { idSchema } from "@keybox/contract";
@@ -7,7 +7,7 @@ import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
-import { renderDashboard } from "./domain/renderDashboard.ts";
+import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
 
 export interface AppDeps {
@@ -44,7 +44,6 @@ async function readBody(c: Context<Env>): Promise<string | undefined> {
 }
 
 const UNAUTHORIZED = { message: "Unauthorized" };
-const utf8 = new TextEncoder();
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
 
 /** 500 bodies: they say what failed, never why (that is logged). */
@@ -90,6 +89,41 @@ async function readClientId(c: Context<Env>): Promise<ClientIdInput> {
   return { ok: true, clientId: candidates[0] as string };
 }
 
+/** Above this size a body is streamed in slices, so that no single write holds the event loop. */
+const STREAM_ABOVE_BYTES = 1024 * 1024;
+/** How much of a streamed body is handed to the socket at a time. */
+const STREAM_SLICE_BYTES = 256 * 1024;
+
+/** A small body in one piece: cached that way, it is sent without joining again. */
+function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
+  if (dashboard.byteLength > STREAM_ABOVE_BYTES || dashboard.pieces.length === 1) return dashboard;
+  return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
+}
+
+/**
+ * Sends a dashboard with its Content-Length: a small one as one buffer, a large one as a stream of
+ * slices that the socket pulls as it drains, so the body is never copied whole.
+ */
+function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
+  const headers = { "Content-Type": "application/json", "Content-Length": String(byteLength) };
+  if (pieces.length === 1) return c.body(pieces[0] as Uint8Array<ArrayBuffer>, 200, headers);
+  let next = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const slice: Uint8Array[] = [];
+      let size = 0;
+      while (next < pieces.length && size < STREAM_SLICE_BYTES) {
+        const piece = pieces[next++]!;
+        slice.push(piece);
+        size += piece.byteLength;
+      }
+      if (slice.length) controller.enqueue(Buffer.concat(slice, size));
+      if (next === pieces.length) controller.close();
+    },
+  });
+  return c.body(stream, 200, headers);
+}
+
 export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
   const app = new Hono<Env>();
@@ -103,15 +137,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
     const at = now();
     const key = dashboardKey(ownerId, input.clientId);
-    let body = deps.cache?.get(key, await deps.store.ownerVersion(ownerId), at.toISOString());
-    metrics.dashboardReads.inc({ source: body ? "cache" : "store" });
-    if (!body) {
-      const { version, parts } = await deps.store.readDashboard(ownerId, input.clientId);
-      const { json, validUntil } = renderDashboard(parts, at);
-      body = utf8.encode(json);
-      deps.cache?.set(key, { version, body, validUntil });
+    let dashboard = deps.cache?.get(key, await deps.store.ownerVersion(ownerId), at.toISOString());
+    metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
+    if (!dashboard) {
+      const { version, fragments } = await deps.store.readDashboard(ownerId, input.clientId);
+      dashboard = joinSmall(renderDashboard(fragments, at));
+      deps.cache?.set(key, { version, dashboard });
     }
-    return c.body(body, 200, { "Content-Type": "application/json", "Content-Length": String(body.byteLength) });
+    return send(c, dashboard);
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

@@ -20,9 +20,20 @@ export {
   type RecordKey,
   type Register,
   type RegisterKey,
-  type StoredPart,
   type StoredRecord,
 } from "./shape.ts";
+export {
+  compareOrder,
+  decodeFragment,
+  encodeFragment,
+  licenseBytesAt,
+  type ClientFragment,
+  type Fragment,
+  type LicenseSlot,
+  type LicensesFragment,
+  type OrderKey,
+  type ProjectFragment,
+} from "./fragments.ts";
 export { licenseJsonAt, renderLicense, type LicenseView, type RenderedLicense } from "./licenseView.ts";
 export {
   StoreUnavailableError,
@@ -34,5 +45,6 @@ export {
   type RecordRead,
   type RecordWrite,
   type RevisionedRecord,
+  type StoredFragment,
 } from "./store.ts";
 export { openStore, storeSettings, type OpenStoreOptions, type StoreSettings } from "./openStore.ts";

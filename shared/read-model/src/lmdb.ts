@@ -3,14 +3,8 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
-import {
-  checkReadModelFormat,
-  READ_MODEL_FORMAT,
-  type Part,
-  type RecordKey,
-  type StoredPart,
-  type StoredRecord,
-} from "./shape.ts";
+import { encodeFragment } from "./fragments.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
   StoreUnavailableError,
   type Commit,
@@ -19,6 +13,7 @@ import {
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
+  type StoredFragment,
 } from "./store.ts";
 
 interface Stored {
@@ -53,6 +48,8 @@ export class LmdbDashboardStore implements DashboardStore {
     private readonly env: RootDatabase,
     private readonly parts: Database<Stored, LmdbKey>,
     private readonly registers: Database<Stored, LmdbKey>,
+    /** Each part's fragment (see fragments.ts), under the part's key: what readDashboard reads. */
+    private readonly fragments: Database<Uint8Array, LmdbKey>,
     private readonly meta: Database<number, string | LmdbKey>,
   ) {}
 
@@ -75,7 +72,8 @@ export class LmdbDashboardStore implements DashboardStore {
       throw error;
     }
     const registers = env.openDB<Stored, LmdbKey>({ name: "registers", sharedStructuresKey: SHARED_STRUCTURES });
-    return new LmdbDashboardStore(env, parts, registers, meta);
+    const fragments = env.openDB<Uint8Array, LmdbKey>({ name: "fragments", encoding: "binary" });
+    return new LmdbDashboardStore(env, parts, registers, fragments, meta);
   }
 
   private db(key: RecordKey): Database<Stored, LmdbKey> {
@@ -132,6 +130,14 @@ export class LmdbDashboardStore implements DashboardStore {
         db.putSync(k, { rev, value: write.value });
         bytes += db.getBinary(k)?.length ?? 0;
       }
+      if (write.key.type === "part") {
+        const fragment = write.value === null ? null : encodeFragment(write.value as Part);
+        if (fragment === null) this.fragments.removeSync(k);
+        else {
+          this.fragments.putSync(k, fragment);
+          bytes += fragment.byteLength;
+        }
+      }
       ownerVersions.set(write.key.ownerId, 0);
     }
     for (const ownerId of ownerVersions.keys()) {
@@ -151,16 +157,11 @@ export class LmdbDashboardStore implements DashboardStore {
     // Synchronous reads share one LMDB read snapshot, so version and parts agree.
     const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
     const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
-    const parts: StoredPart[] = [];
-    for (const { key, value } of this.parts.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
-      parts.push({
-        clientId: String(key[1]),
-        projectId: String(key[2]),
-        chunk: Number(key[3]),
-        part: value.value as Part,
-      });
+    const fragments: StoredFragment[] = [];
+    for (const { key, value } of this.fragments.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
+      fragments.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), bytes: value });
     }
-    return { version, parts };
+    return { version, fragments };
   }
 
   async partStats(ownerId: string): Promise<PartStats> {

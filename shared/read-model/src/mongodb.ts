@@ -20,14 +20,8 @@ import {
   type ReadPreferenceMode,
   type TransactionOptions,
 } from "mongodb";
-import {
-  checkReadModelFormat,
-  READ_MODEL_FORMAT,
-  type Part,
-  type RecordKey,
-  type StoredPart,
-  type StoredRecord,
-} from "./shape.ts";
+import { encodeFragment } from "./fragments.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
   StoreUnavailableError,
   type Commit,
@@ -36,6 +30,7 @@ import {
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
+  type StoredFragment,
 } from "./store.ts";
 
 /**
@@ -46,6 +41,11 @@ interface RecordDoc {
   _id: string;
   rev: number;
   json: string;
+  /**
+   * A part's fragment (see fragments.ts), binary: a read projects only this field, so it never
+   * decodes the projection's state. Absent when the part shows nothing.
+   */
+  fragment?: BSON.Binary;
   /** The last commit that required the record unchanged (see `commit`). */
   lockedBy?: number;
 }
@@ -272,6 +272,8 @@ export class MongoDashboardStore implements DashboardStore {
           current = key;
           const collection = this.collection(key);
           const doc: RecordDoc = { _id: docId(key), rev, json: JSON.stringify(value) };
+          const fragment = key.type === "part" && value !== null ? encodeFragment(value as Part) : null;
+          if (fragment !== null) doc.fragment = new BSON.Binary(fragment);
           if (value === null && baseRev === 0) await this.lockAbsent(session, collection, key);
           else if (value === null) {
             const deleted = await collection.deleteOne({ _id: doc._id, rev: baseRev }, { session });
@@ -282,7 +284,9 @@ export class MongoDashboardStore implements DashboardStore {
           } else {
             const updated = await collection.updateOne(
               { _id: doc._id, rev: baseRev },
-              { $set: { rev, json: doc.json } },
+              doc.fragment
+                ? { $set: { rev, json: doc.json, fragment: doc.fragment } }
+                : { $set: { rev, json: doc.json }, $unset: { fragment: "" } },
               { session },
             );
             if (updated.matchedCount === 0) throw new Conflict(key);
@@ -369,7 +373,7 @@ export class MongoDashboardStore implements DashboardStore {
       docs = await this.parts
         .find<Partial<RecordDoc & VersionDoc> & { _id: string }>(filter, {
           sort: { _id: 1 },
-          projection: { json: 1, version: 1 },
+          projection: { fragment: 1, version: 1 },
           readPreference: this.readPreference,
           session,
         })
@@ -377,18 +381,18 @@ export class MongoDashboardStore implements DashboardStore {
     } finally {
       await session.endSession();
     }
-    const read: DashboardRead = { version: 0, parts: [] };
+    const read: DashboardRead = { version: 0, fragments: [] };
     for (const doc of docs) {
       if (doc._id === version) read.version = doc.version ?? 0;
-      else {
+      else if (doc.fragment) {
         const [, partClientId, projectId, chunk] = doc._id.split("/");
-        const part: StoredPart = {
+        const fragment: StoredFragment = {
           clientId: partClientId!,
           projectId: projectId!,
           chunk: Number(chunk),
-          part: JSON.parse(doc.json!) as Part,
+          bytes: doc.fragment.buffer,
         };
-        read.parts.push(part);
+        read.fragments.push(fragment);
       }
     }
     return read;

@@ -12,7 +12,7 @@ import type { ClientState, ProjectState } from "@keybox/contract";
 import type { RenderedLicense } from "./licenseView.ts";
 
 /** A license chunk takes new licenses until it holds this many bytes (of its entries as JSON). */
-export const LICENSE_CHUNK_TARGET_BYTES = 64 * 1024;
+export const LICENSE_CHUNK_TARGET_BYTES = 8 * 1024;
 
 /**
  * No stored part exceeds this: a chunk is at most its target plus one license, and a license is
@@ -98,19 +98,11 @@ export function keyId(key: RecordKey): string {
     : `r/${key.ownerId}/${key.entity}/${key.id}`;
 }
 
-/** One part as read back for rendering. */
-export interface StoredPart {
-  clientId: string;
-  projectId: string;
-  chunk: number;
-  part: Part;
-}
-
 /**
  * The stored shape's version. A store written in another shape is refused at start rather than
  * served wrong; it is rebuilt from the event stream (README, "Rebuild").
  */
-export const READ_MODEL_FORMAT = 3;
+export const READ_MODEL_FORMAT = 4;
 
 /**
  * Checks the format a store records (`hasData` without a record means the first format). Returns

@@ -1,4 +1,4 @@
-import type { RecordKey, StoredPart, StoredRecord } from "./shape.ts";
+import type { RecordKey, StoredRecord } from "./shape.ts";
 
 /** A record as loaded for a conditional write; `rev` 0 means "absent". */
 export interface RevisionedRecord {
@@ -29,11 +29,19 @@ export type CommitResult =
   | { ok: true; ownerVersions: Map<string, number>; written: { records: number; bytes: number } }
   | { ok: false; conflict: RecordKey };
 
+/** A part's fragment (see fragments.ts), encoded, with where the part is filed under its owner. */
+export interface StoredFragment {
+  clientId: string;
+  projectId: string;
+  chunk: number;
+  bytes: Uint8Array;
+}
+
 export interface DashboardRead {
   /** Grows with every committed batch that touched the owner; 0 for an owner never written. */
   version: number;
-  /** The owner's (or client's) parts, in an order that callers must not rely on. */
-  parts: StoredPart[];
+  /** The owner's (or client's) fragments, in an order that callers must not rely on. */
+  fragments: StoredFragment[];
 }
 
 /**
@@ -68,7 +76,10 @@ export interface DashboardStore {
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
   /** The owner's read-model version (0 for an owner never written): one point read. */
   ownerVersion(ownerId: string): Promise<number>;
-  /** One owner's dashboard parts, or one client's when `clientId` is given: one keyed read. */
+  /**
+   * One owner's dashboard fragments, or one client's when `clientId` is given: one range read, from
+   * one snapshot. Every commit keeps each part's fragment in step with the part.
+   */
   readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
   /** How an owner's dashboard is stored: part count and stored sizes (for operators and tests). */
   partStats(ownerId: string): Promise<PartStats>;

@@ -1,14 +1,15 @@
-// Recently served dashboards, so that a hot dashboard is not read, decoded and rendered again on
+// Recently served dashboards, so that a hot dashboard is not read and assembled again on
 // every request. An entry is served only while the owner's stored read-model version is still the
 // one it was rendered from (the caller reads it: one point read) and no ACTIVE license in it has
 // passed its end; the cache is bounded in entries and in bytes, least recently used out first.
 
+import type { RenderedDashboard } from "./renderDashboard.ts";
+
 export interface CachedDashboard {
   /** The owner's read-model version the body was rendered from. */
   version: number;
-  body: Uint8Array<ArrayBuffer>;
-  /** From this time (ISO form) on the body is wrong: an ACTIVE license in it has expired. */
-  validUntil: string | undefined;
+  /** The body; its validUntil says from when it is wrong (an ACTIVE license in it has expired). */
+  dashboard: RenderedDashboard;
 }
 
 export interface DashboardCacheLimits {
@@ -26,20 +27,21 @@ export class DashboardCache {
   constructor(private readonly limits: DashboardCacheLimits) {}
 
   /** The body cached under `key`, if it was rendered from `version` and is still right at `nowIso`. */
-  get(key: string, version: number, nowIso: string): Uint8Array<ArrayBuffer> | undefined {
+  get(key: string, version: number, nowIso: string): RenderedDashboard | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     this.remove(key, entry);
-    if (entry.version !== version || (entry.validUntil !== undefined && entry.validUntil <= nowIso)) return undefined;
+    const { validUntil } = entry.dashboard;
+    if (entry.version !== version || (validUntil !== undefined && validUntil <= nowIso)) return undefined;
     this.add(key, entry); // now the most recently used
-    return entry.body;
+    return entry.dashboard;
   }
 
   set(key: string, entry: CachedDashboard): void {
     const previous = this.entries.get(key);
     if (previous) this.remove(key, previous);
     // A body larger than a quarter of the cache would push out too much to be worth keeping.
-    if (entry.body.byteLength > this.limits.maxBytes / 4) return;
+    if (entry.dashboard.byteLength > this.limits.maxBytes / 4) return;
     this.add(key, entry);
     for (const [oldest, old] of this.entries) {
       if (this.entries.size <= this.limits.maxEntries && this.bytes <= this.limits.maxBytes) break;
@@ -53,11 +55,11 @@ export class DashboardCache {
 
   private add(key: string, entry: CachedDashboard): void {
     this.entries.set(key, entry);
-    this.bytes += entry.body.byteLength;
+    this.bytes += entry.dashboard.byteLength;
   }
 
   private remove(key: string, entry: CachedDashboard): void {
     this.entries.delete(key);
-    this.bytes -= entry.body.byteLength;
+    this.bytes -= entry.dashboard.byteLength;
   }
 }

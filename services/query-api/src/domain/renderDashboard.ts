@@ -1,8 +1,17 @@
-// Turns an owner's stored parts into the GET /dashboard body: joins, ordering and read-time
-// expiry. Licenses are stored already rendered, so the body is assembled as JSON text: a large
-// tenant's read joins strings instead of building and serialising an object per license.
-import type { ClientState, ProjectState } from "@keybox/contract";
-import { licenseJsonAt, type LicenseView, type RenderedLicense, type StoredPart } from "@keybox/read-model";
+// Assembles the GET /dashboard body from an owner's stored fragments: the projector rendered each
+// part's JSON when it wrote it, so a read puts byte ranges in response order (clients, projects
+// and licenses by time, then id) and re-renders only license chunks that a license's expiry has
+// overtaken. Nothing of the projection's state is decoded.
+import {
+  compareOrder,
+  decodeFragment,
+  licenseBytesAt,
+  type ClientFragment,
+  type LicensesFragment,
+  type LicenseView,
+  type ProjectFragment,
+  type StoredFragment,
+} from "@keybox/read-model";
 
 export type { LicenseView };
 
@@ -21,17 +30,19 @@ export interface ClientView {
   projects: ProjectView[];
 }
 
-/** A rendered dashboard: its JSON text, and until when that text is right (see renderDashboard). */
+/** A rendered dashboard: its bytes, and until when they are right (see renderDashboard). */
 export interface RenderedDashboard {
-  json: string;
+  /** The body's bytes, in order: views of the stored fragments and a few joints. */
+  pieces: Uint8Array[];
+  byteLength: number;
   /**
    * The first time at which an ACTIVE license in it passes its end and is served as EXPIRED
-   * (ISO form); undefined when the text stays right until the read model changes.
+   * (ISO form); undefined when the body stays right until the read model changes.
    */
   validUntil: string | undefined;
 }
 
-/** The shape of the JSON text renderDashboard returns. */
+/** The shape of the JSON renderDashboard returns. */
 export interface DashboardBody {
   message: "Dashboard fetched successfully";
   clientsCount: number;
@@ -39,93 +50,137 @@ export interface DashboardBody {
   data: ClientView[];
 }
 
-/** Times are stored in canonical ISO form, so string order is time order; ties go by id. */
-function byTimeThenId<T>(time: (x: T) => string, id: (x: T) => string) {
-  return (a: T, b: T) => {
-    const ta = time(a);
-    const tb = time(b);
-    if (ta !== tb) return ta < tb ? -1 : 1;
-    const ia = id(a);
-    const ib = id(b);
-    return ia < ib ? -1 : ia > ib ? 1 : 0;
-  };
-}
-const clientOrder = byTimeThenId<ClientState>(
-  (c) => c.createdAt,
-  (c) => c.id,
-);
-const projectOrder = byTimeThenId<ProjectState>(
-  (p) => p.createdAt,
-  (p) => p.id,
-);
-type License = [id: string, rendered: RenderedLicense];
-const licenseOrder = byTimeThenId<License>(
-  ([, l]) => l.order,
-  ([id]) => id,
-);
+const utf8 = new TextEncoder();
+const COMMA = utf8.encode(",");
+const CLOSE = utf8.encode("]}");
 
-const str = JSON.stringify;
+interface ProjectEntry {
+  head: ProjectFragment | undefined;
+  chunks: LicensesFragment[];
+}
 
 /**
- * Renders the dashboard from an owner's parts (client parts, project heads, license chunks; in any
- * order) as JSON text of a DashboardBody, as of `now`. Deleted entities, and everything under a missing or
- * deleted parent, are left out; children that arrived before their parent show once it exists.
+ * Renders the dashboard from an owner's fragments (in any order) as the bytes of a DashboardBody,
+ * as of `now`. Deleted entities have no fragment; a project whose client is missing, and licenses
+ * whose project is missing, are left out; children that arrived before their parent show once it
+ * exists.
  */
-export function renderDashboard(parts: readonly StoredPart[], now: Date): RenderedDashboard {
+export function renderDashboard(stored: readonly StoredFragment[], now: Date): RenderedDashboard {
   const nowIso = now.toISOString();
-  let validUntil: string | undefined;
-  const clients: ClientState[] = [];
-  const projects = new Map<string, { project: ProjectState | undefined; licenses: License[] }>();
-  const projectOf = (clientId: string, projectId: string) => {
+  const clients: ClientFragment[] = [];
+  const projects = new Map<string, ProjectEntry>();
+  for (const { clientId, projectId, bytes } of stored) {
+    const fragment = decodeFragment(bytes);
+    if (fragment.kind === "client") {
+      clients.push(fragment);
+      continue;
+    }
+    // Licenses are filed under their project's part key, as the project head is.
     const key = `${clientId}/${projectId}`;
     let entry = projects.get(key);
     if (!entry) {
-      entry = { project: undefined, licenses: [] };
+      entry = { head: undefined, chunks: [] };
       projects.set(key, entry);
     }
-    return entry;
-  };
+    if (fragment.kind === "project") entry.head = fragment;
+    else entry.chunks.push(fragment);
+  }
+  const projectsByClient = new Map<string, ProjectEntry[]>();
+  for (const entry of projects.values()) {
+    if (!entry.head) continue;
+    const list = projectsByClient.get(entry.head.clientId) ?? [];
+    list.push(entry);
+    projectsByClient.set(entry.head.clientId, list);
+  }
 
-  for (const { clientId, projectId, part } of parts) {
-    if (part.kind === "client") {
-      if (part.client.state) clients.push(part.client.state);
-    } else if (part.kind === "project") {
-      projectOf(clientId, projectId).project = part.project?.state ?? undefined;
-    } else {
-      const { licenses } = projectOf(clientId, projectId);
-      for (const { id, state } of part.licenses) if (state) licenses.push([id, state]);
+  const out = new Output();
+  out.push(COMMA); // replaced by the opening once the counts are known
+  let projectsCount = 0;
+  clients.sort((a, b) => compareOrder(a.order, b.order));
+  for (const [n, client] of clients.entries()) {
+    if (n > 0) out.push(COMMA);
+    out.push(client.body);
+    const listed = (projectsByClient.get(client.order[1]) ?? []).sort((a, b) =>
+      compareOrder(a.head!.order, b.head!.order),
+    );
+    for (const [m, { head, chunks }] of listed.entries()) {
+      if (m > 0) out.push(COMMA);
+      out.push(head!.body);
+      out.licenses(chunks, nowIso);
+      out.push(CLOSE);
+    }
+    projectsCount += listed.length;
+    out.push(CLOSE);
+  }
+  out.push(CLOSE);
+  out.replaceFirst(
+    utf8.encode(
+      `{"message":"Dashboard fetched successfully","clientsCount":${clients.length},"projectsCount":${projectsCount},"data":[`,
+    ),
+  );
+  return { pieces: out.pieces, byteLength: out.byteLength, validUntil: out.validUntil };
+}
+
+/** The body being assembled, and until when it stays right. */
+class Output {
+  readonly pieces: Uint8Array[] = [];
+  byteLength = 0;
+  validUntil: string | undefined;
+
+  push(piece: Uint8Array): void {
+    this.pieces.push(piece);
+    this.byteLength += piece.byteLength;
+  }
+
+  replaceFirst(piece: Uint8Array): void {
+    this.byteLength += piece.byteLength - this.pieces[0]!.byteLength;
+    this.pieces[0] = piece;
+  }
+
+  private until(activeUntil: string | null, nowIso: string): void {
+    if (
+      activeUntil !== null &&
+      activeUntil > nowIso &&
+      (this.validUntil === undefined || activeUntil < this.validUntil)
+    )
+      this.validUntil = activeUntil;
+  }
+
+  /**
+   * A project's licenses. Chunks fill in arrival order, so usually each holds a later range of
+   * licenses than the one before and their bodies are joined as they are; chunks that overlap are
+   * merged license by license, and a chunk with an expired license is re-rendered.
+   */
+  licenses(chunks: LicensesFragment[], nowIso: string): void {
+    chunks.sort((a, b) => compareOrder(a.first, b.first));
+    const overlapping = chunks.some((chunk, i) => i > 0 && compareOrder(chunks[i - 1]!.last, chunk.first) >= 0);
+    let first = true;
+    const separate = () => {
+      if (!first) this.push(COMMA);
+      first = false;
+    };
+    if (overlapping) {
+      const all = chunks.flatMap((chunk) => chunk.slots().map((slot) => ({ chunk, slot })));
+      all.sort((a, b) => compareOrder(a.slot.order, b.slot.order));
+      for (const { chunk, slot } of all) {
+        separate();
+        this.push(licenseBytesAt(chunk.body, slot, nowIso));
+        this.until(slot.activeUntil, nowIso);
+      }
+      return;
+    }
+    for (const chunk of chunks) {
+      separate();
+      if (chunk.validUntil === null || chunk.validUntil > nowIso) {
+        this.push(chunk.body);
+        this.until(chunk.validUntil, nowIso);
+        continue;
+      }
+      for (const [n, slot] of chunk.slots().entries()) {
+        if (n > 0) this.push(COMMA);
+        this.push(licenseBytesAt(chunk.body, slot, nowIso));
+        this.until(slot.activeUntil, nowIso);
+      }
     }
   }
-
-  const projectsByClient = new Map<string, { project: ProjectState; licenses: License[] }[]>();
-  for (const { project, licenses } of projects.values()) {
-    if (!project) continue;
-    const list = projectsByClient.get(project.clientId) ?? [];
-    list.push({ project, licenses });
-    projectsByClient.set(project.clientId, list);
-  }
-
-  let projectsCount = 0;
-  const data = clients.sort(clientOrder).map((client) => {
-    const projectsJson = (projectsByClient.get(client.id) ?? [])
-      .sort((a, b) => projectOrder(a.project, b.project))
-      .map(({ project, licenses }) => {
-        const licensesJson = licenses.sort(licenseOrder).map(([, l]) => {
-          if (
-            l.activeUntil !== undefined &&
-            l.activeUntil > nowIso &&
-            !(validUntil !== undefined && validUntil <= l.activeUntil)
-          ) {
-            validUntil = l.activeUntil;
-          }
-          return licenseJsonAt(l, nowIso);
-        });
-        return `{"_id":${str(project.id)},"name":${str(project.name)},"client":${str(project.clientId)},"licenses":[${licensesJson.join(",")}]}`;
-      });
-    projectsCount += projectsJson.length;
-    return `{"_id":${str(client.id)},"name":${str(client.name)},"email":${str(client.email)},"owner":${str(client.ownerId)},"projects":[${projectsJson.join(",")}]}`;
-  });
-
-  const json = `{"message":"Dashboard fetched successfully","clientsCount":${data.length},"projectsCount":${projectsCount},"data":[${data.join(",")}]}`;
-  return { json, validUntil };
 }

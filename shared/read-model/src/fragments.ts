@@ -1,0 +1,199 @@
+// A part as GET /dashboard serves it: its JSON bytes, rendered when the part is written, and the
+// little a read needs to put them in response order. A read then copies bytes: it never decodes
+// the projection's state, which is what made large dashboards slow.
+//
+// Encoding: [u32 head length][u32 index length][head][index JSON][body], lengths little-endian.
+// The head is a kind byte and length-prefixed ASCII strings (ids and ISO times are ASCII), read on
+// every request without a parser; the index (one slot per license) is read only when a chunk
+// needs re-rendering for expiry or merging with an overlapping chunk; the body is response JSON.
+import { licenseJsonAt } from "./licenseView.ts";
+import type { ClientPart, LicenseChunk, Part, ProjectHead } from "./shape.ts";
+
+/** Where a client, project or license goes in the response: its time, then its id. */
+export type OrderKey = readonly [time: string, id: string];
+
+/** A client's opening JSON, up to its projects: `{"_id":…,"owner":…,"projects":[`. */
+export interface ClientFragment {
+  kind: "client";
+  order: OrderKey;
+  body: Uint8Array;
+}
+
+/** A project's opening JSON, up to its licenses: `{"_id":…,"client":…,"licenses":[`. */
+export interface ProjectFragment {
+  kind: "project";
+  order: OrderKey;
+  /** The client the project is listed under. */
+  clientId: string;
+  body: Uint8Array;
+}
+
+/** A license in a chunk's body: its order, its byte range, and until when it is served ACTIVE. */
+export interface LicenseSlot {
+  order: OrderKey;
+  start: number;
+  end: number;
+  activeUntil: string | null;
+}
+
+/** A license chunk's live licenses, in response order, as comma-separated JSON. */
+export interface LicensesFragment {
+  kind: "licenses";
+  /** The first and last license's order keys. */
+  first: OrderKey;
+  last: OrderKey;
+  /** The earliest end of an ACTIVE license in it: from then on the body is out of date. */
+  validUntil: string | null;
+  body: Uint8Array;
+  /** Decodes the per-license slots (only needed for expiry and for merging chunks). */
+  slots(): LicenseSlot[];
+}
+
+export type Fragment = ClientFragment | ProjectFragment | LicensesFragment;
+
+const CLIENT = 1;
+const PROJECT = 2;
+const LICENSES = 3;
+
+/** Index entries as stored: [time, id, start, end, activeUntil]. */
+type StoredSlot = [string, string, number, number, string | null];
+
+const utf8 = new TextEncoder();
+const str = JSON.stringify;
+
+/** Orders by time (canonical ISO strings, so string order is time order), then by id. */
+export function compareOrder(a: OrderKey, b: OrderKey): number {
+  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
+  return a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
+}
+
+/** The head's strings, each an ASCII string of at most 255 bytes (ids are 64, times 24 to 27). */
+function encode(kind: number, head: readonly string[], index: StoredSlot[] | null, body: string): Uint8Array {
+  let headLength = 1;
+  for (const field of head) headLength += 1 + field.length;
+  const indexBytes = index ? utf8.encode(str(index)) : new Uint8Array(0);
+  const bodyLength = Buffer.byteLength(body, "utf8");
+  const out = Buffer.allocUnsafe(8 + headLength + indexBytes.length + bodyLength);
+  out.writeUInt32LE(headLength, 0);
+  out.writeUInt32LE(indexBytes.length, 4);
+  let at = 8;
+  out[at++] = kind;
+  for (const field of head) {
+    out[at++] = field.length;
+    at += out.write(field, at, "latin1");
+  }
+  out.set(indexBytes, at);
+  out.write(body, at + indexBytes.length, "utf8");
+  return out;
+}
+
+function clientFragment({ client }: ClientPart): string | null {
+  const c = client.state;
+  if (!c) return null;
+  return `{"_id":${str(c.id)},"name":${str(c.name)},"email":${str(c.email)},"owner":${str(c.ownerId)},"projects":[`;
+}
+
+function projectFragment({ project }: ProjectHead): string | null {
+  const p = project?.state;
+  if (!p) return null;
+  return `{"_id":${str(p.id)},"name":${str(p.name)},"client":${str(p.clientId)},"licenses":[`;
+}
+
+/**
+ * The fragment a part is served as, encoded; null when the part shows nothing (a deleted client or
+ * project, a project head whose project has not arrived, a chunk of deleted licenses).
+ */
+export function encodeFragment(part: Part): Uint8Array | null {
+  if (part.kind === "client") {
+    const body = clientFragment(part);
+    const c = part.client.state;
+    return body && c ? encode(CLIENT, [c.createdAt, c.id], null, body) : null;
+  }
+  if (part.kind === "project") {
+    const body = projectFragment(part);
+    const p = part.project?.state;
+    return body && p ? encode(PROJECT, [p.createdAt, p.id, p.clientId], null, body) : null;
+  }
+  return encodeLicenses(part);
+}
+
+function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
+  const live = chunk.licenses
+    .filter((l) => l.state !== null)
+    .map((l) => ({ order: [l.state!.order, l.id] as OrderKey, license: l.state! }))
+    .sort((a, b) => compareOrder(a.order, b.order));
+  if (live.length === 0) return null;
+  let body = "";
+  let bytes = 0;
+  let validUntil: string | null = null;
+  const index: StoredSlot[] = [];
+  for (const [n, { order, license }] of live.entries()) {
+    if (n > 0) {
+      body += ",";
+      bytes += 1;
+    }
+    // License JSON is ASCII except inside string values; measure it as UTF-8 to place slots right.
+    const length = Buffer.byteLength(license.json, "utf8");
+    const activeUntil = license.activeUntil ?? null;
+    index.push([order[0], order[1], bytes, bytes + length, activeUntil]);
+    body += license.json;
+    bytes += length;
+    if (activeUntil !== null && (validUntil === null || activeUntil < validUntil)) validUntil = activeUntil;
+  }
+  const [first, last] = [live[0]!.order, live.at(-1)!.order];
+  return encode(LICENSES, [...first, ...last, validUntil ?? ""], index, body);
+}
+
+const asBuffer = (bytes: Uint8Array) =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** Reads a fragment's head; its body is a view of `bytes`, not a copy. */
+export function decodeFragment(bytes: Uint8Array): Fragment {
+  const buf = asBuffer(bytes);
+  const headEnd = 8 + buf.readUInt32LE(0);
+  const indexEnd = headEnd + buf.readUInt32LE(4);
+  const body = buf.subarray(indexEnd);
+  let at = 9;
+  const next = () => {
+    const length = buf[at]!;
+    at += 1 + length;
+    return buf.toString("latin1", at - length, at);
+  };
+  switch (buf[8]) {
+    case CLIENT:
+      return { kind: "client", order: [next(), next()], body };
+    case PROJECT:
+      return { kind: "project", order: [next(), next()], clientId: next(), body };
+    default: {
+      const first: OrderKey = [next(), next()];
+      const last: OrderKey = [next(), next()];
+      return {
+        kind: "licenses",
+        first,
+        last,
+        validUntil: next() || null,
+        body,
+        slots: () =>
+          (JSON.parse(buf.toString("utf8", headEnd, indexEnd)) as StoredSlot[]).map(
+            ([time, id, start, end, until]) => ({
+              order: [time, id],
+              start,
+              end,
+              activeUntil: until,
+            }),
+          ),
+      };
+    }
+  }
+}
+
+/**
+ * A license's JSON from a chunk's body as of `nowIso`: served EXPIRED once an ACTIVE license has
+ * passed its end, before any event says so.
+ */
+export function licenseBytesAt(body: Uint8Array, slot: LicenseSlot, nowIso: string): Uint8Array {
+  const bytes = body.subarray(slot.start, slot.end);
+  if (slot.activeUntil === null || slot.activeUntil > nowIso) return bytes;
+  const json = asBuffer(bytes).toString("utf8");
+  return Buffer.from(licenseJsonAt({ order: slot.order[0], json, activeUntil: slot.activeUntil }, nowIso), "utf8");
+}
