@@ -390,7 +390,7 @@ export class MongoDashboardStore implements DashboardStore {
           clientId: partClientId!,
           projectId: projectId!,
           chunk: Number(chunk),
-          bytes: doc.fragment.buffer,
+          bytes: doc.fragment.value(),
         };
         read.fragments.push(fragment);
       }
