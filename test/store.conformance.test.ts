@@ -173,6 +173,31 @@ for (const adapter of adapters) {
       expect(late.ok).toBe(false);
     });
 
+    it("reads a large owner from one snapshot, also when a commit lands while it reads", async () => {
+      const ids = Array.from({ length: 2500 }, (_, n) => `c${String(n).padStart(4, "0")}`);
+      const writes = ids.map((id) => ({ key: partKey("snap", id), value: client(id), baseRev: 0 }));
+      await store.commit({ writes, ...noReads }, 20);
+      const [first] = await store.load([partKey("snap", ids[0]!)]);
+      const reading = store.readDashboard("snap");
+      // Lands while the read is under way: removes the first client and adds one after the last.
+      await store.commit(
+        {
+          writes: [
+            { key: partKey("snap", ids[0]!), value: null, baseRev: first!.rev },
+            { key: partKey("snap", "zz"), value: client("zz"), baseRev: 0 },
+          ],
+          ...noReads,
+        },
+        21,
+      );
+      const read = await reading;
+      expect(read.version).toBe(1);
+      expect(read.fragments.map((f) => f.clientId)).toEqual(ids);
+      const after = await store.readDashboard("snap");
+      expect(after.version).toBe(2);
+      expect(after.fragments.map((f) => f.clientId)).toEqual([...ids.slice(1), "zz"]);
+    });
+
     it("keeps everything across a restart", async () => {
       const seq = await store.appliedSeq();
       await store.close();

@@ -2,6 +2,7 @@
 // safely by several processes on one machine (LMDB serialises writers with a file lock).
 import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { setImmediate } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { encodeFragment } from "./fragments.ts";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
@@ -28,6 +29,8 @@ const COMMITS = "commits";
 const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
 const WRITE_CHECK = "writeCheck";
+/** A large owner's fragments are read this many at a time (a few MB, a few ms) per event-loop turn. */
+const FRAGMENTS_PER_TURN = 1000;
 /**
  * Where msgpack keeps the shapes of stored records, once per database: without it every value
  * carries its own record definitions and every read decodes them again (2-3x the decoding cost of
@@ -154,12 +157,15 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
-    // Synchronous reads share one LMDB read snapshot, so version and parts agree.
+    // Reads in one event-loop turn share one read snapshot, and a range iterator keeps the snapshot
+    // it started in until it ends: so version and fragments agree even though a large owner's range
+    // is read in slices, letting other requests run between them.
     const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
     const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
     const fragments: StoredFragment[] = [];
     for (const { key, value } of this.fragments.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
       fragments.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), bytes: value });
+      if (fragments.length % FRAGMENTS_PER_TURN === 0) await setImmediate();
     }
     return { version, fragments };
   }
