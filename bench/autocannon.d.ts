@@ -30,12 +30,19 @@ declare module "autocannon" {
     errors: number;
     timeouts: number;
     non2xx: number;
+    /** Answers by HTTP status code. */
+    statusCodeStats: Record<string, { count: number }>;
     /** Milliseconds, whole numbers. */
     latency: Distribution;
     /** Per-second samples; `total` is the completed requests. */
     requests: Distribution;
   }
 
-  function autocannon(options: Options): Promise<Result>;
+  /** A run in progress: awaited for its result; `stop()` ends it before its duration (within a second). */
+  interface Instance extends PromiseLike<Result> {
+    stop(): void;
+  }
+
+  function autocannon(options: Options): Instance;
   export default autocannon;
 }

@@ -19,19 +19,29 @@ export interface LoadResult {
   /** Milliseconds (autocannon records whole milliseconds). */
   p50: number;
   p99: number;
+  /** Requests not answered 200: other statuses, failures and timeouts. */
+  non200: number;
 }
 
 /**
  * `connections` connections for `seconds`, as fast as the server answers or at `overallRate`
  * requests per second in all. At a fixed rate each response's own latency is recorded
  * (autocannon's coordinated-omission correction would add made-up samples 1 ms apart).
- * Failed requests and other statuses than 2xx are reported as observations.
+ * Failed requests and other statuses than 2xx are reported as observations. With `stop`, the run
+ * ends when it is aborted, `seconds` being only a bound.
  */
 export async function load(
   name: string,
-  options: { url: string; headers: Record<string, string>; seconds: number; connections: number; overallRate?: number },
+  options: {
+    url: string;
+    headers: Record<string, string>;
+    seconds: number;
+    connections: number;
+    overallRate?: number;
+    stop?: AbortSignal;
+  },
 ): Promise<LoadResult> {
-  const result = await autocannon({
+  const run = autocannon({
     url: options.url,
     headers: options.headers,
     connections: options.connections,
@@ -39,12 +49,15 @@ export async function load(
     timeout: 10,
     ...(options.overallRate ? { overallRate: options.overallRate, ignoreCoordinatedOmission: true } : {}),
   });
+  options.stop?.addEventListener("abort", () => run.stop(), { once: true });
+  const result = await run;
   if (result.errors || result.non2xx)
     observe(name, `${result.errors} failed requests (${result.timeouts} timeouts), ${result.non2xx} non-2xx answers`);
   return {
     requestsPerSecond: result.requests.total / result.duration,
     p50: result.latency.p50,
     p99: result.latency.p99,
+    non200: result.requests.total - (result.statusCodeStats["200"]?.count ?? 0) + result.errors,
   };
 }
 

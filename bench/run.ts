@@ -46,11 +46,12 @@ async function main(): Promise<void> {
   results.push(await measureDrain(bench));
   const seeded = await seedReadModel(bench);
   const bare = await startBareServer(seeded.bodiesDir, seeded.contentType);
-  results.push(await measureReads(bench, seeded, bare));
+  const reads = await measureReads(bench, seeded, bare);
+  results.push(reads);
   results.push(await measureLargeTenant(bench, seeded, bare));
   await bare.stop();
   results.push(await measurePerEventCost(bench, seeded));
-  results.push(await measureFreshness(bench, seeded));
+  results.push(await measureFreshness(bench, seeded, reads.halfMaximumRate));
 
   const order = (row: string) => Number(row);
   const report = renderReport({
