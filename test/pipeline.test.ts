@@ -13,6 +13,7 @@ import {
 } from "@keybox/contract";
 import { createLogger } from "@keybox/runtime";
 import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
+import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
@@ -104,35 +105,12 @@ describe("the original KeyBox behaviours", () => {
   it("shows a client without projects and a project without licenses with empty arrays", async () => {
     const owner = "emptyArraysOwner";
     const t = "2024-03-01T00:00:00.000Z";
+    await pipeline.publish(clientCreated(owner, "lonelyClient", { name: "Lonely", email: "l@x.io", createdAt: t }));
     await pipeline.publish(
-      buildEnvelope({
-        entity: "client",
-        action: "created",
-        version: 1,
-        data: { id: "lonelyClient", ownerId: owner, name: "Lonely", email: "l@x.io", createdAt: t },
-      }),
+      clientCreated(owner, "busyClient", { name: "Busy", email: "b@x.io", createdAt: "2024-03-02T00:00:00.000Z" }),
     );
     await pipeline.publish(
-      buildEnvelope({
-        entity: "client",
-        action: "created",
-        version: 1,
-        data: {
-          id: "busyClient",
-          ownerId: owner,
-          name: "Busy",
-          email: "b@x.io",
-          createdAt: "2024-03-02T00:00:00.000Z",
-        },
-      }),
-    );
-    await pipeline.publish(
-      buildEnvelope({
-        entity: "project",
-        action: "created",
-        version: 1,
-        data: { id: "bareProject", ownerId: owner, clientId: "busyClient", name: "Bare", createdAt: t },
-      }),
+      projectCreated(owner, "bareProject", { clientId: "busyClient", name: "Bare", createdAt: t }),
     );
     const body = await dashboardWhen(owner, (b) => b.projectsCount === 1);
     expect(body.data).toEqual([
@@ -296,12 +274,7 @@ describe("invalid events", () => {
   it("go to KEYBOX_DLQ with their reason, and later events are still applied", async () => {
     const owner = "dlqOwner";
     const js = pipeline.nc.jetstream();
-    const good = buildEnvelope({
-      entity: "client",
-      action: "created",
-      version: 1,
-      data: { id: "goodClient", ownerId: owner, name: "Good", email: "g@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
-    });
+    const good = clientCreated(owner, "goodClient", { name: "Good", email: "g@x.io" });
     const bad: [string, string | Uint8Array, RegExp][] = [
       [`keybox.events.${owner}.client.created`, "{not json", /bad JSON/],
       [
@@ -346,39 +319,12 @@ describe("invalid events", () => {
 
 // Issue 6: "__proto__" is a legal id; the stored parts must keep it through LMDB's msgpack.
 describe('a license whose id is "__proto__"', () => {
-  const at = "2024-01-01T00:00:00.000Z";
   const parents = (ownerId: string) => [
-    buildEnvelope({
-      entity: "client",
-      action: "created",
-      version: 1,
-      data: { id: "c1", ownerId, name: "C", email: "c@x.io", createdAt: at },
-    }),
-    buildEnvelope({
-      entity: "project",
-      action: "created",
-      version: 1,
-      data: { id: "p1", ownerId, clientId: "c1", name: "P", createdAt: at },
-    }),
+    clientCreated(ownerId, "c1", { name: "C", email: "c@x.io" }),
+    projectCreated(ownerId, "p1", { clientId: "c1", name: "P" }),
   ];
   const license = (ownerId: string, id: string, version: number, status: "PENDING" | "ACTIVE") =>
-    buildEnvelope({
-      entity: "license",
-      action: version === 1 ? "created" : "updated",
-      version,
-      data: {
-        id,
-        ownerId,
-        clientId: "c1",
-        projectId: "p1",
-        key: `KB-${id}-${version}`,
-        duration: 12,
-        issuedAt: at,
-        expiresAt: "2099-01-01T00:00:00.000Z",
-        status,
-        services: [],
-      },
-    });
+    licenseEvent(ownerId, id, { clientId: "c1", projectId: "p1", status }, { version });
   const licensesOf = (body: any): string[] =>
     body.data.flatMap((c: any) => c.projects.flatMap((p: any) => p.licenses.map((l: any) => `${l._id} ${l.status}`)));
 
@@ -389,11 +335,10 @@ describe('a license whose id is "__proto__"', () => {
   }
   /** Publishes `events` and then a second client; once that shows, gives the licenses served. */
   async function publishThenRead(ownerId: string, events: Envelope[]) {
-    const marker = buildEnvelope({
-      entity: "client",
-      action: "created",
-      version: 1,
-      data: { id: "marker", ownerId, name: "M", email: "m@x.io", createdAt: "2024-02-01T00:00:00.000Z" },
+    const marker = clientCreated(ownerId, "marker", {
+      name: "M",
+      email: "m@x.io",
+      createdAt: "2024-02-01T00:00:00.000Z",
     });
     for (const e of [...events, marker]) await pipeline.publish(e);
     return licensesOf(await dashboardWhen(ownerId, (b) => b.clientsCount === 2));
@@ -432,40 +377,14 @@ describe("the response cache", () => {
     const owner = "cachedOwner";
     const expiresAt = new Date(Date.now() + 2500).toISOString();
     const license = (version: number, key: string) =>
-      buildEnvelope({
-        entity: "license",
-        action: version === 1 ? "activated" : "updated",
-        version,
-        data: {
-          id: "soonExpired",
-          ownerId: owner,
-          clientId: "cachedClient",
-          projectId: "cachedProject",
-          key,
-          duration: 1,
-          issuedAt: "2024-01-01T00:00:00.000Z",
-          expiresAt,
-          status: "ACTIVE",
-          services: [],
-        },
-      });
-    const t = "2024-01-01T00:00:00.000Z";
-    await pipeline.publish(
-      buildEnvelope({
-        entity: "client",
-        action: "created",
-        version: 1,
-        data: { id: "cachedClient", ownerId: owner, name: "C", email: "c@x.io", createdAt: t },
-      }),
-    );
-    await pipeline.publish(
-      buildEnvelope({
-        entity: "project",
-        action: "created",
-        version: 1,
-        data: { id: "cachedProject", ownerId: owner, clientId: "cachedClient", name: "P", createdAt: t },
-      }),
-    );
+      licenseEvent(
+        owner,
+        "soonExpired",
+        { clientId: "cachedClient", projectId: "cachedProject", key, duration: 1, expiresAt, status: "ACTIVE" },
+        { version, action: version === 1 ? "activated" : "updated" },
+      );
+    await pipeline.publish(clientCreated(owner, "cachedClient", { name: "C", email: "c@x.io" }));
+    await pipeline.publish(projectCreated(owner, "cachedProject", { clientId: "cachedClient", name: "P" }));
     await pipeline.publish(license(1, "KEY-1"));
     const licenseOf = (b: any) => b.data[0]?.projects[0]?.licenses[0];
     await dashboardWhen(owner, (b) => licenseOf(b)?.key === "KEY-1");
@@ -500,18 +419,7 @@ describe("change notices", () => {
     });
     await pipeline.nc.flush();
     const client = (version: number) =>
-      buildEnvelope({
-        entity: "client",
-        action: version === 1 ? "created" : "updated",
-        version,
-        data: {
-          id: "noticed",
-          ownerId: owner,
-          name: `v${version}`,
-          email: "n@x.io",
-          createdAt: "2024-01-01T00:00:00.000Z",
-        },
-      });
+      clientEvent(owner, "noticed", { name: `v${version}`, email: "n@x.io" }, { version });
     await pipeline.publish(client(1));
     await eventually(async () => (notices.length === 1 ? true : undefined));
     await pipeline.publish(client(2));
@@ -526,14 +434,7 @@ describe("freshness and health", () => {
   it("shows a published event in GET /dashboard well within a second", async () => {
     const owner = "freshOwner";
     const started = Date.now();
-    await pipeline.publish(
-      buildEnvelope({
-        entity: "client",
-        action: "created",
-        version: 1,
-        data: { id: "fresh", ownerId: owner, name: "Fresh", email: "f@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
-      }),
-    );
+    await pipeline.publish(clientCreated(owner, "fresh", { name: "Fresh", email: "f@x.io" }));
     await dashboardWhen(owner, (b) => b.clientsCount === 1);
     expect(Date.now() - started).toBeLessThan(1000);
   });

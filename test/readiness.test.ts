@@ -6,13 +6,14 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueryApi } from "@keybox/query-api";
 import type { NatsConnection } from "nats";
-import { buildEnvelope, ensureStreams, publishEvent } from "@keybox/contract";
+import { ensureStreams, publishEvent } from "@keybox/contract";
 import { ensureConsumer } from "@keybox/projector";
 import type { DashboardStore } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { freePort } from "../scripts/natsServer.ts";
 import { allInOneSettings } from "../scripts/settings.ts";
+import { clientCreated } from "./support/events.ts";
 import { bearer, httpGet, type HttpResult } from "./support/http.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
@@ -62,21 +63,7 @@ describe("a query API process while the projector is 10,000 events behind", () =
     for (let start = 0; start < PENDING; start += 1000) {
       await Promise.all(
         Array.from({ length: 1000 }, (_, i) =>
-          publishEvent(
-            js,
-            buildEnvelope({
-              entity: "client",
-              action: "created",
-              version: 1,
-              data: {
-                id: `burst${start + i}`,
-                ownerId: "burstOwner",
-                name: "Burst",
-                email: "b@x.io",
-                createdAt: "2024-01-01T00:00:00.000Z",
-              },
-            }),
-          ),
+          publishEvent(js, clientCreated("burstOwner", `burst${start + i}`, { name: "Burst", email: "b@x.io" })),
         ),
       );
     }

@@ -4,9 +4,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { buildEnvelope, publishEvent, type Envelope } from "@keybox/contract";
+import { publishEvent, type Envelope } from "@keybox/contract";
 import { connectNats } from "@keybox/runtime";
 import { freePort } from "../scripts/natsServer.ts";
+import { clientEvent } from "./support/events.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
@@ -17,19 +18,18 @@ const dataDir = mkdtempSync(path.join(os.tmpdir(), "keybox-restart-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 const OWNER = "restartOwner";
-const clientEvent = (n: number, version = 1): Envelope =>
-  buildEnvelope({
-    entity: "client",
-    action: version === 1 ? "created" : "updated",
-    version,
-    data: {
-      id: `client${String(n).padStart(4, "0")}`,
-      ownerId: OWNER,
+/** Client `n` at `version`: its name says both, which is what the dashboards are compared by. */
+const numberedClient = (n: number, version = 1): Envelope =>
+  clientEvent(
+    OWNER,
+    `client${String(n).padStart(4, "0")}`,
+    {
       name: `Client ${n} v${version}`,
       email: `c${n}@x.io`,
       createdAt: new Date(Date.UTC(2024, 0, 1, 0, 0, n)).toISOString(),
     },
-  });
+    { version },
+  );
 
 describe("a process killed with SIGKILL", () => {
   it("serves the same dashboards after a restart and applies what was published while it was down", async () => {
@@ -52,7 +52,7 @@ describe("a process killed with SIGKILL", () => {
     try {
       service = spawnService("scripts/start.ts", env);
       await waitUntilReady(url, service);
-      for (let n = 0; n < 200; n++) await publishEvent(js, clientEvent(n));
+      for (let n = 0; n < 200; n++) await publishEvent(js, numberedClient(n));
       const before = await eventually(async () => {
         const body = await read();
         return body.clientsCount === 200 ? body : undefined;
@@ -60,14 +60,14 @@ describe("a process killed with SIGKILL", () => {
 
       // Kill it hard in the middle of a stream of updates.
       const inFlight = (async () => {
-        for (let n = 0; n < 200; n++) await publishEvent(js, clientEvent(n, 2));
+        for (let n = 0; n < 200; n++) await publishEvent(js, numberedClient(n, 2));
       })();
       await new Promise((r) => setTimeout(r, 20));
       service.child.kill("SIGKILL");
       expect(await service.exited).toBe("SIGKILL");
       await inFlight;
       // Published while it is down.
-      for (let n = 200; n < 250; n++) await publishEvent(js, clientEvent(n));
+      for (let n = 200; n < 250; n++) await publishEvent(js, numberedClient(n));
 
       service = spawnService("scripts/start.ts", env);
       await waitUntilReady(url, service);

@@ -1,6 +1,7 @@
 // A deterministic, realistic event history for the process-level tests: creates, updates, license
 // lifecycle changes, projects moving between clients, licenses moving between projects, deletes.
 import { buildEnvelope, type Envelope } from "@keybox/contract";
+import { clientEvent, licenseEvent } from "./events.ts";
 
 /** A small seeded generator (mulberry32), so a failing run can be replayed. */
 export function seededRandom(seed: number): () => number {
@@ -39,14 +40,7 @@ export function randomHistory(options: { seed: number; owners: string[]; events:
     if (ownerClients.length < 3 || roll < 0.1) {
       const id = `${ownerId}c${ownerClients.length}`;
       ownerClients.push(id);
-      out.push(
-        buildEnvelope({
-          entity: "client",
-          action: "created",
-          version: next(id),
-          data: { id, ownerId, name: `Client ${id}`, email: `${id}@x.io`, createdAt: time(i) },
-        }),
-      );
+      out.push(clientEvent(ownerId, id, { name: `Client ${id}`, createdAt: time(i) }, { version: next(id) }));
     } else if (ownerProjects.length < 3 || roll < 0.25) {
       const id = `${ownerId}p${ownerProjects.length}`;
       const clientId = pick(ownerClients);
@@ -96,25 +90,24 @@ export function randomHistory(options: { seed: number; owners: string[]; events:
       const id = `${ownerId}l${Math.floor(rnd() * 40)}`;
       const project = pick(ownerProjects);
       const version = next(id);
+      // Drawn in this order (action, status, machine) so that a seed keeps giving the same history.
+      const action = version === 1 ? "created" : pick(["updated", "activated", "revoked", "renewed"] as const);
+      const status = pick([...statuses]);
+      const machine = rnd() < 0.5 ? { machineId: `m${version}` } : {};
       out.push(
-        buildEnvelope({
-          entity: "license",
-          action: version === 1 ? "created" : pick(["updated", "activated", "revoked", "renewed"] as const),
-          version,
-          data: {
-            id,
-            ownerId,
+        licenseEvent(
+          ownerId,
+          id,
+          {
             clientId: project.clientId,
             projectId: project.id,
-            key: `KB-${id}-${version}`,
-            duration: 12,
             issuedAt: time(i),
-            expiresAt: "2099-01-01T00:00:00.000Z",
-            status: pick([...statuses]),
+            status,
             services: ["Hosting"],
-            ...(rnd() < 0.5 ? { machineId: `m${version}` } : {}),
+            ...machine,
           },
-        }),
+          { version, action },
+        ),
       );
     }
   }
