@@ -1,6 +1,7 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
 // owner's fragments with one range read and sends them in response order.
 import type { HttpBindings } from "@hono/node-server";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono, type Context } from "hono";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
@@ -89,39 +90,32 @@ async function readClientId(c: Context<Env>): Promise<ClientIdInput> {
   return { ok: true, clientId: candidates[0] as string };
 }
 
-/** Above this size a body is streamed in slices, so that no single write holds the event loop. */
-const STREAM_ABOVE_BYTES = 1024 * 1024;
-/** How much of a streamed body is handed to the socket at a time. */
-const STREAM_SLICE_BYTES = 256 * 1024;
+/** Above this size a body is not joined into one buffer but written to the socket piece by piece. */
+const JOIN_UP_TO_BYTES = 1024 * 1024;
 
 /** A small body in one piece: cached that way, it is sent without joining again. */
 function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
-  if (dashboard.byteLength > STREAM_ABOVE_BYTES || dashboard.pieces.length === 1) return dashboard;
+  if (dashboard.byteLength > JOIN_UP_TO_BYTES || dashboard.pieces.length === 1) return dashboard;
   return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
 }
 
 /**
- * Sends a dashboard with its Content-Length: a small one as one buffer, a large one as a stream of
- * slices that the socket pulls as it drains, so the body is never copied whole.
+ * Sends a dashboard with its Content-Length. A large one's pieces (views of the stored fragments)
+ * are queued on the socket as they are: the socket sends them as it drains, so the body is never
+ * copied whole and the event loop is free meanwhile.
  */
 function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
   const headers = { "Content-Type": "application/json", "Content-Length": String(byteLength) };
-  if (pieces.length === 1) return c.body(pieces[0] as Uint8Array<ArrayBuffer>, 200, headers);
-  let next = 0;
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      const slice: Uint8Array[] = [];
-      let size = 0;
-      while (next < pieces.length && size < STREAM_SLICE_BYTES) {
-        const piece = pieces[next++]!;
-        slice.push(piece);
-        size += piece.byteLength;
-      }
-      if (slice.length) controller.enqueue(Buffer.concat(slice, size));
-      if (next === pieces.length) controller.close();
-    },
-  });
-  return c.body(stream, 200, headers);
+  const outgoing = c.env?.outgoing;
+  if (pieces.length === 1 || !outgoing) {
+    const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
+    return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
+  }
+  outgoing.writeHead(200, headers);
+  outgoing.cork();
+  for (const piece of pieces) outgoing.write(piece);
+  outgoing.end();
+  return RESPONSE_ALREADY_SENT;
 }
 
 export function createApp(deps: AppDeps): Hono<Env> {
