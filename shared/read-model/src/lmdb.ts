@@ -42,6 +42,13 @@ const SHARED_STRUCTURES = Symbol.for("structures");
 
 type LmdbKey = (string | number)[];
 
+/** lmdb-js's asynchronous env sync, which its type declarations leave out. */
+interface EnvSync {
+  sync(callback: (error?: Error) => void): void;
+}
+
+const NOTHING_THROWN = Symbol("nothing thrown");
+
 function lmdbKey(key: RecordKey): LmdbKey {
   return key.type === "part"
     ? [key.ownerId, key.clientId, key.projectId, key.chunk]
@@ -89,29 +96,51 @@ export class LmdbDashboardStore implements DashboardStore {
     });
   }
 
+  /** Resolves only once the commit is on disk, so the projector may acknowledge its events then. */
   async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
-    // A synchronous transaction commits and syncs to disk before it returns, so the projector may
-    // acknowledge the events as soon as this resolves.
     return this.write(() => this.commitInTransaction(commit, streamSeq));
   }
 
   async checkWritable(): Promise<void> {
-    this.write(() => this.meta.putSync(WRITE_CHECK, Date.now()));
+    await this.write(() => this.meta.putSync(WRITE_CHECK, Date.now()));
   }
 
   /**
-   * Runs a write transaction. LMDB reports failures of the environment (a full disk is EIO or
-   * ENOSPC, a full map MDB_MAP_FULL) with a numeric code; those are outages, not bad records.
+   * Runs `body` in a write transaction and resolves once it is durable, without blocking the
+   * event loop on the disk: lmdb-js's write thread holds the write lock and commits, `body` runs
+   * on this thread inside that transaction (its reads see its own writes), and the fsync happens
+   * off this thread. A child transaction, so that a `body` that throws leaves nothing behind.
+   * LMDB reports failures of the environment (a full disk is EIO or ENOSPC, a full map
+   * MDB_MAP_FULL) with a numeric code, and a failed commit as a rejected promise: outages, not bad
+   * records.
    */
-  private write<T>(body: () => T): T {
+  private async write<T>(body: () => T): Promise<T> {
+    let thrown: unknown = NOTHING_THROWN;
     try {
-      return this.env.transactionSync(body);
+      const result = await this.env.childTransaction(() => {
+        try {
+          return body();
+        } catch (error) {
+          thrown = error;
+          throw error;
+        }
+      });
+      await this.durable();
+      return result;
     } catch (error) {
-      if (typeof (error as { code?: unknown }).code === "number") {
-        throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
-      }
-      throw error;
+      if (error === thrown && typeof (error as { code?: unknown }).code !== "number") throw error;
+      throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  /**
+   * Resolves once every transaction committed so far is flushed to disk. mdb_env_sync on a libuv
+   * thread; it returns at once when lmdb-js's write thread has already synced them.
+   */
+  private durable(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      (this.env as unknown as EnvSync).sync((error) => (error ? reject(error) : resolve())),
+    );
   }
 
   private commitInTransaction({ writes, reads }: Commit, streamSeq: number): CommitResult {

@@ -1,0 +1,75 @@
+// "Acknowledged ⇒ durable" on LMDB: the projector acknowledges events once their commit resolves,
+// so a commit must resolve only after LMDB has flushed it to disk, and a flush that fails is an
+// outage. The flush is held back here by intercepting the environment's asynchronous sync.
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-durability-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+type SyncCallback = (error?: Error) => void;
+interface SyncingEnv {
+  sync(callback: SyncCallback): void;
+}
+
+const client = (id: string): Part => ({
+  kind: "client",
+  client: { v: 1, state: { id, ownerId: "o1", name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" } },
+});
+
+/** Replaces the store's environment sync with one that waits for the test to finish it. */
+function holdSyncs(store: LmdbDashboardStore): { held: SyncCallback[]; realSync: (callback: SyncCallback) => void } {
+  const env = (store as unknown as { env: SyncingEnv }).env;
+  const realSync = env.sync.bind(env);
+  const held: SyncCallback[] = [];
+  env.sync = (callback) => void held.push(callback);
+  return { held, realSync };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
+
+describe("an LMDB commit", () => {
+  it("resolves only once the data is flushed to disk", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const { held, realSync } = holdSyncs(store);
+      let resolved = false;
+      const pending = store
+        .commit({ writes: [{ key: partKey("o1", "c1"), value: client("c1"), baseRev: 0 }], reads: [] }, 1)
+        .then((result) => {
+          resolved = true;
+          return result;
+        });
+      await until(() => held.length === 1);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(resolved).toBe(false);
+      realSync(held[0]!);
+      expect((await pending).ok).toBe(true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("fails as an outage when the flush fails", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const { held } = holdSyncs(store);
+      const pending = store.commit(
+        { writes: [{ key: partKey("o1", "c2"), value: client("c2"), baseRev: 0 }], reads: [] },
+        2,
+      );
+      await until(() => held.length === 1);
+      held[0]!(new Error("EIO: i/o error, fsync"));
+      await expect(pending).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      await store.close();
+    }
+  });
+});
