@@ -55,12 +55,21 @@ function lmdbKey(key: RecordKey): LmdbKey {
     : [key.ownerId, key.entity, key.id];
 }
 
+/** A record's key in the revisions database: parts and registers apart. */
+function revisionKey(key: RecordKey): LmdbKey {
+  return key.type === "part"
+    ? ["p", key.ownerId, key.clientId, key.projectId, key.chunk]
+    : ["r", key.ownerId, key.entity, key.id];
+}
+
 export class LmdbDashboardStore implements DashboardStore {
   private constructor(
     private readonly env: RootDatabase,
     private readonly parts: Database<Stored, LmdbKey>,
     private readonly registers: Database<Stored, LmdbKey>,
     private readonly meta: Database<number, string | LmdbKey>,
+    /** Each stored part's and register's revision, kept beside it by every commit. */
+    private readonly revisions: Database<number, LmdbKey>,
   ) {}
 
   /** `readOnly`: never records the format (a reader only checks it; writing it is a writer's job). */
@@ -82,7 +91,8 @@ export class LmdbDashboardStore implements DashboardStore {
       throw error;
     }
     const registers = env.openDB<Stored, LmdbKey>({ name: "registers", sharedStructuresKey: SHARED_STRUCTURES });
-    return new LmdbDashboardStore(env, parts, registers, meta);
+    const revisions = env.openDB<number, LmdbKey>({ name: "revisions" });
+    return new LmdbDashboardStore(env, parts, registers, meta, revisions);
   }
 
   private db(key: RecordKey): Database<Stored, LmdbKey> {
@@ -143,10 +153,19 @@ export class LmdbDashboardStore implements DashboardStore {
     );
   }
 
+  /**
+   * A record's revision, from the small revisions database, so a check never decodes a part (a
+   * license chunk is up to 64 KiB). Records written before that database existed have no entry
+   * there and are read whole, until their next write.
+   */
+  private revision(key: RecordKey): number {
+    return this.revisions.get(revisionKey(key)) ?? this.db(key).get(lmdbKey(key))?.rev ?? 0;
+  }
+
   private commitInTransaction({ writes, reads }: Commit, streamSeq: number): CommitResult {
-    for (const expected of [...reads, ...writes.map((w) => ({ key: w.key, rev: w.baseRev }))]) {
-      const rev = this.db(expected.key).get(lmdbKey(expected.key))?.rev ?? 0;
-      if (rev !== expected.rev) return { ok: false, conflict: expected.key };
+    for (const read of reads) if (this.revision(read.key) !== read.rev) return { ok: false, conflict: read.key };
+    for (const write of writes) {
+      if (this.revision(write.key) !== write.baseRev) return { ok: false, conflict: write.key };
     }
     // Revisions come from one counter, so a record deleted and created again never reuses one.
     const rev = (this.meta.get(COMMITS) ?? 0) + 1;
@@ -156,10 +175,13 @@ export class LmdbDashboardStore implements DashboardStore {
     for (const write of writes) {
       const db = this.db(write.key);
       const k = lmdbKey(write.key);
-      if (write.value === null) db.removeSync(k);
-      else {
+      if (write.value === null) {
+        db.removeSync(k);
+        this.revisions.removeSync(revisionKey(write.key));
+      } else {
         db.putSync(k, { rev, value: write.value });
-        bytes += db.getBinary(k)?.length ?? 0;
+        this.revisions.putSync(revisionKey(write.key), rev);
+        bytes += db.getBinaryFast(k)?.length ?? 0;
       }
       ownerVersions.set(write.key.ownerId, 0);
     }

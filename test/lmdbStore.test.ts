@@ -1,6 +1,8 @@
-// "Acknowledged ⇒ durable" on LMDB: the projector acknowledges events once their commit resolves,
-// so a commit must resolve only after LMDB has flushed it to disk, and a flush that fails is an
-// outage. The flush is held back here by intercepting the environment's asynchronous sync.
+// The LMDB adapter's own commit mechanics. "Acknowledged ⇒ durable": the projector acknowledges
+// events once their commit resolves, so a commit must resolve only after LMDB has flushed it to
+// disk, and a flush that fails is an outage (the flush is held back here by intercepting the
+// environment's asynchronous sync). Revisions are checked from a small database of their own,
+// and records stored before it existed are still checked.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -8,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 
-const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-durability-"));
+const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-lmdb-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 type SyncCallback = (error?: Error) => void;
@@ -68,6 +70,37 @@ describe("an LMDB commit", () => {
       await until(() => held.length === 1);
       held[0]!(new Error("EIO: i/o error, fsync"));
       await expect(pending).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("an LMDB record stored without an entry in the revisions database (an older store)", () => {
+  it("is checked against its own revision: a stale write conflicts, a fresh one commits", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const key = partKey("o2", "c1");
+      await store.commit({ writes: [{ key, value: client("c1"), baseRev: 0 }], reads: [] }, 3);
+      const revisions = (store as unknown as { revisions: { removeSync(key: unknown[]): boolean } }).revisions;
+      expect(revisions.removeSync(["p", "o2", "c1", "", 0])).toBe(true);
+      const [loaded] = await store.load([key]);
+      expect(loaded!.rev).toBeGreaterThan(0);
+
+      const stale = await store.commit(
+        { writes: [{ key, value: client("c1"), baseRev: loaded!.rev - 1 }], reads: [] },
+        4,
+      );
+      expect(stale.ok).toBe(false);
+      const fresh = await store.commit({ writes: [{ key, value: client("c1"), baseRev: loaded!.rev }], reads: [] }, 5);
+      expect(fresh.ok).toBe(true);
+      const [again] = await store.load([key]);
+      const staleRead = await store.commit(
+        { writes: [{ key: partKey("o2", "c2"), value: client("c2"), baseRev: 0 }], reads: [{ key, rev: loaded!.rev }] },
+        6,
+      );
+      expect(staleRead.ok).toBe(false);
+      expect((await store.commit({ writes: [], reads: [{ key, rev: again!.rev }] }, 7)).ok).toBe(true);
     } finally {
       await store.close();
     }
