@@ -91,8 +91,8 @@ export class Projector {
   private connected = true;
   private consumer: { state: ProjectorReadiness["consumer"]; lag?: number } = { state: "unknown" };
   private outage: { since: number; retries: number } | undefined;
-  /** When the batch in hand was taken; undefined between batches. */
-  private batchSince: number | undefined;
+  /** When each batch in hand was taken (the store may take a next one while one is made durable). */
+  private readonly batchesSince = new Set<{ since: number }>();
   private fail: (error: Error) => void = () => {};
   /** Resolves when the projector cannot go on (its consumer is gone): the process should end. */
   readonly failed = new Promise<Error>((resolve) => (this.fail = resolve));
@@ -196,7 +196,7 @@ export class Projector {
 
   private async storeState(): Promise<ProjectorReadiness["store"]> {
     if (this.outage) return "unavailable";
-    if (this.batchSince !== undefined && Date.now() - this.batchSince > 3 * this.policy.ackWaitMs) return "stalled";
+    for (const { since } of this.batchesSince) if (Date.now() - since > 3 * this.policy.ackWaitMs) return "stalled";
     return withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(
       () => "ok",
       () => "unavailable",
@@ -257,7 +257,13 @@ export class Projector {
   }
 
   private async run(): Promise<void> {
+    const running = new Set<Promise<void>>();
+    const inFlight = Math.max(1, this.store.commitsInFlight ?? 1);
     while (!this.stopping) {
+      if (running.size >= inFlight) {
+        await Promise.race(running);
+        continue;
+      }
       if (this.waiting.size === 0) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
@@ -270,10 +276,18 @@ export class Projector {
         this.inFlight.set(seq, msg);
         batch.push(seq);
       }
-      this.batchSince = Date.now();
-      await this.process(batch);
-      this.batchSince = undefined;
+      const taken = { since: Date.now() };
+      this.batchesSince.add(taken);
+      const done: Promise<void> = this.process(batch).finally(() => {
+        this.batchesSince.delete(taken);
+        running.delete(done);
+      });
+      running.add(done);
+      // One turn of the event loop lets this batch reach its commit before the next is prepared,
+      // so the next one loads what this one writes (without it, a conflict and a reload).
+      await new Promise((resolve) => setImmediate(resolve));
     }
+    await Promise.all(running);
   }
 
   private async process(batch: number[]): Promise<void> {

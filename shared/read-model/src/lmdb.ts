@@ -5,6 +5,7 @@ import path from "node:path";
 import { open, type Database, type RootDatabase } from "lmdb";
 import {
   checkReadModelFormat,
+  keyId,
   READ_MODEL_FORMAT,
   type Part,
   type RecordKey,
@@ -49,11 +50,30 @@ interface EnvSync {
 
 const NOTHING_THROWN = Symbol("nothing thrown");
 
+/** A commit queued and not yet resolved: what it writes, by keyId. */
+interface InFlightCommit {
+  serial: number;
+  writes: Map<string, StoredRecord | null>;
+}
+
+/**
+ * How many commits' outcomes are remembered for later commits that expect their writes: a commit
+ * prepared further behind than this conflicts, and its batch reloads.
+ */
+const REMEMBERED_OUTCOMES = 16;
+
 function lmdbKey(key: RecordKey): LmdbKey {
   return key.type === "part"
     ? [key.ownerId, key.clientId, key.projectId, key.chunk]
     : [key.ownerId, key.entity, key.id];
 }
+
+/**
+ * A revision that stands for "as in-flight commit `serial` leaves this record": negative, so never
+ * a stored one; odd when that commit deletes it.
+ */
+const pendingRev = (serial: number, deleted: boolean): number => -(serial * 2 + (deleted ? 1 : 0));
+const fromPendingRev = (rev: number) => ({ serial: Math.floor(-rev / 2), deleted: -rev % 2 === 1 });
 
 /** A record's key in the revisions database: parts and registers apart. */
 function revisionKey(key: RecordKey): LmdbKey {
@@ -63,6 +83,17 @@ function revisionKey(key: RecordKey): LmdbKey {
 }
 
 export class LmdbDashboardStore implements DashboardStore {
+  readonly commitsInFlight = 2;
+  /**
+   * Commits queued in this process and not yet resolved, oldest first. A batch prepared meanwhile
+   * loads what they write, with a placeholder revision (pendingRev) that its own commit, queued
+   * after theirs, resolves to the revision they were given, or to a conflict if they failed.
+   */
+  private readonly inFlight: InFlightCommit[] = [];
+  private serial = 0;
+  /** The revision each recent commit wrote with, by serial; absent: it failed or has not run. */
+  private readonly outcomes = new Map<number, number>();
+
   private constructor(
     private readonly env: RootDatabase,
     private readonly parts: Database<Stored, LmdbKey>,
@@ -76,8 +107,10 @@ export class LmdbDashboardStore implements DashboardStore {
   static open(dataDir: string, { readOnly = false }: { readOnly?: boolean } = {}): LmdbDashboardStore {
     const dir = path.join(dataDir, "lmdb");
     mkdirSync(dir, { recursive: true });
-    // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily.
-    const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3 });
+    // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily. Commits are
+    // transaction callbacks, each queued on its own: event-turn batching adds nothing to them, and
+    // when a commit fails it leaves a rejected promise of its own that nobody can handle.
+    const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3, eventTurnBatching: false });
     const parts = env.openDB<Stored, LmdbKey>({ name: "parts", sharedStructuresKey: SHARED_STRUCTURES });
     const meta = env.openDB<number, string | LmdbKey>({ name: "meta" });
     try {
@@ -101,6 +134,12 @@ export class LmdbDashboardStore implements DashboardStore {
 
   async load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]> {
     return keys.map((key) => {
+      const id = keyId(key);
+      for (let i = this.inFlight.length - 1; i >= 0; i--) {
+        const { serial, writes } = this.inFlight[i]!;
+        const value = writes.get(id);
+        if (value !== undefined) return { key, value, rev: pendingRev(serial, value === null) };
+      }
       const stored = this.db(key).get(lmdbKey(key));
       return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
     });
@@ -108,7 +147,19 @@ export class LmdbDashboardStore implements DashboardStore {
 
   /** Resolves only once the commit is on disk, so the projector may acknowledge its events then. */
   async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
-    return this.write(() => this.commitInTransaction(commit, streamSeq));
+    const serial = ++this.serial;
+    this.outcomes.delete(serial - REMEMBERED_OUTCOMES);
+    const entry: InFlightCommit = { serial, writes: new Map(commit.writes.map((w) => [keyId(w.key), w.value])) };
+    this.inFlight.push(entry);
+    try {
+      return await this.write(() => {
+        const result = this.commitInTransaction(commit, streamSeq);
+        if (result.ok) this.outcomes.set(serial, result.rev);
+        return result.ok ? { ok: true, ownerVersions: result.ownerVersions, written: result.written } : result;
+      });
+    } finally {
+      this.inFlight.splice(this.inFlight.indexOf(entry), 1);
+    }
   }
 
   async checkWritable(): Promise<void> {
@@ -139,7 +190,16 @@ export class LmdbDashboardStore implements DashboardStore {
       return result;
     } catch (error) {
       if (error === thrown && typeof (error as { code?: unknown }).code !== "number") throw error;
-      throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
+      // A failed commit carries LMDB's own error as a promise that rejects with it.
+      const commitError = (error as { commitError?: Promise<unknown> }).commitError;
+      const cause =
+        commitError === undefined
+          ? error
+          : await commitError.then(
+              () => error,
+              (reason: unknown) => reason,
+            );
+      throw new StoreUnavailableError(`LMDB cannot write: ${(cause as Error).message}`, { cause });
     }
   }
 
@@ -162,10 +222,25 @@ export class LmdbDashboardStore implements DashboardStore {
     return this.revisions.get(revisionKey(key)) ?? this.db(key).get(lmdbKey(key))?.rev ?? 0;
   }
 
-  private commitInTransaction({ writes, reads }: Commit, streamSeq: number): CommitResult {
-    for (const read of reads) if (this.revision(read.key) !== read.rev) return { ok: false, conflict: read.key };
+  /** Whether `key` is still at the revision it was loaded at (a placeholder: as its commit left it). */
+  private unchanged(key: RecordKey, loadedRev: number): boolean {
+    let expected = loadedRev;
+    if (loadedRev < 0) {
+      const { serial, deleted } = fromPendingRev(loadedRev);
+      const rev = this.outcomes.get(serial);
+      if (rev === undefined) return false;
+      expected = deleted ? 0 : rev;
+    }
+    return this.revision(key) === expected;
+  }
+
+  private commitInTransaction(
+    { writes, reads }: Commit,
+    streamSeq: number,
+  ): (CommitResult & { ok: false }) | (CommitResult & { ok: true; rev: number }) {
+    for (const read of reads) if (!this.unchanged(read.key, read.rev)) return { ok: false, conflict: read.key };
     for (const write of writes) {
-      if (this.revision(write.key) !== write.baseRev) return { ok: false, conflict: write.key };
+      if (!this.unchanged(write.key, write.baseRev)) return { ok: false, conflict: write.key };
     }
     // Revisions come from one counter, so a record deleted and created again never reuses one.
     const rev = (this.meta.get(COMMITS) ?? 0) + 1;
@@ -191,7 +266,7 @@ export class LmdbDashboardStore implements DashboardStore {
       ownerVersions.set(ownerId, version);
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
-    return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
+    return { ok: true, rev, ownerVersions, written: { records: writes.length, bytes } };
   }
 
   async ownerVersion(ownerId: string): Promise<number> {

@@ -57,6 +57,13 @@ export interface PartStats {
  * in test/ holds them to it.
  */
 export interface DashboardStore {
+  /**
+   * How many commits of one process may be in flight at once (1 when absent). Above 1, a load sees
+   * the writes of this process's commits not yet resolved, and a commit queued after them is
+   * checked against what they wrote, so a batch can be prepared while the previous one is being
+   * made durable.
+   */
+  readonly commitsInFlight?: number;
   /** Point reads, with the revisions a later commit is conditional on. */
   load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]>;
   /**
