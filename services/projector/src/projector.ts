@@ -278,19 +278,21 @@ export class Projector {
       }
       const taken = { since: Date.now() };
       this.batchesSince.add(taken);
-      const done: Promise<void> = this.process(batch).finally(() => {
+      let committing!: () => void;
+      const reachedCommit = new Promise<void>((resolve) => (committing = resolve));
+      const done: Promise<void> = this.process(batch, committing).finally(() => {
         this.batchesSince.delete(taken);
         running.delete(done);
       });
       running.add(done);
-      // One turn of the event loop lets this batch reach its commit before the next is prepared,
-      // so the next one loads what this one writes (without it, a conflict and a reload).
-      await new Promise((resolve) => setImmediate(resolve));
+      // The next batch is prepared once this one has handed its commit to the store, so that it
+      // loads what this one writes (before that, it would conflict and reload).
+      await Promise.race([reachedCommit, done]);
     }
     await Promise.all(running);
   }
 
-  private async process(batch: number[]): Promise<void> {
+  private async process(batch: number[], committing: () => void): Promise<void> {
     const valid: ValidEvent[] = [];
     for (const seq of batch) {
       const msg = this.inFlight.get(seq)!;
@@ -299,7 +301,7 @@ export class Projector {
       else await this.giveUp(seq, "invalid", parsed.reason);
     }
     if (valid.length === 0) return;
-    const failure = await this.apply(valid);
+    const failure = await this.apply(valid, committing);
     if (failure === undefined) return this.endOutage();
     if (valid.length > 1 && (await this.storeIsDown(failure))) return this.holdForOutage(valid, failure);
 
@@ -327,13 +329,15 @@ export class Projector {
   }
 
   /** Applies and commits events, then acknowledges them and announces the changed dashboards. */
-  private async apply(valid: ValidEvent[]): Promise<unknown> {
+  private async apply(valid: ValidEvent[], committing?: () => void): Promise<unknown> {
     try {
       const lastSeq = Math.max(...valid.map((v) => v.seq));
       const outcome = await applyBatch(
         this.store,
         valid.map((v) => v.event),
         lastSeq,
+        undefined,
+        committing,
       );
       for (const { seq } of valid) this.settle(seq, "ack");
       metrics.eventsApplied.inc(outcome.applied);

@@ -140,19 +140,48 @@ export class LmdbDashboardStore implements DashboardStore {
         const value = writes.get(id);
         if (value !== undefined) return { key, value, rev: pendingRev(serial, value === null) };
       }
-      const stored = this.db(key).get(lmdbKey(key));
-      return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
+      return this.read(key);
     });
+  }
+
+  /** A record as stored (in a write transaction: as that transaction sees it). */
+  private read(key: RecordKey): RevisionedRecord {
+    const stored = this.db(key).get(lmdbKey(key));
+    return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
   }
 
   /** Resolves only once the commit is on disk, so the projector may acknowledge its events then. */
   async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
+    return this.commitInFlight(commit, streamSeq);
+  }
+
+  async commitInWriteTransaction(
+    prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
+    streamSeq: number,
+  ): Promise<CommitResult> {
+    return this.commitInFlight(() => prepare((keys) => keys.map((key) => this.read(key))), streamSeq);
+  }
+
+  /**
+   * Commits `commit`, or what `prepare` gives in the write transaction, as one of this process's
+   * commits in flight (its writes are what loads see until it resolves, known from when it is
+   * queued or from when it is prepared).
+   */
+  private async commitInFlight(commitOrPrepare: Commit | (() => Commit), streamSeq: number): Promise<CommitResult> {
     const serial = ++this.serial;
     this.outcomes.delete(serial - REMEMBERED_OUTCOMES);
-    const entry: InFlightCommit = { serial, writes: new Map(commit.writes.map((w) => [keyId(w.key), w.value])) };
+    const entry: InFlightCommit = { serial, writes: new Map() };
+    const noteWrites = (commit: Commit) => {
+      for (const w of commit.writes) entry.writes.set(keyId(w.key), w.value);
+    };
+    if (typeof commitOrPrepare !== "function") noteWrites(commitOrPrepare);
     this.inFlight.push(entry);
     try {
       return await this.write(() => {
+        const commit = typeof commitOrPrepare === "function" ? commitOrPrepare() : commitOrPrepare;
+        if (typeof commitOrPrepare === "function") noteWrites(commit);
+        if (commit.writes.length === 0)
+          return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
         const result = this.commitInTransaction(commit, streamSeq);
         if (result.ok) this.outcomes.set(serial, result.rev);
         return result.ok ? { ok: true, ownerVersions: result.ownerVersions, written: result.written } : result;

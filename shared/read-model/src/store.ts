@@ -73,6 +73,16 @@ export interface DashboardStore {
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
+  /**
+   * Optional: runs `prepare` inside the store's write transaction, its `load` reading the latest
+   * state there, and commits what it returns, so the commit cannot conflict (other writers wait
+   * meanwhile). For a batch that lost a race, instead of retrying it optimistically. Resolves
+   * like `commit`, once durable; with no writes it commits nothing.
+   */
+  commitInWriteTransaction?(
+    prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
+    streamSeq: number,
+  ): Promise<CommitResult>;
   /** The owner's read-model version (0 for an owner never written): one point read. */
   ownerVersion(ownerId: string): Promise<number>;
   /** One owner's dashboard parts, or one client's when `clientId` is given: one keyed read. */
