@@ -91,8 +91,8 @@ export class Projector {
   private connected = true;
   private consumer: { state: ProjectorReadiness["consumer"]; lag?: number } = { state: "unknown" };
   private outage: { since: number; retries: number } | undefined;
-  /** When the batch in hand was taken; undefined between batches. */
-  private batchSince: number | undefined;
+  /** When each batch in hand was taken (the store may take a next one while one is made durable). */
+  private readonly batchesSince = new Set<{ since: number }>();
   private fail: (error: Error) => void = () => {};
   /** Resolves when the projector cannot go on (its consumer is gone): the process should end. */
   readonly failed = new Promise<Error>((resolve) => (this.fail = resolve));
@@ -196,7 +196,7 @@ export class Projector {
 
   private async storeState(): Promise<ProjectorReadiness["store"]> {
     if (this.outage) return "unavailable";
-    if (this.batchSince !== undefined && Date.now() - this.batchSince > 3 * this.policy.ackWaitMs) return "stalled";
+    for (const { since } of this.batchesSince) if (Date.now() - since > 3 * this.policy.ackWaitMs) return "stalled";
     return withTimeout(this.store.appliedSeq(), PROBE_TIMEOUT_MS).then(
       () => "ok",
       () => "unavailable",
@@ -257,7 +257,13 @@ export class Projector {
   }
 
   private async run(): Promise<void> {
+    const running = new Set<Promise<void>>();
+    const inFlight = Math.max(1, this.store.commitsInFlight ?? 1);
     while (!this.stopping) {
+      if (running.size >= inFlight) {
+        await Promise.race(running);
+        continue;
+      }
       if (this.waiting.size === 0) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = undefined;
@@ -270,13 +276,23 @@ export class Projector {
         this.inFlight.set(seq, msg);
         batch.push(seq);
       }
-      this.batchSince = Date.now();
-      await this.process(batch);
-      this.batchSince = undefined;
+      const taken = { since: Date.now() };
+      this.batchesSince.add(taken);
+      let committing!: () => void;
+      const reachedCommit = new Promise<void>((resolve) => (committing = resolve));
+      const done: Promise<void> = this.process(batch, committing).finally(() => {
+        this.batchesSince.delete(taken);
+        running.delete(done);
+      });
+      running.add(done);
+      // The next batch is prepared once this one has handed its commit to the store, so that it
+      // loads what this one writes (before that, it would conflict and reload).
+      await Promise.race([reachedCommit, done]);
     }
+    await Promise.all(running);
   }
 
-  private async process(batch: number[]): Promise<void> {
+  private async process(batch: number[], committing: () => void): Promise<void> {
     const valid: ValidEvent[] = [];
     for (const seq of batch) {
       const msg = this.inFlight.get(seq)!;
@@ -285,7 +301,7 @@ export class Projector {
       else await this.giveUp(seq, "invalid", parsed.reason);
     }
     if (valid.length === 0) return;
-    const failure = await this.apply(valid);
+    const failure = await this.apply(valid, committing);
     if (failure === undefined) return this.endOutage();
     if (valid.length > 1 && (await this.storeIsDown(failure))) return this.holdForOutage(valid, failure);
 
@@ -313,13 +329,15 @@ export class Projector {
   }
 
   /** Applies and commits events, then acknowledges them and announces the changed dashboards. */
-  private async apply(valid: ValidEvent[]): Promise<unknown> {
+  private async apply(valid: ValidEvent[], committing?: () => void): Promise<unknown> {
     try {
       const lastSeq = Math.max(...valid.map((v) => v.seq));
       const outcome = await applyBatch(
         this.store,
         valid.map((v) => v.event),
         lastSeq,
+        undefined,
+        committing,
       );
       for (const { seq } of valid) this.settle(seq, "ack");
       metrics.eventsApplied.inc(outcome.applied);

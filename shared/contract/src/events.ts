@@ -127,6 +127,9 @@ function describe(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`).join("; ");
 }
 
+/** Strict UTF-8 (bad bytes are an error, not U+FFFD); one decoder, as decode() without streaming keeps no state. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /**
  * Validates one message against the contract: JSON, envelope, entity state, and agreement
  * between subject, envelope and data. Never throws; a failure says why, for the dead letter.
@@ -140,7 +143,7 @@ export function parseEvent(subject: string, payload: Uint8Array, maxBytes: numbe
 
   let json: unknown;
   try {
-    json = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload));
+    json = JSON.parse(UTF8.decode(payload));
   } catch (error) {
     return { ok: false, reason: `bad JSON: ${(error as Error).message}` };
   }

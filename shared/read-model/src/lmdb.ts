@@ -5,7 +5,14 @@ import path from "node:path";
 import { setImmediate } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { encodeFragment } from "./fragments.ts";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
+import {
+  checkReadModelFormat,
+  keyId,
+  READ_MODEL_FORMAT,
+  type Part,
+  type RecordKey,
+  type StoredRecord,
+} from "./shape.ts";
 import {
   StoreUnavailableError,
   type Commit,
@@ -40,13 +47,57 @@ const SHARED_STRUCTURES = Symbol.for("structures");
 
 type LmdbKey = (string | number)[];
 
+/** lmdb-js's asynchronous env sync, which its type declarations leave out. */
+interface EnvSync {
+  sync(callback: (error?: Error) => void): void;
+}
+
+const NOTHING_THROWN = Symbol("nothing thrown");
+
+/** A commit queued and not yet resolved: what it writes, by keyId. */
+interface InFlightCommit {
+  serial: number;
+  writes: Map<string, StoredRecord | null>;
+}
+
+/**
+ * How many commits' outcomes are remembered for later commits that expect their writes: a commit
+ * prepared further behind than this conflicts, and its batch reloads.
+ */
+const REMEMBERED_OUTCOMES = 16;
+
 function lmdbKey(key: RecordKey): LmdbKey {
   return key.type === "part"
     ? [key.ownerId, key.clientId, key.projectId, key.chunk]
     : [key.ownerId, key.entity, key.id];
 }
 
+/**
+ * A revision that stands for "as in-flight commit `serial` leaves this record": negative, so never
+ * a stored one; odd when that commit deletes it.
+ */
+const pendingRev = (serial: number, deleted: boolean): number => -(serial * 2 + (deleted ? 1 : 0));
+const fromPendingRev = (rev: number) => ({ serial: Math.floor(-rev / 2), deleted: -rev % 2 === 1 });
+
+/** A record's key in the revisions database: parts and registers apart. */
+function revisionKey(key: RecordKey): LmdbKey {
+  return key.type === "part"
+    ? ["p", key.ownerId, key.clientId, key.projectId, key.chunk]
+    : ["r", key.ownerId, key.entity, key.id];
+}
+
 export class LmdbDashboardStore implements DashboardStore {
+  readonly commitsInFlight = 2;
+  /**
+   * Commits queued in this process and not yet resolved, oldest first. A batch prepared meanwhile
+   * loads what they write, with a placeholder revision (pendingRev) that its own commit, queued
+   * after theirs, resolves to the revision they were given, or to a conflict if they failed.
+   */
+  private readonly inFlight: InFlightCommit[] = [];
+  private serial = 0;
+  /** The revision each recent commit wrote with, by serial; absent: it failed or has not run. */
+  private readonly outcomes = new Map<number, number>();
+
   private constructor(
     private readonly env: RootDatabase,
     private readonly parts: Database<Stored, LmdbKey>,
@@ -54,14 +105,18 @@ export class LmdbDashboardStore implements DashboardStore {
     /** Each part's fragment (see fragments.ts), under the part's key: what readDashboard reads. */
     private readonly fragments: Database<Uint8Array, LmdbKey>,
     private readonly meta: Database<number, string | LmdbKey>,
+    /** Each stored part's and register's revision, kept beside it by every commit. */
+    private readonly revisions: Database<number, LmdbKey>,
   ) {}
 
   /** `readOnly`: never records the format (a reader only checks it; writing it is a writer's job). */
   static open(dataDir: string, { readOnly = false }: { readOnly?: boolean } = {}): LmdbDashboardStore {
     const dir = path.join(dataDir, "lmdb");
     mkdirSync(dir, { recursive: true });
-    // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily.
-    const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3 });
+    // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily. Commits are
+    // transaction callbacks, each queued on its own: event-turn batching adds nothing to them, and
+    // when a commit fails it leaves a rejected promise of its own that nobody can handle.
+    const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3, eventTurnBatching: false });
     const parts = env.openDB<Stored, LmdbKey>({ name: "parts", sharedStructuresKey: SHARED_STRUCTURES });
     const meta = env.openDB<number, string | LmdbKey>({ name: "meta" });
     try {
@@ -76,7 +131,8 @@ export class LmdbDashboardStore implements DashboardStore {
     }
     const registers = env.openDB<Stored, LmdbKey>({ name: "registers", sharedStructuresKey: SHARED_STRUCTURES });
     const fragments = env.openDB<Uint8Array, LmdbKey>({ name: "fragments", encoding: "binary" });
-    return new LmdbDashboardStore(env, parts, registers, fragments, meta);
+    const revisions = env.openDB<number, LmdbKey>({ name: "revisions" });
+    return new LmdbDashboardStore(env, parts, registers, fragments, meta, revisions);
   }
 
   private db(key: RecordKey): Database<Stored, LmdbKey> {
@@ -85,40 +141,142 @@ export class LmdbDashboardStore implements DashboardStore {
 
   async load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]> {
     return keys.map((key) => {
-      const stored = this.db(key).get(lmdbKey(key));
-      return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
+      const id = keyId(key);
+      for (let i = this.inFlight.length - 1; i >= 0; i--) {
+        const { serial, writes } = this.inFlight[i]!;
+        const value = writes.get(id);
+        if (value !== undefined) return { key, value, rev: pendingRev(serial, value === null) };
+      }
+      return this.read(key);
     });
   }
 
-  async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
-    // A synchronous transaction commits and syncs to disk before it returns, so the projector may
-    // acknowledge the events as soon as this resolves.
-    return this.write(() => this.commitInTransaction(commit, streamSeq));
+  /** A record as stored (in a write transaction: as that transaction sees it). */
+  private read(key: RecordKey): RevisionedRecord {
+    const stored = this.db(key).get(lmdbKey(key));
+    return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
   }
 
-  async checkWritable(): Promise<void> {
-    this.write(() => this.meta.putSync(WRITE_CHECK, Date.now()));
+  /** Resolves only once the commit is on disk, so the projector may acknowledge its events then. */
+  async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
+    return this.commitInFlight(commit, streamSeq);
+  }
+
+  async commitInWriteTransaction(
+    prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
+    streamSeq: number,
+  ): Promise<CommitResult> {
+    return this.commitInFlight(() => prepare((keys) => keys.map((key) => this.read(key))), streamSeq);
   }
 
   /**
-   * Runs a write transaction. LMDB reports failures of the environment (a full disk is EIO or
-   * ENOSPC, a full map MDB_MAP_FULL) with a numeric code; those are outages, not bad records.
+   * Commits `commit`, or what `prepare` gives in the write transaction, as one of this process's
+   * commits in flight (its writes are what loads see until it resolves, known from when it is
+   * queued or from when it is prepared).
    */
-  private write<T>(body: () => T): T {
+  private async commitInFlight(commitOrPrepare: Commit | (() => Commit), streamSeq: number): Promise<CommitResult> {
+    const serial = ++this.serial;
+    this.outcomes.delete(serial - REMEMBERED_OUTCOMES);
+    const entry: InFlightCommit = { serial, writes: new Map() };
+    const noteWrites = (commit: Commit) => {
+      for (const w of commit.writes) entry.writes.set(keyId(w.key), w.value);
+    };
+    if (typeof commitOrPrepare !== "function") noteWrites(commitOrPrepare);
+    this.inFlight.push(entry);
     try {
-      return this.env.transactionSync(body);
-    } catch (error) {
-      if (typeof (error as { code?: unknown }).code === "number") {
-        throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
-      }
-      throw error;
+      return await this.write(() => {
+        const commit = typeof commitOrPrepare === "function" ? commitOrPrepare() : commitOrPrepare;
+        if (typeof commitOrPrepare === "function") noteWrites(commit);
+        if (commit.writes.length === 0)
+          return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
+        const result = this.commitInTransaction(commit, streamSeq);
+        if (result.ok) this.outcomes.set(serial, result.rev);
+        return result.ok ? { ok: true, ownerVersions: result.ownerVersions, written: result.written } : result;
+      });
+    } finally {
+      this.inFlight.splice(this.inFlight.indexOf(entry), 1);
     }
   }
 
-  private commitInTransaction({ writes, reads }: Commit, streamSeq: number): CommitResult {
-    for (const expected of [...reads, ...writes.map((w) => ({ key: w.key, rev: w.baseRev }))]) {
-      const rev = this.db(expected.key).get(lmdbKey(expected.key))?.rev ?? 0;
-      if (rev !== expected.rev) return { ok: false, conflict: expected.key };
+  async checkWritable(): Promise<void> {
+    await this.write(() => this.meta.putSync(WRITE_CHECK, Date.now()));
+  }
+
+  /**
+   * Runs `body` in a write transaction and resolves once it is durable, without blocking the
+   * event loop on the disk: lmdb-js's write thread holds the write lock and commits, `body` runs
+   * on this thread inside that transaction (its reads see its own writes), and the fsync happens
+   * off this thread. A child transaction, so that a `body` that throws leaves nothing behind.
+   * LMDB reports failures of the environment (a full disk is EIO or ENOSPC, a full map
+   * MDB_MAP_FULL) with a numeric code, and a failed commit as a rejected promise: outages, not bad
+   * records.
+   */
+  private async write<T>(body: () => T): Promise<T> {
+    let thrown: unknown = NOTHING_THROWN;
+    try {
+      const result = await this.env.childTransaction(() => {
+        try {
+          return body();
+        } catch (error) {
+          thrown = error;
+          throw error;
+        }
+      });
+      await this.durable();
+      return result;
+    } catch (error) {
+      if (error === thrown && typeof (error as { code?: unknown }).code !== "number") throw error;
+      // A failed commit carries LMDB's own error as a promise that rejects with it.
+      const commitError = (error as { commitError?: Promise<unknown> }).commitError;
+      const cause =
+        commitError === undefined
+          ? error
+          : await commitError.then(
+              () => error,
+              (reason: unknown) => reason,
+            );
+      throw new StoreUnavailableError(`LMDB cannot write: ${(cause as Error).message}`, { cause });
+    }
+  }
+
+  /**
+   * Resolves once every transaction committed so far is flushed to disk. mdb_env_sync on a libuv
+   * thread; it returns at once when lmdb-js's write thread has already synced them.
+   */
+  private durable(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      (this.env as unknown as EnvSync).sync((error) => (error ? reject(error) : resolve())),
+    );
+  }
+
+  /**
+   * A record's revision, from the small revisions database, so a check never decodes a part. Every
+   * record written since format 4 has its entry there (an older store is refused at start), so no
+   * entry means no record.
+   */
+  private revision(key: RecordKey): number {
+    return this.revisions.get(revisionKey(key)) ?? 0;
+  }
+
+  /** Whether `key` is still at the revision it was loaded at (a placeholder: as its commit left it). */
+  private unchanged(key: RecordKey, loadedRev: number): boolean {
+    let expected = loadedRev;
+    if (loadedRev < 0) {
+      const { serial, deleted } = fromPendingRev(loadedRev);
+      const rev = this.outcomes.get(serial);
+      if (rev === undefined) return false;
+      expected = deleted ? 0 : rev;
+    }
+    return this.revision(key) === expected;
+  }
+
+  private commitInTransaction(
+    { writes, reads }: Commit,
+    streamSeq: number,
+  ): (CommitResult & { ok: false }) | (CommitResult & { ok: true; rev: number }) {
+    for (const read of reads) if (!this.unchanged(read.key, read.rev)) return { ok: false, conflict: read.key };
+    for (const write of writes) {
+      if (!this.unchanged(write.key, write.baseRev)) return { ok: false, conflict: write.key };
     }
     // Revisions come from one counter, so a record deleted and created again never reuses one.
     const rev = (this.meta.get(COMMITS) ?? 0) + 1;
@@ -128,10 +286,13 @@ export class LmdbDashboardStore implements DashboardStore {
     for (const write of writes) {
       const db = this.db(write.key);
       const k = lmdbKey(write.key);
-      if (write.value === null) db.removeSync(k);
-      else {
+      if (write.value === null) {
+        db.removeSync(k);
+        this.revisions.removeSync(revisionKey(write.key));
+      } else {
         db.putSync(k, { rev, value: write.value });
-        bytes += db.getBinary(k)?.length ?? 0;
+        this.revisions.putSync(revisionKey(write.key), rev);
+        bytes += db.getBinaryFast(k)?.length ?? 0;
       }
       if (write.key.type === "part") {
         const fragment = write.value === null ? null : encodeFragment(write.value as Part);
@@ -149,7 +310,7 @@ export class LmdbDashboardStore implements DashboardStore {
       ownerVersions.set(ownerId, version);
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
-    return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
+    return { ok: true, rev, ownerVersions, written: { records: writes.length, bytes } };
   }
 
   async ownerVersion(ownerId: string): Promise<number> {

@@ -65,6 +65,13 @@ export interface PartStats {
  * in test/ holds them to it.
  */
 export interface DashboardStore {
+  /**
+   * How many commits of one process may be in flight at once (1 when absent). Above 1, a load sees
+   * the writes of this process's commits not yet resolved, and a commit queued after them is
+   * checked against what they wrote, so a batch can be prepared while the previous one is being
+   * made durable.
+   */
+  readonly commitsInFlight?: number;
   /** Point reads, with the revisions a later commit is conditional on. */
   load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]>;
   /**
@@ -74,6 +81,16 @@ export interface DashboardStore {
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
+  /**
+   * Optional: runs `prepare` inside the store's write transaction, its `load` reading the latest
+   * state there, and commits what it returns, so the commit cannot conflict (other writers wait
+   * meanwhile). For a batch that lost a race, instead of retrying it optimistically. Resolves
+   * like `commit`, once durable; with no writes it commits nothing.
+   */
+  commitInWriteTransaction?(
+    prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
+    streamSeq: number,
+  ): Promise<CommitResult>;
   /** The owner's read-model version (0 for an owner never written): one point read. */
   ownerVersion(ownerId: string): Promise<number>;
   /**

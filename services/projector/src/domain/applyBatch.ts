@@ -1,7 +1,15 @@
 // Applies a batch of events to the read model: load what the rules need, apply them purely,
 // commit conditionally. A lost race with another replica reloads and applies again.
 import type { KeyboxEvent } from "@keybox/contract";
-import { keyId, type DashboardStore, type RecordRead, type RecordWrite } from "@keybox/read-model";
+import {
+  keyId,
+  type Commit,
+  type DashboardStore,
+  type RecordKey,
+  type RecordRead,
+  type RecordWrite,
+  type RevisionedRecord,
+} from "@keybox/read-model";
 import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./applyEvent.ts";
 import type { SliceEntry } from "./slice.ts";
 
@@ -18,44 +26,100 @@ export interface BatchOutcome {
 
 const MAX_ATTEMPTS = 100;
 
+/** A batch projected against what was loaded: the conditional commit, and how many events changed something. */
+interface Prepared {
+  commit: Commit;
+  applied: number;
+  /** Every record the projection loaded. */
+  loadedKeys: RecordKey[];
+}
+
+/**
+ * Projects a batch, asking for records as it finds it needs them: it yields the keys to load and
+ * is resumed with the records. The same steps run with the store's asynchronous loads, or inside
+ * the store's write transaction with its reads there.
+ */
+function* prepare(
+  events: readonly KeyboxEvent[],
+  options: ProjectionOptions,
+  preload: readonly RecordKey[],
+): Generator<readonly RecordKey[], Prepared, readonly RevisionedRecord[]> {
+  // `slice` is this attempt's working copy; `loaded` what the store said, with revisions.
+  const slice = new Map<string, SliceEntry>();
+  const loaded = new Map<string, { entry: SliceEntry; rev: number }>();
+  const take = (records: readonly RevisionedRecord[]) => {
+    for (const record of records) {
+      const entry = { key: record.key, value: record.value };
+      loaded.set(keyId(record.key), { entry, rev: record.rev });
+      slice.set(keyId(record.key), entry);
+    }
+  };
+  if (preload.length) take(yield preload);
+  let applied = 0;
+  for (const event of events) {
+    let projection = projectEvent(slice, event, options);
+    while (projection.missing.length) {
+      take(yield projection.missing);
+      projection = projectEvent(slice, event, options);
+    }
+    for (const entry of projection.writes) slice.set(keyId(entry.key), entry);
+    if (projection.writes.length) applied++;
+  }
+
+  const writes: RecordWrite[] = [];
+  const reads: RecordRead[] = [];
+  for (const [id, entry] of slice) {
+    const base = loaded.get(id);
+    if (base?.entry === entry) reads.push({ key: entry.key, rev: base.rev });
+    else writes.push({ key: entry.key, value: entry.value, baseRev: base?.rev ?? 0 });
+  }
+  return { commit: { writes, reads }, applied, loadedKeys: [...loaded.values()].map(({ entry }) => entry.key) };
+}
+
 export async function applyBatch(
   store: DashboardStore,
   events: readonly KeyboxEvent[],
   streamSeq: number,
   options: ProjectionOptions = DEFAULT_PROJECTION,
+  /** Called once the batch's commit has been handed to the store (it may then take the next one). */
+  onCommit: () => void = () => {},
 ): Promise<BatchOutcome> {
+  // What the last attempt loaded: a retry after a lost race loads it all again in one read.
+  let preload: readonly RecordKey[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    // `slice` is this attempt's working copy; `loaded` what the store said, with revisions.
-    const slice = new Map<string, SliceEntry>();
-    const loaded = new Map<string, { entry: SliceEntry; rev: number }>();
-    let applied = 0;
-    for (const event of events) {
-      let projection = projectEvent(slice, event, options);
-      while (projection.missing.length) {
-        for (const record of await store.load(projection.missing)) {
-          const entry = { key: record.key, value: record.value };
-          loaded.set(keyId(record.key), { entry, rev: record.rev });
-          slice.set(keyId(record.key), entry);
-        }
-        projection = projectEvent(slice, event, options);
-      }
-      for (const entry of projection.writes) slice.set(keyId(entry.key), entry);
-      if (projection.writes.length) applied++;
-    }
-
-    const writes: RecordWrite[] = [];
-    const reads: RecordRead[] = [];
-    for (const [id, entry] of slice) {
-      const base = loaded.get(id);
-      if (base?.entry === entry) reads.push({ key: entry.key, rev: base.rev });
-      else writes.push({ key: entry.key, value: entry.value, baseRev: base?.rev ?? 0 });
-    }
+    const steps = prepare(events, options, preload);
+    let step = steps.next();
+    while (!step.done) step = steps.next(await store.load(step.value));
+    const { commit, applied, loadedKeys } = step.value;
     // Only duplicates or stale versions: nothing to write, so nothing to commit or sync.
-    if (writes.length === 0)
+    if (commit.writes.length === 0)
       return { ownerVersions: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
-    const result = await store.commit({ writes, reads }, streamSeq);
+    const committed = store.commit(commit, streamSeq);
+    onCommit();
+    const result = await committed;
     if (result.ok) return { ownerVersions: result.ownerVersions, applied, conflicts: attempt, written: result.written };
-    // Lost to another replica: back off a little, at random, so racing replicas spread out.
+
+    // Lost to another replica. Where the store can, project again inside its write transaction,
+    // which reads the latest state and so cannot lose again.
+    if (store.commitInWriteTransaction) {
+      let appliedThere = 0;
+      const fresh = await store.commitInWriteTransaction((load) => {
+        const again = prepare(events, options, loadedKeys);
+        let next = again.next();
+        while (!next.done) next = again.next(load(next.value));
+        appliedThere = next.value.applied;
+        return next.value.commit;
+      }, streamSeq);
+      if (!fresh.ok) throw new Error("a commit prepared in the write transaction conflicted");
+      return {
+        ownerVersions: fresh.ownerVersions,
+        applied: appliedThere,
+        conflicts: attempt + 1,
+        written: fresh.written,
+      };
+    }
+    preload = loadedKeys;
+    // Back off a little, at random, so racing replicas spread out.
     await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))));
   }
   throw new Error(`batch lost ${MAX_ATTEMPTS} commit races in a row`);
