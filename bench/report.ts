@@ -19,7 +19,8 @@ export interface Environment {
 
 const run = (command: string, args: string[]) => {
   try {
-    return execFileSync(command, args, { encoding: "utf8", timeout: 10_000 }).trim();
+    // Only trailing whitespace: porcelain status lines start with significant spaces.
+    return execFileSync(command, args, { encoding: "utf8", timeout: 10_000 }).trimEnd();
   } catch {
     return "unknown";
   }

@@ -1,8 +1,8 @@
 // The LMDB adapter's own commit mechanics. "Acknowledged ⇒ durable": the projector acknowledges
 // events once their commit resolves, so a commit must resolve only after LMDB has flushed it to
 // disk, and a flush that fails is an outage (the flush is held back here by intercepting the
-// environment's asynchronous sync). Revisions are checked from a small database of their own,
-// and records stored before it existed are still checked.
+// environment's asynchronous sync). A batch with nothing left to write (its events applied by a
+// commit whose flush failed) is not acknowledged until a flush succeeds.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -73,6 +73,40 @@ describe("an LMDB commit", () => {
       await until(() => held.length === 1);
       held[0]!(new Error("EIO: i/o error, fsync"));
       await expect(pending).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("a batch whose commit was not flushed", () => {
+  it("is not taken for applied when retried: a retry with nothing left to write still waits for a flush", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const events = [
+        toEvent(
+          buildEnvelope({
+            entity: "client",
+            action: "created",
+            version: 1,
+            data: { id: "c1", ownerId: "o4", name: "c1", email: "c1@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
+          }),
+        ),
+      ];
+      const { held, realSync } = holdSyncs(store);
+      const first = applyBatch(store, events, 10);
+      await until(() => held.length === 1);
+      held[0]!(new Error("EIO: i/o error, fsync"));
+      await expect(first).rejects.toBeInstanceOf(StoreUnavailableError);
+      // Committed but not flushed: the retry finds nothing to write, and must not resolve on that.
+      const retry = applyBatch(store, events, 10);
+      await until(() => held.length === 2);
+      held[1]!(new Error("EIO: i/o error, fsync"));
+      await expect(retry).rejects.toBeInstanceOf(StoreUnavailableError);
+      const again = applyBatch(store, events, 10);
+      await until(() => held.length === 3);
+      realSync(held[2]!);
+      expect((await again).applied).toBe(0);
     } finally {
       await store.close();
     }

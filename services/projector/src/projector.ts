@@ -260,7 +260,8 @@ export class Projector {
     const running = new Set<Promise<void>>();
     const inFlight = Math.max(1, this.store.commitsInFlight ?? 1);
     while (!this.stopping) {
-      if (running.size >= inFlight) {
+      // During an outage one batch at a time, so that held events wait out the backoff.
+      if (running.size >= (this.outage ? 1 : inFlight)) {
         await Promise.race(running);
         continue;
       }

@@ -136,7 +136,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!dashboard) {
       const { version, fragments } = await deps.store.readDashboard(ownerId, input.clientId);
       dashboard = joinSmall(renderDashboard(fragments, at));
-      deps.cache?.set(key, { version, dashboard });
+      // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
+      // more memory than the cache would count.
+      if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
     }
     return send(c, dashboard);
   });

@@ -70,7 +70,12 @@ export function compareOrder(a: OrderKey, b: OrderKey): number {
 /** The head's strings, each an ASCII string of at most 255 bytes (ids are 64, times 24 to 27). */
 function encode(kind: number, head: readonly string[], index: StoredSlot[] | null, body: string): Uint8Array {
   let headLength = 1;
-  for (const field of head) headLength += 1 + field.length;
+  for (const field of head) {
+    // A length byte each, Latin-1 written: anything else would corrupt the head.
+    if (field.length > 255 || !/^[\x20-\x7e]*$/.test(field))
+      throw new Error(`fragment head field not short ASCII: ${field}`);
+    headLength += 1 + field.length;
+  }
   const indexBytes = index ? utf8.encode(str(index)) : new Uint8Array(0);
   const bodyLength = Buffer.byteLength(body, "utf8");
   const out = Buffer.allocUnsafe(8 + headLength + indexBytes.length + bodyLength);

@@ -36,8 +36,8 @@ const COMMITS = "commits";
 const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
 const WRITE_CHECK = "writeCheck";
-/** A large owner's fragments are read this many at a time (a few MB, a few ms) per event-loop turn. */
-const FRAGMENTS_PER_TURN = 1000;
+/** A large owner's fragments are read this many at a time (under a MB) per event-loop turn. */
+const FRAGMENTS_PER_TURN = 250;
 /**
  * Where msgpack keeps the shapes of stored records, once per database: without it every value
  * carries its own record definitions and every read decodes them again (2-3x the decoding cost of
@@ -94,6 +94,8 @@ export class LmdbDashboardStore implements DashboardStore {
    * after theirs, resolves to the revision they were given, or to a conflict if they failed.
    */
   private readonly inFlight: InFlightCommit[] = [];
+  /** Settles when the last commit queued has (see flush). */
+  private lastCommit: Promise<void> = Promise.resolve();
   private serial = 0;
   /** The revision each recent commit wrote with, by serial; absent: it failed or has not run. */
   private readonly outcomes = new Map<number, number>();
@@ -114,8 +116,9 @@ export class LmdbDashboardStore implements DashboardStore {
     const dir = path.join(dataDir, "lmdb");
     mkdirSync(dir, { recursive: true });
     // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily. Commits are
-    // transaction callbacks, each queued on its own: event-turn batching adds nothing to them, and
-    // when a commit fails it leaves a rejected promise of its own that nobody can handle.
+    // transaction callbacks (lmdb-js may run several queued ones in one transaction, and then they
+    // fail together); with event-turn batching a failed commit also left a rejected promise of its
+    // own that nobody could handle.
     const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3, eventTurnBatching: false });
     const parts = env.openDB<Stored, LmdbKey>({ name: "parts", sharedStructuresKey: SHARED_STRUCTURES });
     const meta = env.openDB<number, string | LmdbKey>({ name: "meta" });
@@ -183,19 +186,35 @@ export class LmdbDashboardStore implements DashboardStore {
     };
     if (typeof commitOrPrepare !== "function") noteWrites(commitOrPrepare);
     this.inFlight.push(entry);
+    const committed = this.write((): CommitResult => {
+      const commit = typeof commitOrPrepare === "function" ? commitOrPrepare() : commitOrPrepare;
+      if (typeof commitOrPrepare === "function") noteWrites(commit);
+      if (commit.writes.length === 0) return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
+      const result = this.commitInTransaction(commit, streamSeq);
+      if (result.ok) this.outcomes.set(serial, result.rev);
+      return result.ok ? { ok: true, ownerVersions: result.ownerVersions, written: result.written } : result;
+    });
+    this.lastCommit = committed.then(
+      () => undefined,
+      () => undefined,
+    );
     try {
-      return await this.write(() => {
-        const commit = typeof commitOrPrepare === "function" ? commitOrPrepare() : commitOrPrepare;
-        if (typeof commitOrPrepare === "function") noteWrites(commit);
-        if (commit.writes.length === 0)
-          return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
-        const result = this.commitInTransaction(commit, streamSeq);
-        if (result.ok) this.outcomes.set(serial, result.rev);
-        return result.ok ? { ok: true, ownerVersions: result.ownerVersions, written: result.written } : result;
-      });
+      return await committed;
+    } catch (error) {
+      // Rolled back: its revision may be given to the next commit, so nothing may expect it.
+      this.outcomes.delete(serial);
+      throw error;
     } finally {
       this.inFlight.splice(this.inFlight.indexOf(entry), 1);
     }
+  }
+
+  async flush(): Promise<void> {
+    // Commits run in the order they were queued: once the last has settled, all have.
+    await this.lastCommit;
+    await this.durable().catch((error: unknown) => {
+      throw new StoreUnavailableError(`LMDB cannot sync: ${(error as Error).message}`, { cause: error });
+    });
   }
 
   async checkWritable(): Promise<void> {

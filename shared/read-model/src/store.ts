@@ -91,6 +91,14 @@ export interface DashboardStore {
     prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
     streamSeq: number,
   ): Promise<CommitResult>;
+  /**
+   * Optional: resolves once everything this process has committed, or queued to commit, is durable;
+   * rejects with StoreUnavailableError when it cannot be made so. For a batch with nothing to write
+   * (duplicates of events already applied): the commit that applied them may have failed to reach
+   * the disk, or still be in flight, so their acknowledgement waits for this. A store whose commits
+   * are durable when they resolve needs none.
+   */
+  flush?(): Promise<void>;
   /** The owner's read-model version (0 for an owner never written): one point read. */
   ownerVersion(ownerId: string): Promise<number>;
   /**

@@ -91,9 +91,12 @@ export async function applyBatch(
     let step = steps.next();
     while (!step.done) step = steps.next(await store.load(step.value));
     const { commit, applied, loadedKeys } = step.value;
-    // Only duplicates or stale versions: nothing to write, so nothing to commit or sync.
-    if (commit.writes.length === 0)
+    // Only duplicates or stale versions: nothing to write. What applied them must be durable before
+    // they are acknowledged (it may be in flight, or its sync may have failed).
+    if (commit.writes.length === 0) {
+      await store.flush?.();
       return { ownerVersions: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
+    }
     const committed = store.commit(commit, streamSeq);
     onCommit();
     const result = await committed;

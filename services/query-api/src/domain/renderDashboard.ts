@@ -176,11 +176,17 @@ class Output {
         this.until(chunk.validUntil, nowIso);
         continue;
       }
-      for (const [n, slot] of chunk.slots().entries()) {
-        if (n > 0) this.push(COMMA);
-        this.push(licenseBytesAt(chunk.body, slot, nowIso));
+      // Only the licenses past their end are re-rendered; the stretches between them (commas
+      // included) are served as stored.
+      let from = 0;
+      for (const slot of chunk.slots()) {
         this.until(slot.activeUntil, nowIso);
+        if (slot.activeUntil === null || slot.activeUntil > nowIso) continue;
+        if (slot.start > from) this.push(chunk.body.subarray(from, slot.start));
+        this.push(licenseBytesAt(chunk.body, slot, nowIso));
+        from = slot.end;
       }
+      if (from < chunk.body.byteLength) this.push(chunk.body.subarray(from));
     }
   }
 }
