@@ -3,6 +3,7 @@
 // runs publish the same shapes; ids look like KeyBox's (24 hex digits) so sizes are realistic.
 import { buildEnvelope, type Envelope } from "@keybox/contract";
 import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
+import { licenseEvent as licenseChange } from "../test/support/events.ts";
 import { randomHistory } from "../test/support/history.ts";
 import type { TenantShape } from "./options.ts";
 
@@ -58,25 +59,19 @@ function projectCreated(ownerId: string, clientId: string, projectId: string, n:
 /** The license as it stands at `license.version`: created at 1, renewed after (its key shows the version). */
 export function licenseEvent(license: LicenseRecord): Envelope {
   const { id, ownerId, clientId, projectId, version, n } = license;
-  return buildEnvelope({
-    entity: "license",
-    action: version === 1 ? "created" : "renewed",
-    version,
-    data: {
-      id,
-      ownerId,
+  return licenseChange(
+    ownerId,
+    id,
+    {
       clientId,
       projectId,
-      key: `KB-${id}-${version}`,
-      duration: 12,
       issuedAt: at(n),
-      expiresAt: "2099-01-01T00:00:00.000Z",
-      status: "ACTIVE",
       services: ["Hosting", "Domain"],
       ...(n % 2 === 0 ? { machineId: `m${id}` } : {}),
       createdAt: at(n),
     },
-  });
+    { version, action: version === 1 ? "created" : "renewed" },
+  );
 }
 
 /** Builds a tenant from how many licenses each of its projects holds, client by client. */

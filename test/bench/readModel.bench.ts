@@ -8,6 +8,7 @@ import { applyBatch } from "@keybox/projector";
 import { renderDashboard } from "@keybox/query-api";
 import { buildEnvelope, type Envelope } from "@keybox/contract";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { licenseEvent } from "../support/events.ts";
 import { toEvent } from "../support/inMemory.ts";
 
 const store = LmdbDashboardStore.open(mkdtempSync(path.join(os.tmpdir(), "keybox-bench-")));
@@ -40,26 +41,21 @@ function tenant(ownerId: string, clients: number, licensesPerClient: (c: number)
   return out;
 }
 
-function license(ownerId: string, clientId: string, projectId: string, id: string, version: number): Envelope {
-  return buildEnvelope({
-    entity: "license",
-    action: version === 1 ? "created" : "renewed",
-    version,
-    data: {
-      id,
-      ownerId,
+/** A license of the tenant at `version`: created at 1, renewed after. */
+const license = (ownerId: string, clientId: string, projectId: string, id: string, version: number): Envelope =>
+  licenseEvent(
+    ownerId,
+    id,
+    {
       clientId,
       projectId,
       key: `KB-${id}`,
-      duration: 12,
       issuedAt: t(1),
-      expiresAt: "2099-01-01T00:00:00.000Z",
-      status: "ACTIVE",
       services: ["Hosting", "Domain"],
       machineId: "a1b2c3d4e5f6",
     },
-  });
-}
+    { version, action: version === 1 ? "created" : "renewed" },
+  );
 
 let seq = 0;
 async function load(events: Envelope[]) {
