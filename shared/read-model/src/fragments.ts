@@ -44,7 +44,7 @@ export interface LicensesFragment {
   last: OrderKey;
   /** The earliest end of an ACTIVE license in it: from then on the body is out of date. */
   validUntil: string | null;
-  body: Uint8Array;
+  body: Buffer;
   /** Decodes the per-license slots (only needed for expiry and for merging chunks). */
   slots(): LicenseSlot[];
 }

@@ -7,6 +7,7 @@ import {
   decodeFragment,
   licenseBytesAt,
   type ClientFragment,
+  type LicenseSlot,
   type LicensesFragment,
   type LicenseView,
   type ProjectFragment,
@@ -121,6 +122,8 @@ export function renderDashboard(stored: readonly StoredFragment[], now: Date): R
   return { pieces: out.pieces, byteLength: out.byteLength, validUntil: out.validUntil };
 }
 
+const isExpired = (slot: LicenseSlot, nowIso: string) => slot.activeUntil !== null && slot.activeUntil <= nowIso;
+
 /** The body being assembled, and until when it stays right. */
 class Output {
   readonly pieces: Uint8Array[] = [];
@@ -160,13 +163,24 @@ class Output {
       first = false;
     };
     if (overlapping) {
+      // Merged license by license into one buffer of the project's licenses: copying is cheaper
+      // than a piece per license. Expiry makes a license one byte longer ("EXPIRED").
       const all = chunks.flatMap((chunk) => chunk.slots().map((slot) => ({ chunk, slot })));
       all.sort((a, b) => compareOrder(a.slot.order, b.slot.order));
-      for (const { chunk, slot } of all) {
-        separate();
-        this.push(licenseBytesAt(chunk.body, slot, nowIso));
+      let size = all.length - 1;
+      for (const { slot } of all) size += slot.end - slot.start + (isExpired(slot, nowIso) ? 1 : 0);
+      const merged = Buffer.allocUnsafe(size);
+      let at = 0;
+      for (const [n, { chunk, slot }] of all.entries()) {
+        if (n > 0) merged[at++] = COMMA[0]!;
+        if (isExpired(slot, nowIso)) {
+          const bytes = licenseBytesAt(chunk.body, slot, nowIso);
+          merged.set(bytes, at);
+          at += bytes.byteLength;
+        } else at += chunk.body.copy(merged, at, slot.start, slot.end);
         this.until(slot.activeUntil, nowIso);
       }
+      this.push(merged);
       return;
     }
     for (const chunk of chunks) {
