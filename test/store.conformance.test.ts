@@ -38,6 +38,7 @@ const project = (id: string, clientId: string): Part => ({
   kind: "project",
   project: { v: 1, state: { id, ownerId: "o1", clientId, name: id, createdAt: "2024-01-01T00:00:00.000Z" } },
   chunks: 1,
+  ranges: [{ from: ["", ""], chunk: 1 }],
 });
 const licenses = (...ids: string[]): Part => ({
   kind: "licenses",

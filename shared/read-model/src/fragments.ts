@@ -7,10 +7,14 @@
 // every request without a parser; the index (one slot per license) is read only when a chunk
 // needs re-rendering for expiry or merging with an overlapping chunk; the body is response JSON.
 import { licenseJsonAt } from "./licenseView.ts";
-import type { ClientPart, LicenseChunk, Part, ProjectHead } from "./shape.ts";
-
-/** Where a client, project or license goes in the response: its time, then its id. */
-export type OrderKey = readonly [time: string, id: string];
+import {
+  compareOrder,
+  type ClientPart,
+  type LicenseChunk,
+  type OrderKey,
+  type Part,
+  type ProjectHead,
+} from "./shape.ts";
 
 /** A client's opening JSON, up to its projects: `{"_id":…,"owner":…,"projects":[`. */
 export interface ClientFragment {
@@ -28,25 +32,23 @@ export interface ProjectFragment {
   body: Uint8Array;
 }
 
-/** A license in a chunk's body: its order, its byte range, and until when it is served ACTIVE. */
+/** An ACTIVE license in a chunk's body: its byte range, and until when it is served ACTIVE. */
 export interface LicenseSlot {
-  order: OrderKey;
   start: number;
   end: number;
-  activeUntil: string | null;
+  activeUntil: string;
 }
 
 /** A license chunk's live licenses, in response order, as comma-separated JSON. */
 export interface LicensesFragment {
   kind: "licenses";
-  /** The first and last license's order keys. */
+  /** The first license's order key: chunks hold ranges of the order that do not overlap. */
   first: OrderKey;
-  last: OrderKey;
   /** The earliest end of an ACTIVE license in it: from then on the body is out of date. */
   validUntil: string | null;
   body: Buffer;
-  /** Decodes the per-license slots (only needed for expiry and for merging chunks). */
-  slots(): LicenseSlot[];
+  /** Decodes where its ACTIVE licenses are, in body order (only needed once one has expired). */
+  activeSlots(): LicenseSlot[];
 }
 
 export type Fragment = ClientFragment | ProjectFragment | LicensesFragment;
@@ -55,17 +57,11 @@ const CLIENT = 1;
 const PROJECT = 2;
 const LICENSES = 3;
 
-/** Index entries as stored: [time, id, start, end, activeUntil]. */
-type StoredSlot = [string, string, number, number, string | null];
+/** Index entries as stored: [start, end, activeUntil]. */
+type StoredSlot = [number, number, string];
 
 const utf8 = new TextEncoder();
 const str = JSON.stringify;
-
-/** Orders by time (canonical ISO strings, so string order is time order), then by id. */
-export function compareOrder(a: OrderKey, b: OrderKey): number {
-  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
-  return a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
-}
 
 /** The head's strings, each an ASCII string of at most 255 bytes (ids are 64, times 24 to 27). */
 function encode(kind: number, head: readonly string[], index: StoredSlot[] | null, body: string): Uint8Array {
@@ -132,7 +128,7 @@ function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
   let bytes = 0;
   let validUntil: string | null = null;
   const index: StoredSlot[] = [];
-  for (const [n, { order, license }] of live.entries()) {
+  for (const [n, { license }] of live.entries()) {
     if (n > 0) {
       body += ",";
       bytes += 1;
@@ -140,13 +136,12 @@ function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
     // License JSON is ASCII except inside string values; measure it as UTF-8 to place slots right.
     const length = Buffer.byteLength(license.json, "utf8");
     const activeUntil = license.activeUntil ?? null;
-    index.push([order[0], order[1], bytes, bytes + length, activeUntil]);
+    if (activeUntil !== null) index.push([bytes, bytes + length, activeUntil]);
     body += license.json;
     bytes += length;
     if (activeUntil !== null && (validUntil === null || activeUntil < validUntil)) validUntil = activeUntil;
   }
-  const [first, last] = [live[0]!.order, live.at(-1)!.order];
-  return encode(LICENSES, [...first, ...last, validUntil ?? ""], index, body);
+  return encode(LICENSES, [...live[0]!.order, validUntil ?? ""], index, body);
 }
 
 const asBuffer = (bytes: Uint8Array) =>
@@ -171,22 +166,17 @@ export function decodeFragment(bytes: Uint8Array): Fragment {
       return { kind: "project", order: [next(), next()], clientId: next(), body };
     default: {
       const first: OrderKey = [next(), next()];
-      const last: OrderKey = [next(), next()];
       return {
         kind: "licenses",
         first,
-        last,
         validUntil: next() || null,
         body,
-        slots: () =>
-          (JSON.parse(buf.toString("utf8", headEnd, indexEnd)) as StoredSlot[]).map(
-            ([time, id, start, end, until]) => ({
-              order: [time, id],
-              start,
-              end,
-              activeUntil: until,
-            }),
-          ),
+        activeSlots: () =>
+          (JSON.parse(buf.toString("utf8", headEnd, indexEnd)) as StoredSlot[]).map(([start, end, activeUntil]) => ({
+            start,
+            end,
+            activeUntil,
+          })),
       };
     }
   }
@@ -198,7 +188,7 @@ export function decodeFragment(bytes: Uint8Array): Fragment {
  */
 export function licenseBytesAt(body: Uint8Array, slot: LicenseSlot, nowIso: string): Uint8Array {
   const bytes = body.subarray(slot.start, slot.end);
-  if (slot.activeUntil === null || slot.activeUntil > nowIso) return bytes;
+  if (slot.activeUntil > nowIso) return bytes;
   const json = asBuffer(bytes).toString("utf8");
-  return Buffer.from(licenseJsonAt({ order: slot.order[0], json, activeUntil: slot.activeUntil }, nowIso), "utf8");
+  return Buffer.from(licenseJsonAt({ order: "", json, activeUntil: slot.activeUntil }, nowIso), "utf8");
 }

@@ -2,17 +2,20 @@
 // DashboardStore interface. The adapters are subpaths (`@keybox/read-model/lmdb`, `/mongodb`), and
 // `openStore` loads only the one it picks.
 export {
+  compareOrder,
   keyId,
   LICENSE_CHUNK_TARGET_BYTES,
   PART_MAX_BYTES,
   partKey,
   READ_MODEL_FORMAT,
   registerKey,
+  type ChunkRange,
   type ClientPart,
   type Entry,
   type LicenseChunk,
   type LicenseEntry,
   type LicenseRegister,
+  type OrderKey,
   type Part,
   type PartKey,
   type ProjectHead,
@@ -23,7 +26,6 @@ export {
   type StoredRecord,
 } from "./shape.ts";
 export {
-  compareOrder,
   decodeFragment,
   encodeFragment,
   licenseBytesAt,
@@ -31,7 +33,6 @@ export {
   type Fragment,
   type LicenseSlot,
   type LicensesFragment,
-  type OrderKey,
   type ProjectFragment,
 } from "./fragments.ts";
 export { licenseJsonAt, renderLicense, type LicenseView, type RenderedLicense } from "./licenseView.ts";

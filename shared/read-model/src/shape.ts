@@ -20,6 +20,15 @@ export const LICENSE_CHUNK_TARGET_BYTES = 8 * 1024;
  */
 export const PART_MAX_BYTES = 1024 * 1024;
 
+/** Where a client, project or license goes in the response: its time, then its id. */
+export type OrderKey = readonly [time: string, id: string];
+
+/** Orders by time (canonical ISO strings, so string order is time order), then by id. */
+export function compareOrder(a: OrderKey, b: OrderKey): number {
+  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
+  return a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
+}
+
 /** An entity's newest known state and its version; `state: null` is a versioned tombstone. */
 export interface Entry<T> {
   v: number;
@@ -37,6 +46,18 @@ export interface ProjectHead {
   project?: Entry<ProjectState>;
   /** License chunks 1..chunks may exist under the same client and project. */
   chunks: number;
+  /**
+   * Which chunk holds which licenses, by order key: each chunk takes the keys from its `from` up
+   * to the next range's, the first from the start. So chunks never overlap, and a read joins
+   * their fragments in chunk order without merging.
+   */
+  ranges: ChunkRange[];
+}
+
+/** A chunk's range of license order keys (see ProjectHead.ranges); ranges are sorted by `from`. */
+export interface ChunkRange {
+  from: OrderKey;
+  chunk: number;
 }
 
 /** A license in its chunk: its id with its newest version and rendered state (null: a tombstone). */

@@ -2,15 +2,17 @@
 //
 // - For each entity the highest `entityversion` wins; a delete is a versioned tombstone.
 // - A client is its own part. A project is a head part under its client's key plus license chunks
-//   beside it; a license sits in one chunk of its project. A child that arrives before its parent
-//   is filed where its own data says and shown once the parent exists.
-// - A project whose clientId changes moves, head and chunks; a license whose projectId changes
-//   moves to the other project's last chunk. Registers remember where each was filed, so the old
-//   copy is found with a point read and nothing else of the tenant is read or written.
+//   beside it; a license sits in the chunk of its project whose range of the order holds it, so a
+//   read joins chunks without merging them. A child that arrives before its parent is filed where
+//   its own data says and shown once the parent exists.
+// - A project whose clientId changes moves, head and chunks; a license whose projectId or place in
+//   the order changes moves to the chunk that holds it. Registers remember where each was filed, so
+//   the old copy is found with a point read and nothing else of the tenant is read or written.
 import type { KeyboxEvent, ProjectState } from "@keybox/contract";
 import {
   keyId,
   LICENSE_CHUNK_TARGET_BYTES,
+  compareOrder,
   partKey,
   registerKey,
   renderLicense,
@@ -19,6 +21,7 @@ import {
   type LicenseChunk,
   type LicenseEntry,
   type LicenseRegister,
+  type OrderKey,
   type PartKey,
   type ProjectHead,
   type ProjectRegister,
@@ -139,7 +142,12 @@ function applyProject(
   if (!isNewer(incoming, head?.project)) return;
 
   const chunks = head?.chunks ?? 0;
-  ws.set(partKey(ownerId, clientId, projectId), { kind: "project", project: incoming, chunks });
+  ws.set(partKey(ownerId, clientId, projectId), {
+    kind: "project",
+    project: incoming,
+    chunks,
+    ranges: head?.ranges ?? [],
+  });
   if (fromClient !== clientId) {
     ws.get(partKey(ownerId, clientId, projectId)); // loaded so the commit checks it is free
     ws.set(partKey(ownerId, fromClient, projectId), null);
@@ -181,46 +189,98 @@ function applyLicense(
   }
   const current = from?.chunk.licenses[from.index];
   if (!isNewer(incoming, current)) return;
-  const size = entryBytes(incoming);
 
   if (from && current) {
     const { key, chunk, index } = from;
     const bytes = chunk.bytes - entryBytes(current);
-    if (register?.projectId === projectId && (bytes + size <= ws.chunkTargetBytes || chunk.licenses.length === 1)) {
-      ws.set(key, { kind: "licenses", licenses: chunk.licenses.with(index, incoming), bytes: bytes + size });
+    // It stays in its chunk while it keeps its project and its place in the order (a tombstone is
+    // never served, so it stays wherever it is), unless that would overfill the chunk.
+    const [was, now] = [orderOf(current), orderOf(incoming)];
+    const keepsPlace = now === null || (was !== null && compareOrder(was, now) === 0);
+    const size = bytes + entryBytes(incoming);
+    if (
+      register?.projectId === projectId &&
+      keepsPlace &&
+      (size <= ws.chunkTargetBytes || chunk.licenses.length === 1)
+    ) {
+      ws.set(key, { kind: "licenses", licenses: chunk.licenses.with(index, incoming), bytes: size });
       return;
     }
     const licenses = chunk.licenses.toSpliced(index, 1);
     ws.set(key, licenses.length ? { kind: "licenses", licenses, bytes } : null);
   }
-  const chunk = fileLicense(ws, ownerId, projectId, clientIdHint, incoming, size);
+  const chunk = fileLicense(ws, ownerId, projectId, clientIdHint, incoming);
   ws.set(regKey, { kind: "license", projectId, chunk });
 }
 
-/** Adds a license to its project's last chunk, or to a new chunk when that one is full. */
+/** A license's place in its project's order; a tombstone has none. */
+const orderOf = (entry: LicenseEntry): OrderKey | null => (entry.state ? [entry.state.order, entry.id] : null);
+
+/**
+ * Adds a license to the chunk whose range holds its order key (a tombstone to the last chunk).
+ * A chunk that overfills is split at its middle, the upper half becoming a new chunk with a range
+ * of its own; a license past every other at the end of the order just opens a new last chunk. So
+ * chunks never overlap. Returns the chunk the license is in.
+ */
 function fileLicense(
   ws: Workspace,
   ownerId: string,
   projectId: string,
   clientIdHint: string,
   entry: LicenseEntry,
-  size: number,
 ): number {
   const clientId = projectClient(ws, ownerId, projectId, clientIdHint);
   const headKey = partKey(ownerId, clientId, projectId);
-  const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0 };
-  const lastKey = partKey(ownerId, clientId, projectId, head.chunks);
-  const last = head.chunks > 0 ? ws.get<LicenseChunk>(lastKey) : null;
-  if (last && last.bytes + size <= ws.chunkTargetBytes) {
-    ws.set(lastKey, { kind: "licenses", licenses: [...last.licenses, entry], bytes: last.bytes + size });
-    return head.chunks;
+  const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0, ranges: [] };
+  const chunkKey = (n: number) => partKey(ownerId, clientId, projectId, n);
+  const order = orderOf(entry);
+  const size = entryBytes(entry);
+
+  /** A new chunk (checked free at commit) holding `licenses`, its range starting at `from`. */
+  const open = (licenses: LicenseEntry[], bytes: number, from: OrderKey, rangeIndex: number): number => {
+    const n = head.chunks + 1;
+    ws.get(chunkKey(n)); // loaded so the commit checks it is free
+    ws.set(chunkKey(n), { kind: "licenses", licenses, bytes });
+    const ranges = head.ranges.toSpliced(rangeIndex, 0, { from, chunk: n });
+    ws.set(headKey, { ...head, chunks: n, ranges });
+    return n;
+  };
+
+  if (head.ranges.length === 0) return open([entry], size, FIRST_KEY, 0);
+  let at = head.ranges.length - 1;
+  if (order) while (at > 0 && compareOrder(head.ranges[at]!.from, order) > 0) at--;
+  const n = head.ranges[at]!.chunk;
+  const current = ws.get<LicenseChunk>(chunkKey(n)) ?? { kind: "licenses", licenses: [], bytes: 0 };
+  const licenses = [...current.licenses, entry];
+  const bytes = current.bytes + size;
+  const live = licenses.filter((l) => l.state !== null);
+  if (bytes <= ws.chunkTargetBytes || live.length < 2) {
+    ws.set(chunkKey(n), { kind: "licenses", licenses, bytes });
+    return n;
   }
-  const chunk = last || head.chunks === 0 ? head.chunks + 1 : head.chunks; // reuse an emptied last chunk
-  ws.get(partKey(ownerId, clientId, projectId, chunk)); // loaded so the commit checks it is free
-  ws.set(partKey(ownerId, clientId, projectId, chunk), { kind: "licenses", licenses: [entry], bytes: size });
-  if (chunk !== head.chunks) ws.set(headKey, { ...head, chunks: chunk });
-  return chunk;
+  const last = at === head.ranges.length - 1;
+  if (order && last && live.every((l) => l === entry || compareOrder(orderOf(l)!, order) < 0))
+    return open([entry], size, order, at + 1);
+
+  // Split: tombstones and the lower half of the live licenses stay, the upper half moves.
+  const sorted = live.sort((a, b) => compareOrder(orderOf(a)!, orderOf(b)!));
+  const upper = sorted.slice(Math.ceil(sorted.length / 2));
+  const moved = new Set(upper);
+  const stay = licenses.filter((l) => !moved.has(l));
+  const upperBytes = upper.reduce((total, l) => total + entryBytes(l), 0);
+  ws.set(chunkKey(n), { kind: "licenses", licenses: stay, bytes: bytes - upperBytes });
+  const m = open(upper, upperBytes, orderOf(upper[0]!)!, at + 1);
+  for (const l of upper) {
+    if (l === entry) continue; // the caller registers the license it files
+    const regKey = registerKey(ownerId, "license", l.id);
+    ws.get(regKey);
+    ws.set(regKey, { kind: "license", projectId, chunk: m });
+  }
+  return moved.has(entry) ? m : n;
 }
+
+/** The start of a project's order: the first chunk's range begins here. */
+const FIRST_KEY: OrderKey = ["", ""];
 
 /**
  * The client a project is filed under: its register's, or, for a project not seen yet, the one the

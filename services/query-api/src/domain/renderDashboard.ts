@@ -1,13 +1,12 @@
 // Assembles the GET /dashboard body from an owner's stored fragments: the projector rendered each
 // part's JSON when it wrote it, so a read puts byte ranges in response order (clients, projects
-// and licenses by time, then id) and re-renders only license chunks that a license's expiry has
-// overtaken. Nothing of the projection's state is decoded.
+// and license chunks by time, then id) and re-renders only license chunks that a license's expiry
+// has overtaken. Nothing of the projection's state is decoded.
 import {
   compareOrder,
   decodeFragment,
   licenseBytesAt,
   type ClientFragment,
-  type LicenseSlot,
   type LicensesFragment,
   type LicenseView,
   type ProjectFragment,
@@ -122,8 +121,6 @@ export function renderDashboard(stored: readonly StoredFragment[], now: Date): R
   return { pieces: out.pieces, byteLength: out.byteLength, validUntil: out.validUntil };
 }
 
-const isExpired = (slot: LicenseSlot, nowIso: string) => slot.activeUntil !== null && slot.activeUntil <= nowIso;
-
 /** The body being assembled, and until when it stays right. */
 class Output {
   readonly pieces: Uint8Array[] = [];
@@ -150,39 +147,17 @@ class Output {
   }
 
   /**
-   * A project's licenses. Chunks fill in arrival order, so usually each holds a later range of
-   * licenses than the one before and their bodies are joined as they are; chunks that overlap are
-   * merged license by license, and a chunk with an expired license is re-rendered.
+   * A project's licenses. The projector keeps each chunk to its own range of the order, so the
+   * chunks' bodies are joined as they are, in the order of their first licenses; only a chunk
+   * with an expired license is re-rendered.
    */
   licenses(chunks: LicensesFragment[], nowIso: string): void {
     chunks.sort((a, b) => compareOrder(a.first, b.first));
-    const overlapping = chunks.some((chunk, i) => i > 0 && compareOrder(chunks[i - 1]!.last, chunk.first) >= 0);
     let first = true;
     const separate = () => {
       if (!first) this.push(COMMA);
       first = false;
     };
-    if (overlapping) {
-      // Merged license by license into one buffer of the project's licenses: copying is cheaper
-      // than a piece per license. Expiry makes a license one byte longer ("EXPIRED").
-      const all = chunks.flatMap((chunk) => chunk.slots().map((slot) => ({ chunk, slot })));
-      all.sort((a, b) => compareOrder(a.slot.order, b.slot.order));
-      let size = all.length - 1;
-      for (const { slot } of all) size += slot.end - slot.start + (isExpired(slot, nowIso) ? 1 : 0);
-      const merged = Buffer.allocUnsafe(size);
-      let at = 0;
-      for (const [n, { chunk, slot }] of all.entries()) {
-        if (n > 0) merged[at++] = COMMA[0]!;
-        if (isExpired(slot, nowIso)) {
-          const bytes = licenseBytesAt(chunk.body, slot, nowIso);
-          merged.set(bytes, at);
-          at += bytes.byteLength;
-        } else at += chunk.body.copy(merged, at, slot.start, slot.end);
-        this.until(slot.activeUntil, nowIso);
-      }
-      this.push(merged);
-      return;
-    }
     for (const chunk of chunks) {
       separate();
       if (chunk.validUntil === null || chunk.validUntil > nowIso) {
@@ -193,9 +168,9 @@ class Output {
       // Only the licenses past their end are re-rendered; the stretches between them (commas
       // included) are served as stored.
       let from = 0;
-      for (const slot of chunk.slots()) {
+      for (const slot of chunk.activeSlots()) {
         this.until(slot.activeUntil, nowIso);
-        if (slot.activeUntil === null || slot.activeUntil > nowIso) continue;
+        if (slot.activeUntil > nowIso) continue;
         if (slot.start > from) this.push(chunk.body.subarray(from, slot.start));
         this.push(licenseBytesAt(chunk.body, slot, nowIso));
         from = slot.end;
