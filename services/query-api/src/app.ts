@@ -1,5 +1,6 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
 // owner's fragments with one range read and sends them in response order.
+import { setImmediate } from "node:timers/promises";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono, type Context } from "hono";
@@ -136,6 +137,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!dashboard) {
       const { version, fragments } = await deps.store.readDashboard(ownerId, input.clientId);
       dashboard = joinSmall(renderDashboard(fragments, at));
+      // A large body took a while to assemble: let other requests run before it is written.
+      if (dashboard.pieces.length > 1) await setImmediate();
       // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
       // more memory than the cache would count.
       if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
