@@ -426,6 +426,7 @@ describe("change notices", () => {
     await eventually(async () => (notices.length === 2 ? true : undefined));
     sub.unsubscribe();
     expect(notices.map((n) => n.ownerId)).toEqual([owner, owner]);
+    expect(notices.map((n) => n.clients)).toEqual([["noticed"], ["noticed"]]);
     expect(notices[1]!.version).toBeGreaterThan(notices[0]!.version);
   });
 });

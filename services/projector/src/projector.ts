@@ -344,8 +344,8 @@ export class Projector {
       metrics.eventsApplied.inc(outcome.applied);
       metrics.commitConflicts.inc(outcome.conflicts);
       metrics.bytesWritten.inc(outcome.written.bytes);
-      for (const [ownerId, version] of outcome.ownerVersions) {
-        const notice: DashboardChanged = { ownerId, version };
+      for (const [ownerId, { version, clients }] of outcome.changes) {
+        const notice: DashboardChanged = { ownerId, version, clients };
         this.nc.publish(dashboardChangedSubject(ownerId), JSON.stringify(notice));
       }
       this.log.debug({ events: valid.length, applied: outcome.applied, lastSeq }, "batch applied");

@@ -19,8 +19,16 @@ import { DLQ_SUBJECTS, EVENTS_SUBJECTS, eventSubject } from "./subjects.ts";
 export const DEFAULT_EVENTS_STREAM = "KEYBOX_EVENTS";
 export const DEFAULT_DLQ_STREAM = "KEYBOX_DLQ";
 
-/** What a change notice on `keybox.dashboard.changed.<ownerId>` carries: the owner's new read-model version. */
-export const dashboardChangedSchema = z.object({ ownerId: idSchema, version: z.number().int().positive() });
+/**
+ * What a change notice on `keybox.dashboard.changed.<ownerId>` carries: the owner's new read-model
+ * version and the clients whose part of the dashboard the change touched (a project moved between
+ * clients touches both; a change to no client's data, such as a register alone, names none).
+ */
+export const dashboardChangedSchema = z.object({
+  ownerId: idSchema,
+  version: z.number().int().positive(),
+  clients: z.array(idSchema),
+});
 export type DashboardChanged = z.infer<typeof dashboardChangedSchema>;
 
 /** JetStream API error codes (JSStreamNotFoundErr, JSConsumerNotFoundErr). */

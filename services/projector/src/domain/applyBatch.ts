@@ -14,8 +14,8 @@ import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./appl
 import type { SliceEntry } from "./slice.ts";
 
 export interface BatchOutcome {
-  /** The new read-model version of each owner the batch changed. */
-  ownerVersions: Map<string, number>;
+  /** Each owner the batch changed: its new read-model version and the clients whose parts it wrote. */
+  changes: Map<string, DashboardChange>;
   /** How many events changed something (the rest were duplicates or stale). */
   applied: number;
   /** Commit attempts lost to another writer before this one won. */
@@ -24,7 +24,27 @@ export interface BatchOutcome {
   written: { records: number; bytes: number };
 }
 
+export interface DashboardChange {
+  version: number;
+  clients: string[];
+}
+
 const MAX_ATTEMPTS = 100;
+
+/** What a committed batch changed, per owner: the store's new version and the clients written. */
+function changesOf(commit: Commit, ownerVersions: Map<string, number>): Map<string, DashboardChange> {
+  const clients = new Map<string, Set<string>>();
+  for (const { key } of commit.writes) {
+    if (key.type !== "part") continue;
+    const written = clients.get(key.ownerId) ?? new Set<string>();
+    written.add(key.clientId);
+    clients.set(key.ownerId, written);
+  }
+  const changes = new Map<string, DashboardChange>();
+  for (const [ownerId, version] of ownerVersions)
+    changes.set(ownerId, { version, clients: [...(clients.get(ownerId) ?? [])] });
+  return changes;
+}
 
 /** A batch projected against what was loaded: the conditional commit, and how many events changed something. */
 interface Prepared {
@@ -95,27 +115,30 @@ export async function applyBatch(
     // they are acknowledged (it may be in flight, or its sync may have failed).
     if (commit.writes.length === 0) {
       await store.flush?.();
-      return { ownerVersions: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
+      return { changes: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
     }
     const committed = store.commit(commit, streamSeq);
     onCommit();
     const result = await committed;
-    if (result.ok) return { ownerVersions: result.ownerVersions, applied, conflicts: attempt, written: result.written };
+    if (result.ok)
+      return { changes: changesOf(commit, result.ownerVersions), applied, conflicts: attempt, written: result.written };
 
     // Lost to another replica. Where the store can, project again inside its write transaction,
     // which reads the latest state and so cannot lose again.
     if (store.commitInWriteTransaction) {
       let appliedThere = 0;
+      let committedThere: Commit = { writes: [], reads: [] };
       const fresh = await store.commitInWriteTransaction((load) => {
         const again = prepare(events, options, loadedKeys);
         let next = again.next();
         while (!next.done) next = again.next(load(next.value));
         appliedThere = next.value.applied;
-        return next.value.commit;
+        committedThere = next.value.commit;
+        return committedThere;
       }, streamSeq);
       if (!fresh.ok) throw new Error("a commit prepared in the write transaction conflicted");
       return {
-        ownerVersions: fresh.ownerVersions,
+        changes: changesOf(committedThere, fresh.ownerVersions),
         applied: appliedThere,
         conflicts: attempt + 1,
         written: fresh.written,
