@@ -1,6 +1,7 @@
 # One image for both services of the KeyBox dashboard read model. The command picks the service:
 #   node --enable-source-maps dist/projector.mjs    (the projector)
 #   node --enable-source-maps dist/query-api.mjs    (the query API, the default)
+#   node --enable-source-maps dist/dlq.mjs list     (the dead-letter tool: README, "Dead letters")
 # The services are built once (`npm run build`: esbuild bundles of our own code, npm packages left
 # external) and run as plain JavaScript; the image holds production dependencies only.
 #

@@ -15,6 +15,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const ENTRY_POINTS = {
   projector: "services/projector/src/main.ts",
   "query-api": "services/query-api/src/main.ts",
+  dlq: "services/projector/src/dlq.ts",
   start: "scripts/start.ts",
 };
 

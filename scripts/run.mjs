@@ -115,7 +115,9 @@ switch (command) {
     break;
   case "projector":
   case "query-api":
-    // The services on their own: they need NATS_URL, so no local nats-server is installed.
+  case "dlq":
+    // The services (and the dead-letter tool) on their own: they need NATS_URL, so no local
+    // nats-server is installed.
     ensureNodeModules();
     ensureBuilt();
     runBuilt(command);
@@ -128,6 +130,6 @@ switch (command) {
     exec(process.execPath, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...passThrough]);
     break;
   default:
-    console.error("usage: node scripts/run.mjs start|test|projector|query-api [args...]");
+    console.error("usage: node scripts/run.mjs start|test|projector|query-api|dlq [args...]");
     process.exit(2);
 }

@@ -22,8 +22,9 @@ export function spawnService(
   entry: string,
   env: Record<string, string>,
   nodeOptions = ["--import", "tsx"],
+  args: readonly string[] = [],
 ): ServiceProcess {
-  const child = spawn(process.execPath, [...nodeOptions, entry], {
+  const child = spawn(process.execPath, [...nodeOptions, entry, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, LOG_LEVEL: "info", ...env },
     stdio: ["ignore", "pipe", "pipe"],

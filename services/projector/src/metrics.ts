@@ -1,11 +1,5 @@
 import { Counter, Gauge } from "prom-client";
 
-/**
- * Why an event was dead-lettered: it breaks the contract; the read model kept refusing it; or
- * JetStream stopped delivering it because no delivery was ever acknowledged (crashes).
- */
-export type DeadLetterReason = "invalid" | "store_refused" | "max_deliveries";
-
 export const projectorMetrics = {
   eventsReceived: new Counter({ name: "keybox_projector_events_received_total", help: "Events taken from the stream" }),
   eventsApplied: new Counter({

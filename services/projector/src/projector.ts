@@ -25,10 +25,10 @@ import { z } from "zod";
 import { StoreUnavailableError, type DashboardStore } from "@keybox/read-model";
 import { withTimeout, type Logger } from "@keybox/runtime";
 import { ensureConsumer, type DeliveryPolicy } from "./adapters/consumer.ts";
-import { deadLetter, type DeadLetter } from "./adapters/deadLetters.ts";
+import { deadLetter, type DeadLetter, type DeadLetterKind } from "./adapters/deadLetters.ts";
 import type { ProjectorSettings } from "./config.ts";
 import { applyBatch } from "./domain/applyBatch.ts";
-import { projectorMetrics as metrics, type DeadLetterReason } from "./metrics.ts";
+import { projectorMetrics as metrics } from "./metrics.ts";
 
 export type ProjectorConfig = Pick<
   ProjectorSettings,
@@ -409,10 +409,10 @@ export class Projector {
    * Dead-letters an event and acknowledges it. If even that fails (NATS trouble), it is retried
    * like a refused event; past its last delivery, JetStream's advisory brings it back here.
    */
-  private async giveUp(seq: number, kind: DeadLetterReason, reason: string): Promise<void> {
+  private async giveUp(seq: number, kind: DeadLetterKind, reason: string): Promise<void> {
     const msg = this.inFlight.get(seq)!;
-    const letter = { subject: msg.subject, seq, data: msg.data, headers: msg.headers, reason };
-    this.settle(seq, (await this.deadLetter(letter, kind)) ? "ack" : "retry");
+    const letter = { subject: msg.subject, seq, data: msg.data, headers: msg.headers, kind, reason };
+    this.settle(seq, (await this.deadLetter(letter)) ? "ack" : "retry");
   }
 
   /**
@@ -431,14 +431,14 @@ export class Projector {
       const why = typeof failure === "string" ? failure : (failure as Error).message;
       const reason = `not acknowledged after ${deliveries} deliveries; last attempt: ${why}`;
       const letter = { subject: stored.subject, seq, data: stored.data, headers: stored.header, reason };
-      await this.deadLetter(letter, "max_deliveries");
+      await this.deadLetter({ ...letter, kind: "max_deliveries" });
     } catch (error) {
       this.log.error({ err: error, advisory: advisory.string() }, "could not handle an event JetStream gave up on");
     }
   }
 
   /** Copies an event to the dead-letter stream; false when that failed. */
-  private async deadLetter(letter: DeadLetter, kind: DeadLetterReason): Promise<boolean> {
+  private async deadLetter(letter: DeadLetter): Promise<boolean> {
     try {
       await deadLetter(
         this.nc.jetstream(),
@@ -446,7 +446,7 @@ export class Projector {
         letter,
         this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
       );
-      metrics.deadLettered.inc({ reason: kind });
+      metrics.deadLettered.inc({ reason: letter.kind });
       this.log.warn({ subject: letter.subject, seq: letter.seq, reason: letter.reason }, "event dead-lettered");
       return true;
     } catch (error) {
