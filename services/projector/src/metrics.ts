@@ -1,4 +1,4 @@
-import { Counter, Gauge } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 
 export const projectorMetrics = {
   eventsReceived: new Counter({ name: "keybox_projector_events_received_total", help: "Events taken from the stream" }),
@@ -22,6 +22,29 @@ export const projectorMetrics = {
   batchFailures: new Counter({
     name: "keybox_projector_batch_failures_total",
     help: "Commits that failed (their events are retried)",
+  }),
+  redeliveries: new Counter({
+    name: "keybox_projector_redeliveries_total",
+    help: "Events delivered again (not acknowledged in time, retried after a refusal, or left by a stopped replica)",
+  }),
+  storeRetries: new Counter({
+    name: "keybox_projector_store_retries_total",
+    help: "Attempts to apply held events that found the read model still unavailable (during outages)",
+  }),
+  batchEvents: new Histogram({
+    name: "keybox_projector_batch_events",
+    help: "Valid events per applied batch",
+    buckets: [1, 4, 16, 64, 256, 1024, 4096],
+  }),
+  applySeconds: new Histogram({
+    name: "keybox_projector_apply_seconds",
+    help: "Time to apply a batch: load, project, commit durably, acknowledge",
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+  }),
+  eventAgeSeconds: new Histogram({
+    name: "keybox_projector_event_age_seconds",
+    help: "From an event's arrival in the stream to its acknowledgement (committed and durable)",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60],
   }),
   storeOutages: new Counter({
     name: "keybox_projector_store_outages_total",

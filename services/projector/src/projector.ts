@@ -148,6 +148,7 @@ export class Projector {
       max_messages: PROJECTOR_BATCH_SIZE * 2,
       callback: (msg) => {
         metrics.eventsReceived.inc();
+        if (msg.info.deliveryCount > 1) metrics.redeliveries.inc();
         if (this.inFlight.has(msg.seq)) this.inFlight.set(msg.seq, msg);
         else this.waiting.set(msg.seq, msg);
         this.wake?.();
@@ -331,6 +332,7 @@ export class Projector {
 
   /** Applies and commits events, then acknowledges them and announces the changed dashboards. */
   private async apply(valid: ValidEvent[], committing?: () => void): Promise<unknown> {
+    const started = performance.now();
     try {
       const lastSeq = Math.max(...valid.map((v) => v.seq));
       const outcome = await applyBatch(
@@ -341,6 +343,8 @@ export class Projector {
         committing,
       );
       for (const { seq } of valid) this.settle(seq, "ack");
+      metrics.applySeconds.observe((performance.now() - started) / 1000);
+      metrics.batchEvents.observe(valid.length);
       metrics.eventsApplied.inc(outcome.applied);
       metrics.commitConflicts.inc(outcome.conflicts);
       metrics.bytesWritten.inc(outcome.written.bytes);
@@ -377,7 +381,8 @@ export class Projector {
       this.waiting.set(seq, msg);
       this.inFlight.delete(seq);
     }
-    if (!this.outage) {
+    if (this.outage) metrics.storeRetries.inc();
+    else {
       this.outage = { since: Date.now(), retries: 0 };
       metrics.storeOutages.inc();
       this.log.error({ err: failure }, "the read model is unavailable; holding events until it is back");
@@ -399,6 +404,7 @@ export class Projector {
     if (!msg) return;
     if (outcome === "ack") {
       msg.ack();
+      metrics.eventAgeSeconds.observe(Math.max(0, Date.now() - msg.info.timestampNanos / 1e6) / 1000);
       return;
     }
     const { backoffMs } = this.policy;

@@ -4,6 +4,7 @@ import { setImmediate } from "node:timers/promises";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono, type Context } from "hono";
+import { routePath } from "hono/route";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
@@ -122,6 +123,18 @@ function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
 export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
   const app = new Hono<Env>();
+
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    // A body written to the socket directly (a large dashboard) has its status there.
+    const outgoing = c.env?.outgoing;
+    const status = outgoing?.headersSent ? outgoing.statusCode : c.res.status;
+    const route = routePath(c, -1);
+    const labels = { route: route === "/*" ? "unmatched" : route, status: String(status) };
+    metrics.httpRequests.inc(labels);
+    metrics.httpSeconds.observe(labels, (performance.now() - started) / 1000);
+  });
 
   app.get("/dashboard", async (c) => {
     const authorization = c.req.header("Authorization");

@@ -1,9 +1,23 @@
-import { Counter } from "prom-client";
+import { Counter, Histogram } from "prom-client";
+
+/** Route labels: the route's pattern, or "unmatched" (so a scan of random paths adds no series). */
+const requestLabels = ["route", "status"] as const;
 
 export const queryApiMetrics = {
   dashboardReads: new Counter({
     name: "keybox_query_dashboard_reads_total",
     help: "GET /dashboard answers by where the body came from: the response cache, or the store (read and rendered)",
     labelNames: ["source"] as const,
+  }),
+  httpRequests: new Counter({
+    name: "keybox_query_http_requests_total",
+    help: "HTTP requests answered, by route and status",
+    labelNames: requestLabels,
+  }),
+  httpSeconds: new Histogram({
+    name: "keybox_query_http_request_duration_seconds",
+    help: "From a request's arrival at the app to its response handed to the socket, by route and status",
+    labelNames: requestLabels,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   }),
 };
