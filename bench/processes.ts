@@ -13,6 +13,8 @@ export interface ChildService {
   exited: Promise<void>;
   /** SIGTERM, then SIGKILL if it has not ended within the grace time. */
   stop(): Promise<void>;
+  /** SIGKILL, as a crash would end it. */
+  kill(): Promise<void>;
 }
 
 const STOP_GRACE_MS = 10_000;
@@ -55,7 +57,14 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
       await exited;
     }
   }
-  return { name, child, pid: child.pid, exited, stop };
+  async function kill(): Promise<void> {
+    unregister();
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    stopping = true;
+    child.kill("SIGKILL");
+    await exited;
+  }
+  return { name, child, pid: child.pid, exited, stop, kill };
 }
 
 function forEachLine(stream: NodeJS.ReadableStream, onLine: (line: string) => void): void {
