@@ -19,15 +19,15 @@ export interface LoadResult {
   /** Milliseconds (autocannon records whole milliseconds). */
   p50: number;
   p99: number;
-  /** Requests not answered 200: other statuses, failures and timeouts. */
-  non200: number;
+  /** Requests not answered with the status expected (200 unless told): other statuses, failures and timeouts. */
+  unexpected: number;
 }
 
 /**
  * `connections` connections for `seconds`, as fast as the server answers or at `overallRate`
  * requests per second in all. At a fixed rate each response's own latency is recorded
  * (autocannon's coordinated-omission correction would add made-up samples 1 ms apart).
- * Failed requests and other statuses than 2xx are reported as observations. With `stop`, the run
+ * Failed requests and other statuses than `status` (200 unless told) are reported as observations. With `stop`, the run
  * ends when it is aborted, `seconds` being only a bound.
  */
 export async function load(
@@ -39,8 +39,11 @@ export async function load(
     connections: number;
     overallRate?: number;
     stop?: AbortSignal;
+    /** The status every answer should have (304 for revalidations); 200 by default. */
+    status?: number;
   },
 ): Promise<LoadResult> {
+  const status = options.status ?? 200;
   const run = autocannon({
     url: options.url,
     headers: options.headers,
@@ -51,13 +54,17 @@ export async function load(
   });
   options.stop?.addEventListener("abort", () => run.stop(), { once: true });
   const result = await run;
-  if (result.errors || result.non2xx)
-    observe(name, `${result.errors} failed requests (${result.timeouts} timeouts), ${result.non2xx} non-2xx answers`);
+  const otherStatus = result.requests.total - (result.statusCodeStats[String(status)]?.count ?? 0);
+  if (result.errors || otherStatus)
+    observe(
+      name,
+      `${result.errors} failed requests (${result.timeouts} timeouts), ${otherStatus} answers not ${status}`,
+    );
   return {
     requestsPerSecond: result.requests.total / result.duration,
     p50: result.latency.p50,
     p99: result.latency.p99,
-    non200: result.requests.total - (result.statusCodeStats["200"]?.count ?? 0) + result.errors,
+    unexpected: otherStatus + result.errors,
   };
 }
 

@@ -17,6 +17,7 @@ import { measureFreshness } from "./scenarios/freshness.ts";
 import { measureLargeTenant } from "./scenarios/largeTenant.ts";
 import { measurePerEventCost } from "./scenarios/perEvent.ts";
 import { measureReads } from "./scenarios/reads.ts";
+import { measureRevalidation } from "./scenarios/revalidation.ts";
 import { seedReadModel } from "./scenarios/seed.ts";
 import { startBareServer } from "./services.ts";
 
@@ -48,6 +49,7 @@ async function main(): Promise<void> {
   const bare = await startBareServer(seeded.bodiesDir, seeded.contentType);
   const reads = await measureReads(bench, seeded, bare);
   results.push(reads);
+  results.push(await measureRevalidation(bench, seeded, bare));
   results.push(await measureLargeTenant(bench, seeded, bare));
   await bare.stop();
   results.push(await measurePerEventCost(bench, seeded));

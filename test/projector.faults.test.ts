@@ -40,7 +40,7 @@ function faulty(inner: DashboardStore): FaultyStore {
       await store.beforeWriteCheck();
       return inner.checkWritable();
     },
-    ownerVersion: (ownerId) => inner.ownerVersion(ownerId),
+    version: (ownerId, clientId) => inner.version(ownerId, clientId),
     readDashboard: (ownerId, clientId) => inner.readDashboard(ownerId, clientId),
     partStats: (ownerId) => inner.partStats(ownerId),
     appliedSeq: () => inner.appliedSeq(),

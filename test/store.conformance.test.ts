@@ -79,7 +79,9 @@ for (const adapter of adapters) {
 
     it("reads back nothing for an unknown owner, at version 0", async () => {
       expect(await store.readDashboard("nobody")).toEqual({ version: 0, fragments: [] });
-      expect(await store.ownerVersion("nobody")).toBe(0);
+      expect(await store.readDashboard("nobody", "c1")).toEqual({ version: 0, fragments: [] });
+      expect(await store.version("nobody")).toBe(0);
+      expect(await store.version("nobody", "c1")).toBe(0);
       const [loaded] = await store.load([partKey("nobody", "c1")]);
       expect(loaded).toMatchObject({ value: null, rev: 0 });
     });
@@ -109,7 +111,7 @@ for (const adapter of adapters) {
       });
       const read = await store.readDashboard("o1");
       expect(read.version).toBe(1);
-      expect(await store.ownerVersion("o1")).toBe(1);
+      expect(await store.version("o1")).toBe(1);
       expect(read.fragments.map((p) => [p.clientId, p.projectId, p.chunk]).sort()).toEqual([
         ["c1", "", 0],
         ["c1", "p1", 0],
@@ -119,6 +121,140 @@ for (const adapter of adapters) {
       expect((await store.readDashboard("o1", "c1")).fragments).toHaveLength(3);
       expect((await store.readDashboard("o1", "c")).fragments).toHaveLength(0);
       expect(await store.appliedSeq()).toBe(7);
+    });
+
+    describe("client versions", () => {
+      let seq = 3_000_000;
+      const versions = async (ownerId: string, clientIds: string[]) => ({
+        owner: await store.version(ownerId),
+        ...Object.fromEntries(await Promise.all(clientIds.map(async (c) => [c, await store.version(ownerId, c)]))),
+      });
+
+      it("moves a client's version on a change to that client, not on a change to another client", async () => {
+        await store.commit(
+          {
+            writes: [
+              { key: partKey("cv1", "c1"), value: client("c1"), baseRev: 0 },
+              { key: partKey("cv1", "c2"), value: client("c2"), baseRev: 0 },
+            ],
+            ...noReads,
+          },
+          30,
+        );
+        expect(await versions("cv1", ["c1", "c2", "c3"])).toEqual({ owner: 1, c1: 1, c2: 1, c3: 0 });
+        const [c1] = await store.load([partKey("cv1", "c1")]);
+        await store.commit(
+          { writes: [{ key: partKey("cv1", "c1"), value: client("c1", "renamed"), baseRev: c1!.rev }], ...noReads },
+          31,
+        );
+        expect(await versions("cv1", ["c1", "c2", "c3"])).toEqual({ owner: 2, c1: 2, c2: 1, c3: 0 });
+        // A read of one client gives that client's version, from the same snapshot as its fragments.
+        expect(await store.readDashboard("cv1", "c2")).toMatchObject({ version: 1, fragments: [{ clientId: "c2" }] });
+        expect(await store.readDashboard("cv1", "c1")).toMatchObject({ version: 2, fragments: [{ clientId: "c1" }] });
+        expect((await store.readDashboard("cv1", "c3")).version).toBe(0);
+        expect((await store.readDashboard("cv1")).version).toBe(2);
+        // A write to no client's parts (a register alone) moves only the owner's version.
+        await store.commit(
+          {
+            writes: [
+              { key: registerKey("cv1", "project", "pX"), value: { kind: "project", clientId: "c1" }, baseRev: 0 },
+            ],
+            ...noReads,
+          },
+          32,
+        );
+        expect(await versions("cv1", ["c1", "c2"])).toEqual({ owner: 3, c1: 2, c2: 1 });
+        // Deleting a client's part moves its version too (its view changed: it is gone).
+        const [c2] = await store.load([partKey("cv1", "c2")]);
+        await store.commit({ writes: [{ key: partKey("cv1", "c2"), value: null, baseRev: c2!.rev }], ...noReads }, 33);
+        expect(await versions("cv1", ["c1", "c2"])).toEqual({ owner: 4, c1: 2, c2: 4 });
+        expect(await store.readDashboard("cv1", "c2")).toEqual({ version: 4, fragments: [] });
+      });
+
+      it("moves both clients' versions when a project moves between them, as the change notice says", async () => {
+        const owner = "cvMove";
+        const t0 = "2024-01-01T00:00:00.000Z";
+        const apply = (...envelopes: Envelope[]) => applyBatch(store, envelopes.map(toEvent), ++seq);
+        const clientEnvelope = (id: string) =>
+          buildEnvelope({
+            entity: "client",
+            action: "created",
+            version: 1,
+            data: { id, ownerId: owner, name: id, email: `${id}@x.io`, createdAt: t0 },
+          });
+        const projectEnvelope = (clientId: string, version: number) =>
+          buildEnvelope({
+            entity: "project",
+            action: version === 1 ? "created" : "updated",
+            version,
+            data: { id: "p1", ownerId: owner, clientId, name: "P", createdAt: t0 },
+          });
+        await apply(clientEnvelope("a"), clientEnvelope("b"), clientEnvelope("c"), projectEnvelope("a", 1));
+        const before = await versions(owner, ["a", "b", "c"]);
+        expect(before).toEqual({ owner: 1, a: 1, b: 1, c: 1 });
+
+        const moved = await apply(projectEnvelope("b", 2));
+        const after = await versions(owner, ["a", "b", "c"]);
+        expect(after).toEqual({ owner: 2, a: 2, b: 2, c: 1 });
+        const change = moved.changes.get(owner)!;
+        expect(change.version).toBe(2);
+        expect([...change.clients].sort()).toEqual(["a", "b"]);
+        for (const clientId of change.clients) expect(await store.version(owner, clientId)).toBe(change.version);
+        const projectsOf = async (clientId: string) => {
+          const { version, fragments } = await store.readDashboard(owner, clientId);
+          const body = JSON.parse(dashboardText(renderDashboard(fragments, NOW))) as DashboardBody;
+          return { version, projects: body.data.flatMap((c) => c.projects.map((p) => p._id)) };
+        };
+        expect(await projectsOf("a")).toEqual({ version: 2, projects: [] });
+        expect(await projectsOf("b")).toEqual({ version: 2, projects: ["p1"] });
+        expect(await projectsOf("c")).toEqual({ version: 1, projects: [] });
+      });
+
+      it("moves with every change to what a client's view shows, for any delivery of a history, and as the notices say", async () => {
+        const scenario = historyArb.chain((history) =>
+          fc.tuple(deliveryOf(history), fc.integer({ min: 1, max: 6 }), fc.constantFrom(...CHUNKINGS)),
+        );
+        let run = 0;
+        await fc.assert(
+          fc.asyncProperty(scenario, async ([delivery, batchSize, options]) => {
+            const suffix = `-v${++run}`;
+            const events = delivery.map(
+              (e) =>
+                ({
+                  ...e,
+                  ownerId: e.ownerId + suffix,
+                  data: { ...e.data, ownerId: e.ownerId + suffix },
+                }) as KeyboxEvent,
+            );
+            const views = OWNERS.flatMap((o) => CLIENT_IDS.map((c) => [o + suffix, c] as const));
+            const seen = async () =>
+              Promise.all(
+                views.map(async ([ownerId, clientId]) => {
+                  const { version, fragments } = await store.readDashboard(ownerId, clientId);
+                  expect(await store.version(ownerId, clientId)).toBe(version);
+                  return { version, text: dashboardText(renderDashboard(fragments, NOW)) };
+                }),
+              );
+            let before = await seen();
+            for (let i = 0; i < events.length; i += batchSize) {
+              const { changes } = await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
+              const after = await seen();
+              for (const [n, [ownerId, clientId]] of views.entries()) {
+                const moved = after[n]!.version !== before[n]!.version;
+                const named = changes.get(ownerId)?.clients.includes(clientId) ?? false;
+                // The notice names exactly the clients whose version moved, and gives their new version.
+                expect([ownerId, clientId, moved]).toEqual([ownerId, clientId, named]);
+                if (named) expect(after[n]!.version).toBe(changes.get(ownerId)!.version);
+                // A view whose body changed has a new version (what its ETag is made from).
+                if (after[n]!.text !== before[n]!.text)
+                  expect([ownerId, clientId, moved]).toEqual([ownerId, clientId, true]);
+              }
+              before = after;
+            }
+          }),
+          { numRuns: 25, interruptAfterTimeLimit: 30_000 },
+        );
+      }, 120_000);
     });
 
     it("refuses a commit whose written or read records changed since they were loaded, and writes nothing of it", async () => {

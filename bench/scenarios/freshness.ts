@@ -103,7 +103,7 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
         row: "8",
         what: "freshness: requests of that load on the query API not answered 200 (must be 0)",
         unit: "requests",
-        measured: api.map((r) => r.load.non200),
+        measured: api.map((r) => r.load.unexpected),
       },
     ],
     notes: [

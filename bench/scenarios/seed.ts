@@ -27,6 +27,8 @@ export interface Body {
   ownerId: string;
   bytes: Buffer;
   contentType: string;
+  /** The ETag the API gave it (served by the bare server too, and answered with 304 there). */
+  etag: string;
 }
 
 export interface Seeded {
@@ -77,7 +79,9 @@ export async function seedReadModel(bench: Bench): Promise<Seeded> {
   const fetchBody = async (name: string, ownerId: string, apiPath: string): Promise<Body> => {
     const answer = await get(`${api.baseUrl}${apiPath}`, { headers: bearer(tokens.get(ownerId)!), timeoutMs: 120_000 });
     if (answer.status !== 200) throw new Error(`GET ${apiPath} for ${ownerId} answered ${answer.status}`);
-    return { name, apiPath, ownerId, bytes: answer.body, contentType: answer.headers["content-type"] ?? "" };
+    const etag = answer.headers.etag;
+    if (!etag) throw new Error(`GET ${apiPath} for ${ownerId} answered without an ETag`);
+    return { name, apiPath, ownerId, bytes: answer.body, contentType: answer.headers["content-type"] ?? "", etag };
   };
   const bodies = {
     seed: await fetchBody("seed", tenants.seed.ownerId, "/dashboard"),
@@ -88,7 +92,10 @@ export async function seedReadModel(bench: Bench): Promise<Seeded> {
   checkLicenseCount(bodies.large, options.largeTenant.licenses);
   checkLicenseCount(bodies.bigClient, options.largeTenant.bigClientLicenses);
   const bodiesDir = makeWorkSubdir(bench, "bodies-");
-  for (const body of Object.values(bodies)) writeFileSync(path.join(bodiesDir, `${body.name}.body`), body.bytes);
+  for (const body of Object.values(bodies)) {
+    writeFileSync(path.join(bodiesDir, `${body.name}.body`), body.bytes);
+    writeFileSync(path.join(bodiesDir, `${body.name}.etag`), body.etag);
+  }
 
   const cpu = timing.cpuSeconds[0]!;
   return {

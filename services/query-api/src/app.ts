@@ -1,5 +1,6 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
-// owner's fragments with one range read and sends them in response order.
+// owner's fragments with one range read and sends them in response order, or answers a
+// revalidation (If-None-Match) with 304 from one point read of the version.
 import { setImmediate } from "node:timers/promises";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
@@ -11,6 +12,14 @@ import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
+import {
+  DASHBOARD_CACHE_CONTROL,
+  dashboardScope,
+  dashboardTag,
+  etagValue,
+  parseIfNoneMatch,
+  stillCurrent,
+} from "./domain/revalidation.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
 
 export interface AppDeps {
@@ -101,13 +110,23 @@ function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
   return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
 }
 
+/** 304: the body the client holds under `tag` is still the current one. */
+function notModified(c: Context<Env>, tag: string) {
+  return c.body(null, 304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag) });
+}
+
 /**
- * Sends a dashboard with its Content-Length. A large one's pieces (views of the stored fragments)
- * are queued on the socket as they are: the socket sends them as it drains, so the body is never
- * copied whole and the event loop is free meanwhile.
+ * Sends a dashboard with its Content-Length and ETag. A large one's pieces (views of the stored
+ * fragments) are queued on the socket as they are: the socket sends them as it drains, so the body
+ * is never copied whole and the event loop is free meanwhile.
  */
-function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
-  const headers = { "Content-Type": "application/json", "Content-Length": String(byteLength) };
+function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, tag: string) {
+  const headers = {
+    "Content-Type": "application/json",
+    "Content-Length": String(byteLength),
+    "Cache-Control": DASHBOARD_CACHE_CONTROL,
+    ETag: etagValue(tag),
+  };
   const outgoing = c.env?.outgoing;
   if (pieces.length === 1 || !outgoing) {
     const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
@@ -144,19 +163,36 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
     const at = now();
+    const scope = dashboardScope(ownerId, input.clientId);
+    const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
+    // The owner's version, or the client's for one client's view: one point read.
+    let version = await deps.store.version(ownerId, input.clientId);
+    if (conditions && !conditions.any) {
+      // A tag of this version and scope whose validity has not run out: nothing to read or render.
+      const current = stillCurrent(conditions.tags, scope, version, at.getTime());
+      if (current !== undefined) {
+        metrics.dashboardReads.inc({ source: "revalidated" });
+        return notModified(c, current);
+      }
+    }
     const key = dashboardKey(ownerId, input.clientId);
-    let dashboard = deps.cache?.get(key, await deps.store.ownerVersion(ownerId), at.toISOString());
+    let dashboard = deps.cache?.get(key, version, at.toISOString());
     metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
     if (!dashboard) {
-      const { version, fragments } = await deps.store.readDashboard(ownerId, input.clientId);
-      dashboard = joinSmall(renderDashboard(fragments, at));
+      const read = await deps.store.readDashboard(ownerId, input.clientId);
+      // The version of the snapshot the body comes from (a commit may have landed since the point read).
+      version = read.version;
+      dashboard = joinSmall(renderDashboard(read.fragments, at));
       // A large body took a while to assemble: let other requests run before it is written.
       if (dashboard.pieces.length > 1) await setImmediate();
       // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
       // more memory than the cache would count.
       if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
     }
-    return send(c, dashboard);
+    const tag = dashboardTag(scope, version, dashboard.validUntil);
+    // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
+    if (conditions && (conditions.any || conditions.tags.includes(tag))) return notModified(c, tag);
+    return send(c, dashboard, tag);
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

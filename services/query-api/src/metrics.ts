@@ -6,7 +6,9 @@ const requestLabels = ["route", "status"] as const;
 export const queryApiMetrics = {
   dashboardReads: new Counter({
     name: "keybox_query_dashboard_reads_total",
-    help: "GET /dashboard answers by where the body came from: the response cache, or the store (read and rendered)",
+    help:
+      "GET /dashboard answers by where the body came from: the response cache, the store (read and rendered), " +
+      "or none (revalidated: 304 from the version alone)",
     labelNames: ["source"] as const,
   }),
   httpRequests: new Counter({

@@ -1,5 +1,5 @@
 // Composes the query API: auth, store, readiness, and the Node HTTP server.
-import type { Server } from "node:http";
+import { createServer, type RequestListener, type Server, type ServerOptions } from "node:http";
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { NatsConnection } from "nats";
@@ -9,6 +9,7 @@ import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
 import { DashboardCache } from "./domain/dashboardCache.ts";
+import { createRevalidator, withRevalidation } from "./revalidationFastPath.ts";
 import type { QueryApiSettings } from "./config.ts";
 
 export interface QueryApi {
@@ -22,21 +23,34 @@ export async function startQueryApi(
   store: DashboardStore,
   log: Logger,
 ): Promise<QueryApi> {
+  // One token cache for the app and the revalidation fast path.
+  const verifyOwner = createOwnerVerifier({
+    secret: requireSetting(config, "JWT_SECRET", "to verify bearer tokens"),
+    algorithms: config.JWT_ALGORITHMS,
+    ownerClaim: config.JWT_OWNER_CLAIM,
+  });
   const app = createApp({
     store,
     log,
-    verifyOwner: createOwnerVerifier({
-      secret: requireSetting(config, "JWT_SECRET", "to verify bearer tokens"),
-      algorithms: config.JWT_ALGORITHMS,
-      ownerClaim: config.JWT_OWNER_CLAIM,
-    }),
+    verifyOwner,
     readiness: readinessCheck({ nc, store, log }),
     ...(config.RESPONSE_CACHE_MB > 0 && {
       cache: new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 }),
     }),
   });
+  const revalidate = createRevalidator({ store, verifyOwner });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }, () => resolve(s));
+    const s = serve(
+      {
+        fetch: app.fetch,
+        port: config.PORT,
+        hostname: config.HOST,
+        // A conditional GET /dashboard whose tag is current is answered before Hono sees it.
+        createServer: ((options: ServerOptions, listener: RequestListener) =>
+          createServer(options, withRevalidation(revalidate, listener))) as unknown as typeof createServer,
+      },
+      () => resolve(s),
+    );
     s.once("error", reject);
     answerClientErrorsWithJson(s as Server); // serve() makes a node:http server unless told otherwise
   });

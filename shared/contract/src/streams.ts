@@ -22,7 +22,9 @@ export const DEFAULT_DLQ_STREAM = "KEYBOX_DLQ";
 /**
  * What a change notice on `keybox.dashboard.changed.<ownerId>` carries: the owner's new read-model
  * version and the clients whose part of the dashboard the change touched (a project moved between
- * clients touches both; a change to no client's data, such as a register alone, names none).
+ * clients touches both; a change to no client's data, such as a register alone, names none). Each
+ * client named now has that version as its client version too (what a client-filtered read's
+ * ETag is made from).
  */
 export const dashboardChangedSchema = z.object({
   ownerId: idSchema,

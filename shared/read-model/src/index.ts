@@ -47,5 +47,6 @@ export {
   type RecordWrite,
   type RevisionedRecord,
   type StoredFragment,
+  writtenClients,
 } from "./store.ts";
 export { openStore, storeSettings, type OpenStoreOptions, type StoreSettings } from "./openStore.ts";

@@ -22,6 +22,7 @@ import {
   type PartStats,
   type RevisionedRecord,
   type StoredFragment,
+  writtenClients,
 } from "./store.ts";
 
 interface Stored {
@@ -31,7 +32,9 @@ interface Stored {
 
 /** Ids are [A-Za-z0-9_-], all below "~", so [x, "~"] closes the range of keys that start with x. */
 const AFTER_ANY_ID = "~";
+/** In `meta`: an owner's version at [ownerId, OWNER_VERSION], a client's at [ownerId, CLIENT_VERSION, clientId]. */
 const OWNER_VERSION = "";
+const CLIENT_VERSION = "c";
 const COMMITS = "commits";
 const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
@@ -323,24 +326,32 @@ export class LmdbDashboardStore implements DashboardStore {
       }
       ownerVersions.set(write.key.ownerId, 0);
     }
+    const clients = writtenClients(writes);
     for (const ownerId of ownerVersions.keys()) {
       const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
       this.meta.putSync([ownerId, OWNER_VERSION], version);
+      for (const clientId of clients.get(ownerId) ?? [])
+        this.meta.putSync([ownerId, CLIENT_VERSION, clientId], version);
       ownerVersions.set(ownerId, version);
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
     return { ok: true, rev, ownerVersions, written: { records: writes.length, bytes } };
   }
 
-  async ownerVersion(ownerId: string): Promise<number> {
-    return this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
+  async version(ownerId: string, clientId?: string): Promise<number> {
+    return this.versionNow(ownerId, clientId);
+  }
+
+  private versionNow(ownerId: string, clientId: string | undefined): number {
+    const key = clientId === undefined ? [ownerId, OWNER_VERSION] : [ownerId, CLIENT_VERSION, clientId];
+    return this.meta.get(key) ?? 0;
   }
 
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
     // Reads in one event-loop turn share one read snapshot, and a range iterator keeps the snapshot
     // it started in until it ends: so version and fragments agree even though a large owner's range
     // is read in slices, letting other requests run between them.
-    const version = this.meta.get([ownerId, OWNER_VERSION]) ?? 0;
+    const version = this.versionNow(ownerId, clientId);
     const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
     const fragments: StoredFragment[] = [];
     for (const { key, value } of this.fragments.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {

@@ -31,6 +31,7 @@ import {
   type PartStats,
   type RevisionedRecord,
   type StoredFragment,
+  writtenClients,
 } from "./store.ts";
 
 /**
@@ -50,7 +51,11 @@ interface RecordDoc {
   lockedBy?: number;
 }
 
-/** An owner's read-model version, kept in the parts collection at `${ownerId}/`. */
+/**
+ * A read-model version, kept in the parts collection: an owner's at `${ownerId}/`, first in the
+ * owner's range, and a client's at `${ownerId}/${clientId}/`, first in the client's range (no part
+ * has either id: a part's has four segments).
+ */
 interface VersionDoc {
   _id: string;
   version: number;
@@ -72,7 +77,8 @@ const NAMESPACE_EXISTS = 48;
 /**
  * Ids are [A-Za-z0-9_-] and never contain "/", so everything under a prefix ending in "/" lies in
  * [prefix, prefix with its last "/" replaced by "0"), "0" being the character after "/". The
- * owner's version document, `${ownerId}/`, sorts first in the owner's range.
+ * owner's version document, `${ownerId}/`, sorts first in the owner's range, and a client's,
+ * `${ownerId}/${clientId}/`, first in the client's.
  */
 const AFTER_SLASH = "0";
 
@@ -83,7 +89,8 @@ function docId(key: RecordKey): string {
     : `${key.ownerId}/${key.entity}/${key.id}`;
 }
 
-const versionId = (ownerId: string) => `${ownerId}/`;
+const versionId = (ownerId: string, clientId?: string) =>
+  clientId === undefined ? `${ownerId}/` : `${ownerId}/${clientId}/`;
 
 /**
  * A majority write that cannot complete in this time (the majority of data-bearing members
@@ -295,6 +302,7 @@ export class MongoDashboardStore implements DashboardStore {
           ownerVersions.set(key.ownerId, 0);
         }
         current = undefined;
+        const clients = writtenClients(writes);
         for (const ownerId of ownerVersions.keys()) {
           const after = await this.versions.findOneAndUpdate(
             { _id: versionId(ownerId) },
@@ -302,7 +310,17 @@ export class MongoDashboardStore implements DashboardStore {
             { upsert: true, returnDocument: "after", session },
           );
           // With upsert and returnDocument "after" the document always comes back.
-          ownerVersions.set(ownerId, after?.version ?? 1);
+          const version = after?.version ?? 1;
+          ownerVersions.set(ownerId, version);
+          const written = [...(clients.get(ownerId) ?? [])];
+          if (written.length === 0) continue;
+          // The owner's version document serialises the owner's commits, so it only ever grows.
+          await this.versions.bulkWrite(
+            written.map((clientId) => ({
+              updateOne: { filter: { _id: versionId(ownerId, clientId) }, update: { $set: { version } }, upsert: true },
+            })),
+            { session, ordered: false },
+          );
         }
         await this.meta.updateOne({ _id: APPLIED_SEQ }, { $max: { seq: streamSeq } }, { upsert: true, session });
         result = { ok: true, ownerVersions, written: { records: writes.length, bytes } };
@@ -352,21 +370,22 @@ export class MongoDashboardStore implements DashboardStore {
     await collection.deleteOne({ _id }, { session });
   }
 
-  async ownerVersion(ownerId: string): Promise<number> {
-    const doc = await this.versions.findOne({ _id: versionId(ownerId) }, { readPreference: this.readPreference });
+  async version(ownerId: string, clientId?: string): Promise<number> {
+    const doc = await this.versions.findOne(
+      { _id: versionId(ownerId, clientId) },
+      { readPreference: this.readPreference },
+    );
     return doc?.version ?? 0;
   }
 
   async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
     // One query, in a snapshot session (MongoDB 5.0+): a large owner's parts come in several
     // batches, and a commit landing between two of them must not show half (a moved project
-    // missing, or twice). The version document sorts first in the range.
-    const version = versionId(ownerId);
-    const range =
-      clientId === undefined
-        ? { $gte: version, $lt: `${ownerId}${AFTER_SLASH}` }
-        : { $gte: `${ownerId}/${clientId}/`, $lt: `${ownerId}/${clientId}${AFTER_SLASH}` };
-    const filter = clientId === undefined ? { _id: range } : { $or: [{ _id: version }, { _id: range }] };
+    // missing, or twice). The version document (the owner's, or the client's) sorts first in the
+    // range; a whole owner's range also holds its clients' version documents, which have no fragment.
+    const version = versionId(ownerId, clientId);
+    const end = clientId === undefined ? `${ownerId}${AFTER_SLASH}` : `${ownerId}/${clientId}${AFTER_SLASH}`;
+    const filter = { _id: { $gte: version, $lt: end } };
     const session = this.client.startSession({ snapshot: true });
     let docs: (Partial<RecordDoc & VersionDoc> & { _id: string })[];
     try {
@@ -403,7 +422,10 @@ export class MongoDashboardStore implements DashboardStore {
     const [stats] = await this.parts
       .aggregate<PartStats>(
         [
-          { $match: { _id: { $gt: versionId(ownerId), $lt: `${ownerId}${AFTER_SLASH}` } } },
+          // Parts only: not the owner's version document nor its clients'.
+          {
+            $match: { _id: { $gt: versionId(ownerId), $lt: `${ownerId}${AFTER_SLASH}` }, version: { $exists: false } },
+          },
           { $project: { size: { $bsonSize: "$$ROOT" } } },
           { $group: { _id: null, parts: { $sum: 1 }, bytes: { $sum: "$size" }, largestPartBytes: { $max: "$size" } } },
           { $project: { _id: 0 } },

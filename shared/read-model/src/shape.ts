@@ -121,9 +121,10 @@ export function keyId(key: RecordKey): string {
 
 /**
  * The stored shape's version. A store written in another shape is refused at start rather than
- * served wrong; it is rebuilt from the event stream (README, "Rebuild").
+ * served wrong; it is rebuilt from the event stream (README, "Rebuild"). Format 5 added client
+ * versions (DashboardStore.version), which a store written before has not kept.
  */
-export const READ_MODEL_FORMAT = 4;
+export const READ_MODEL_FORMAT = 5;
 
 /**
  * Checks the format a store records (`hasData` without a record means the first format). Returns

@@ -38,10 +38,31 @@ export interface StoredFragment {
 }
 
 export interface DashboardRead {
-  /** Grows with every committed batch that touched the owner; 0 for an owner never written. */
+  /**
+   * The version of what was read (see DashboardStore.version): the owner's for a whole dashboard,
+   * the client's for one client's. From the same snapshot as the fragments.
+   */
   version: number;
   /** The owner's (or client's) fragments, in an order that callers must not rely on. */
   fragments: StoredFragment[];
+}
+
+/**
+ * The clients, per owner, whose parts `writes` writes: every commit gives each of them the owner's
+ * new version as its client version (see DashboardStore.version). Change notices name the same.
+ */
+export function writtenClients(writes: readonly RecordWrite[]): Map<string, Set<string>> {
+  const clients = new Map<string, Set<string>>();
+  for (const { key } of writes) {
+    if (key.type !== "part") continue;
+    let written = clients.get(key.ownerId);
+    if (!written) {
+      written = new Set();
+      clients.set(key.ownerId, written);
+    }
+    written.add(key.clientId);
+  }
+  return clients;
 }
 
 /**
@@ -77,7 +98,9 @@ export interface DashboardStore {
   /**
    * Writes everything or nothing: nothing when any record written or read has moved past the
    * revision it was loaded at (another replica won the race; reload and apply again). Bumps the
-   * version of every owner written to and records `streamSeq` as applied, in the same transaction.
+   * version of every owner written to, sets the version of every client whose parts it writes
+   * (writtenClients) to its owner's new version, and records `streamSeq` as applied, in the same
+   * transaction.
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
@@ -99,11 +122,18 @@ export interface DashboardStore {
    * are durable when they resolve needs none.
    */
   flush?(): Promise<void>;
-  /** The owner's read-model version (0 for an owner never written): one point read. */
-  ownerVersion(ownerId: string): Promise<number>;
   /**
-   * One owner's dashboard fragments, or one client's when `clientId` is given: one range read, from
-   * one snapshot. Every commit keeps each part's fragment in step with the part.
+   * One point read. Without `clientId`, the owner's read-model version: it grows with every commit
+   * that writes anything of the owner (0 for an owner never written). With it, that client's: the
+   * owner's version as of the last commit that wrote one of the client's parts (0 for a client never
+   * written), so it moves with every change to what the client's dashboard shows and with no change
+   * to another client's.
+   */
+  version(ownerId: string, clientId?: string): Promise<number>;
+  /**
+   * One owner's dashboard fragments, or one client's when `clientId` is given, with the matching
+   * version (the owner's, or the client's): one range read, from one snapshot. Every commit keeps
+   * each part's fragment in step with the part.
    */
   readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
   /** How an owner's dashboard is stored: part count and stored sizes (for operators and tests). */

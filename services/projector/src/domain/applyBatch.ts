@@ -9,6 +9,7 @@ import {
   type RecordRead,
   type RecordWrite,
   type RevisionedRecord,
+  writtenClients,
 } from "@keybox/read-model";
 import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./applyEvent.ts";
 import type { SliceEntry } from "./slice.ts";
@@ -31,15 +32,12 @@ export interface DashboardChange {
 
 const MAX_ATTEMPTS = 100;
 
-/** What a committed batch changed, per owner: the store's new version and the clients written. */
+/**
+ * What a committed batch changed, per owner: the store's new version and the clients written, the
+ * same ones the store gave that version as their client version (writtenClients).
+ */
 function changesOf(commit: Commit, ownerVersions: Map<string, number>): Map<string, DashboardChange> {
-  const clients = new Map<string, Set<string>>();
-  for (const { key } of commit.writes) {
-    if (key.type !== "part") continue;
-    const written = clients.get(key.ownerId) ?? new Set<string>();
-    written.add(key.clientId);
-    clients.set(key.ownerId, written);
-  }
+  const clients = writtenClients(commit.writes);
   const changes = new Map<string, DashboardChange>();
   for (const [ownerId, version] of ownerVersions)
     changes.set(ownerId, { version, clients: [...(clients.get(ownerId) ?? [])] });

@@ -1,12 +1,13 @@
 // Recently served dashboards, so that a hot dashboard is not read and assembled again on
-// every request. An entry is served only while the owner's stored read-model version is still the
-// one it was rendered from (the caller reads it: one point read) and no ACTIVE license in it has
-// passed its end; the cache is bounded in entries and in bytes, least recently used out first.
+// every request. An entry is served only while the stored read-model version (the owner's, or the
+// client's for one client's view) is still the one it was rendered from (the caller reads it: one
+// point read) and no ACTIVE license in it has passed its end; the cache is bounded in entries and
+// in bytes, least recently used out first. Its version and validUntil also make the ETag.
 
 import type { RenderedDashboard } from "./renderDashboard.ts";
 
 export interface CachedDashboard {
-  /** The owner's read-model version the body was rendered from. */
+  /** The read-model version the body was rendered from (the owner's, or the client's when filtered). */
   version: number;
   /** The body; its validUntil says from when it is wrong (an ACTIVE license in it has expired). */
   dashboard: RenderedDashboard;

@@ -1,0 +1,109 @@
+// Revalidation of GET /dashboard: strong ETags made from the stored read-model version (never from
+// the body), and If-None-Match answered from them.
+//
+// A dashboard's body is a function of three things only: whose dashboard it is (the owner, and the
+// client when filtered), the stored parts it is rendered from, and the time, which turns an ACTIVE
+// license past its end into EXPIRED. So its ETag names each of them:
+//
+//   "<version>.<validUntil>.<scope>"
+//
+// - version: the owner's read-model version, or the client's for a client-filtered read
+//   (DashboardStore.version): it moves with every commit that changes what the body shows;
+// - validUntil: when the first ACTIVE license in the body reaches its end, in epoch milliseconds,
+//   or "-" when none will (RenderedDashboard.validUntil): until then the body stays the same;
+// - scope: a short hash of owner and client, so one URL's tag for one owner (or with a clientId
+//   in its JSON body) never matches another's.
+//
+// A tag whose version and scope are the current ones still names the current body while its
+// validUntil is ahead: that is decided from the tag and one point read of the version, with no
+// fragment read and no render.
+import { createHash } from "node:crypto";
+
+/**
+ * Every dashboard answer, 200 or 304: a browser (or other private cache) may keep it but must ask
+ * again before each use, which If-None-Match makes cheap; shared caches must not keep it at all.
+ */
+export const DASHBOARD_CACHE_CONTROL = "private, no-cache";
+
+/** The parsed If-None-Match: `*`, or the opaque tags listed (their quotes and any `W/` removed). */
+export type IfNoneMatch = { any: true } | { any: false; tags: string[] };
+
+/** `*`, alone (RFC 9110: If-None-Match = "*" / #entity-tag). */
+const ANY: IfNoneMatch = { any: true };
+
+/**
+ * One list element at the sticky position: optional whitespace, optionally an entity-tag (its weak
+ * prefix `W/`, case-sensitive, and the opaque tag: etagc = %x21 / %x23-7E / obs-text), optional
+ * whitespace, then a comma or the end. Empty elements are allowed (RFC 9110 §5.6.1).
+ */
+const ELEMENT = /[ \t]*(?:(?:W\/)?"([\x21\x23-\x7E\x80-\xFF]*)")?[ \t]*(?:,|$)/y;
+
+/**
+ * Parses an If-None-Match value. Undefined when there is none, or when it is not valid (garbage,
+ * an unterminated tag, `*` in a list): such a header is ignored and the request answered as if it
+ * had none.
+ */
+export function parseIfNoneMatch(value: string | undefined): IfNoneMatch | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (trimmed === "*") return ANY;
+  const tags: string[] = [];
+  let at = 0;
+  while (at < value.length) {
+    ELEMENT.lastIndex = at;
+    const match = ELEMENT.exec(value);
+    if (match === null || ELEMENT.lastIndex === at) return undefined;
+    if (match[1] !== undefined) tags.push(match[1]);
+    at = ELEMENT.lastIndex;
+  }
+  return tags.length > 0 ? { any: false, tags } : undefined;
+}
+
+/** The longest scope cache before it starts again (one entry per owner and client filter asked for). */
+const SCOPES_KEPT = 10_000;
+const scopes = new Map<string, string>();
+
+/**
+ * The scope part of a dashboard's tags: 16 base64url characters (96 bits) of the SHA-256 of owner
+ * and client. Remembered, since a revalidation is answered with little more work than this.
+ */
+export function dashboardScope(ownerId: string, clientId: string | undefined): string {
+  // Ids never contain "/", so owner and client cannot run into each other.
+  const key = `${ownerId}/${clientId ?? ""}`;
+  let scope = scopes.get(key);
+  if (scope === undefined) {
+    scope = createHash("sha256").update(key).digest("base64url").slice(0, 16);
+    if (scopes.size >= SCOPES_KEPT) scopes.clear();
+    scopes.set(key, scope);
+  }
+  return scope;
+}
+
+/** The opaque tag (without its quotes) of a body rendered from `version` that stays right until `validUntil` (ISO). */
+export function dashboardTag(scope: string, version: number, validUntil: string | undefined): string {
+  return `${version}.${validUntil === undefined ? "-" : Date.parse(validUntil)}.${scope}`;
+}
+
+/** An opaque tag as an ETag header value: quoted, strong. */
+export const etagValue = (tag: string) => `"${tag}"`;
+
+/**
+ * The first of `tags` that still names the current body of `scope` at `version`: made by
+ * dashboardTag from the same version and scope, with its validUntil still ahead of `nowMs`. Weak
+ * comparison, as RFC 9110 asks for If-None-Match: the tags came without their `W/`.
+ */
+export function stillCurrent(
+  tags: readonly string[],
+  scope: string,
+  version: number,
+  nowMs: number,
+): string | undefined {
+  const prefix = `${version}.`;
+  const suffix = `.${scope}`;
+  for (const tag of tags) {
+    if (!tag.startsWith(prefix) || !tag.endsWith(suffix)) continue;
+    const until = tag.slice(prefix.length, tag.length - suffix.length);
+    if (until === "-" || (/^[1-9][0-9]{0,15}$/.test(until) && nowMs < Number(until))) return tag;
+  }
+  return undefined;
+}

@@ -1,0 +1,358 @@
+// Revalidation of GET /dashboard (ETag, Cache-Control, If-None-Match → 304) through a real
+// query-API process on the read model a real projector keeps from a real nats-server.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startQueryApi } from "@keybox/query-api";
+import type { Envelope } from "@keybox/contract";
+import type { DashboardStore } from "@keybox/read-model";
+import { createLogger } from "@keybox/runtime";
+import { freePort } from "../scripts/natsServer.ts";
+import {
+  dashboardScope,
+  dashboardTag,
+  parseIfNoneMatch,
+  stillCurrent,
+} from "../services/query-api/src/domain/revalidation.ts";
+import { createRevalidator } from "../services/query-api/src/revalidationFastPath.ts";
+import { clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
+import { bearer, httpGet, type HttpResult } from "./support/http.ts";
+import { useNats } from "./support/nats.ts";
+import { eventually, startPipeline, TEST_JWT_SECRET, tokenFor, type Pipeline } from "./support/pipeline.ts";
+import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+
+const nats = useNats();
+let pipeline: Pipeline;
+let api: ServiceProcess;
+let apiUrl: string;
+beforeAll(async () => {
+  // The projector (and its store) in this process; the query API as a process of its own on the
+  // same LMDB folder, as deployed.
+  pipeline = await startPipeline(nats.url);
+  const port = await freePort();
+  apiUrl = `http://127.0.0.1:${port}`;
+  api = spawnService("services/query-api/src/main.ts", {
+    NATS_URL: nats.url,
+    DATA_DIR: pipeline.config.DATA_DIR,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    JWT_SECRET: TEST_JWT_SECRET,
+    LOG_LEVEL: "warn",
+  });
+  await waitUntilReady(apiUrl, api);
+});
+afterAll(async () => {
+  if (api && api.child.exitCode === null) {
+    api.child.kill("SIGTERM");
+    await api.exited;
+  }
+  await pipeline?.stop();
+});
+
+interface Ask {
+  ownerId: string;
+  query?: string;
+  body?: string;
+  ifNoneMatch?: string;
+}
+
+async function ask({ ownerId, query = "", body, ifNoneMatch }: Ask, url = apiUrl): Promise<HttpResult> {
+  const headers: Record<string, string> = bearer(await tokenFor({ userId: ownerId }));
+  if (ifNoneMatch !== undefined) headers["If-None-Match"] = ifNoneMatch;
+  return httpGet(`${url}/dashboard${query}`, { headers, body });
+}
+
+/** A 200 with its ETag and Cache-Control; gives the ETag. */
+function expectFull(res: HttpResult): string {
+  expect(res.status).toBe(200);
+  expect(res.body).toMatchObject({ message: "Dashboard fetched successfully" });
+  expect(res.headers["cache-control"]).toBe("private, no-cache");
+  const etag = res.headers.etag!;
+  expect(etag).toMatch(/^"[^"]+"$/); // strong
+  return etag;
+}
+
+/** A 304: no body, the ETag given back, the same Cache-Control. */
+function expectNotModified(res: HttpResult, etag: string): void {
+  expect(res.status).toBe(304);
+  expect(res.body).toBe("");
+  expect(res.headers.etag).toBe(etag);
+  expect(res.headers["cache-control"]).toBe("private, no-cache");
+}
+
+async function publishAll(...events: Envelope[]) {
+  for (const e of events) await pipeline.publish(e);
+}
+
+/** Waits until the owner's dashboard (or one client's) satisfies `done`; gives that answer. */
+async function when(request: Ask, done: (body: any) => boolean): Promise<HttpResult> {
+  return eventually(async () => {
+    const res = await ask(request);
+    return res.status === 200 && done(res.body) ? res : undefined;
+  });
+}
+
+const metric = async (source: string) =>
+  Number(
+    new RegExp(`^keybox_query_dashboard_reads_total\\{source="${source}"\\} (\\d+)$`, "m").exec(
+      (await httpGet(`${apiUrl}/metrics`)).body,
+    )?.[1] ?? 0,
+  );
+
+const clientNamed = (owner: string, id: string, name: string, version: number) =>
+  clientEvent(owner, id, { name, email: `${id}@x.io` }, { version });
+const nameOf = (body: any, id: string) => body.data.find((c: any) => c._id === id)?.name;
+
+describe("ETag and Cache-Control", () => {
+  const owner = "etagOwner";
+
+  beforeAll(async () => {
+    await publishAll(clientNamed(owner, "c1", "one", 1), clientNamed(owner, "c2", "two", 1));
+    await when({ ownerId: owner }, (b) => b.clientsCount === 2);
+  });
+
+  it("answers 304 with no body to the ETag it gave, from the version alone", async () => {
+    const etag = expectFull(await ask({ ownerId: owner }));
+    const [revalidated, cache, store] = [await metric("revalidated"), await metric("cache"), await metric("store")];
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: etag }), etag);
+    // Weak comparison (RFC 9110 for If-None-Match), in a list, with whitespace and empty elements.
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: `W/${etag}` }), etag);
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: `"other", ,${etag} ,W/"x"` }), etag);
+    // Neither the cache nor the store was asked for a body.
+    expect(await metric("revalidated")).toBe(revalidated + 3);
+    expect([await metric("cache"), await metric("store")]).toEqual([cache, store]);
+    // `*` matches any current body.
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: "*" }), etag);
+  });
+
+  it("gives a new ETag after a change, and the old one no longer matches", async () => {
+    const before = expectFull(await ask({ ownerId: owner }));
+    await publishAll(clientNamed(owner, "c1", "one v2", 2));
+    const after = await when({ ownerId: owner }, (b) => nameOf(b, "c1") === "one v2");
+    const etag = expectFull(after);
+    expect(etag).not.toBe(before);
+    const stale = await ask({ ownerId: owner, ifNoneMatch: before });
+    expect(expectFull(stale)).toBe(etag);
+    expect(stale.body).toEqual(after.body);
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: etag }), etag);
+  });
+
+  it("gives one client's view an ETag that a change to another client leaves alone and one to it moves", async () => {
+    const c1 = { ownerId: owner, query: "?clientId=c1" };
+    const c1Tag = expectFull(await ask(c1));
+    const wholeTag = expectFull(await ask({ ownerId: owner }));
+    expect(c1Tag).not.toBe(wholeTag);
+
+    await publishAll(clientNamed(owner, "c2", "two v2", 2));
+    const whole = await when({ ownerId: owner }, (b) => nameOf(b, "c2") === "two v2");
+    expect(expectFull(whole)).not.toBe(wholeTag);
+    // c2 changed, not c1: c1's tag still holds.
+    expectNotModified(await ask({ ...c1, ifNoneMatch: c1Tag }), c1Tag);
+
+    await publishAll(clientNamed(owner, "c1", "one v3", 3));
+    const changed = await when(c1, (b) => nameOf(b, "c1") === "one v3");
+    const newTag = expectFull(changed);
+    expect(newTag).not.toBe(c1Tag);
+    expect(expectFull(await ask({ ...c1, ifNoneMatch: c1Tag }))).toBe(newTag);
+    expectNotModified(await ask({ ...c1, ifNoneMatch: newTag }), newTag);
+  });
+
+  it("never shares an ETag between the whole dashboard and a clientId given in a JSON body, nor between owners", async () => {
+    const whole = expectFull(await ask({ ownerId: owner }));
+    const viaBody = { ownerId: owner, body: JSON.stringify({ clientId: "c1" }) };
+    const bodyTag = expectFull(await ask(viaBody));
+    expect(bodyTag).not.toBe(whole);
+    // The same URL: the body decides, and the unfiltered tag does not vouch for the filtered view.
+    const res = await ask({ ...viaBody, ifNoneMatch: whole });
+    expect(expectFull(res)).toBe(bodyTag);
+    expect(res.body.clientsCount).toBe(1);
+    expectNotModified(await ask({ ...viaBody, ifNoneMatch: bodyTag }), bodyTag);
+    // The query string and the body name the same view.
+    expect(expectFull(await ask({ ownerId: owner, query: "?clientId=c1" }))).toBe(bodyTag);
+    // Two owners with nothing both read version 0 with no expiry; their tags still differ.
+    const nobody = expectFull(await ask({ ownerId: "etagNobody1" }));
+    expect(expectFull(await ask({ ownerId: "etagNobody2" }))).not.toBe(nobody);
+    expect((await ask({ ownerId: "etagNobody2", ifNoneMatch: nobody })).status).toBe(200);
+  });
+
+  it.each([
+    ["garbage", "garbage"],
+    ["an unterminated tag", '"1.-.abc'],
+    ["a bare W/", "W/"],
+    ["a lowercase weak prefix", 'w/"1.-.abc"'],
+    ["two tags without a comma", '"a" "b"'],
+    ["* in a list", '*, "a"'],
+    ["an empty tag", '""'],
+    ["only commas", " , ,"],
+    ["an empty value", ""],
+    ["a tag with a quote inside", '"1.-".abc"'],
+    ["a tag of this owner's form with a forged validity", '"1.abc.x"'],
+    ["a very long list of other tags", Array.from({ length: 500 }, (_, i) => `"t${i}"`).join(", ")],
+  ])("answers %s in If-None-Match with 200 as if there were none", async (_name, ifNoneMatch) => {
+    const plain = await ask({ ownerId: owner });
+    const res = await ask({ ownerId: owner, ifNoneMatch });
+    expect(expectFull(res)).toBe(plain.headers.etag);
+    expect(res.body).toEqual(plain.body);
+  });
+});
+
+describe("an ETag and time", () => {
+  it("stops matching once an ACTIVE license in the body reaches its end, with no event", async () => {
+    const owner = "etagExpiryOwner";
+    const expiresAt = new Date(Date.now() + 3000).toISOString();
+    await publishAll(
+      clientNamed(owner, "ec", "C", 1),
+      projectCreated(owner, "ep", { clientId: "ec", name: "P" }),
+      licenseEvent(owner, "soon", { clientId: "ec", projectId: "ep", expiresAt, status: "ACTIVE" }),
+      licenseEvent(owner, "later", { clientId: "ec", projectId: "ep", status: "ACTIVE" }),
+    );
+    const statuses = (b: any) => b.data[0]?.projects[0]?.licenses.map((l: any) => `${l._id} ${l.status}`);
+    const first = await when({ ownerId: owner }, (b) => statuses(b)?.length === 2);
+    expect(statuses(first.body)).toEqual(["later ACTIVE", "soon ACTIVE"].sort());
+    const etag = expectFull(first);
+    expect(etag).toContain(`.${Date.parse(expiresAt)}.`);
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: etag }), etag);
+
+    await new Promise((r) => setTimeout(r, Date.parse(expiresAt) - Date.now() + 50));
+    const expired = await ask({ ownerId: owner, ifNoneMatch: etag });
+    const next = expectFull(expired);
+    expect(next).not.toBe(etag);
+    expect(statuses(expired.body)).toEqual(["later ACTIVE", "soon EXPIRED"].sort());
+    // The same stored version: only the validity moved ("later" expires in 2099).
+    expect(next.split(".")[0]).toBe(etag.split(".")[0]);
+    expect(next).toContain(`.${Date.parse("2099-01-01T00:00:00.000Z")}.`);
+    expectNotModified(await ask({ ownerId: owner, ifNoneMatch: next }), next);
+  });
+});
+
+describe("a 304 in the query API", () => {
+  const owner = "etagCountedOwner";
+  const log = createLogger("test", "silent");
+  beforeAll(async () => {
+    await publishAll(clientNamed(owner, "k1", "K", 1));
+    await when({ ownerId: owner }, (b) => b.clientsCount === 1);
+  });
+
+  /** The pipeline's store, counting what is asked of it. */
+  function countedStore(calls: string[]): DashboardStore {
+    const inner = pipeline.store;
+    return {
+      version: (ownerId: string, clientId?: string) => {
+        calls.push(`version ${ownerId} ${clientId ?? ""}`);
+        return inner.version(ownerId, clientId);
+      },
+      readDashboard: (ownerId: string, clientId?: string) => {
+        calls.push(`readDashboard ${ownerId} ${clientId ?? ""}`);
+        return inner.readDashboard(ownerId, clientId);
+      },
+    } as DashboardStore;
+  }
+
+  it("costs one point read of the version: no fragment read, no render", async () => {
+    const calls: string[] = [];
+    const api = await startQueryApi(pipeline.config, pipeline.nc, countedStore(calls), log);
+    try {
+      // Answered before Hono (no body), and by the app (a clientId in a JSON body; a query it leaves to the app).
+      for (const request of [
+        { query: "" },
+        { query: "?clientId=k1" },
+        { body: JSON.stringify({ clientId: "k1" }) },
+        { query: "?clientId=k%31" }, // percent-encoded: left to the app
+      ]) {
+        const etag = expectFull(await ask({ ownerId: owner, ...request }, api.url));
+        calls.length = 0;
+        expectNotModified(await ask({ ownerId: owner, ...request, ifNoneMatch: etag }, api.url), etag);
+        expect([request, calls]).toEqual([request, [`version ${owner} ${request.query === "" ? "" : "k1"}`]]);
+      }
+    } finally {
+      await api.close();
+    }
+  });
+
+  it("leaves to the app what it cannot answer 304: a refused token, a bad clientId, a store failure", async () => {
+    const etag = expectFull(await ask({ ownerId: owner }));
+    const badToken = await httpGet(`${apiUrl}/dashboard`, {
+      headers: {
+        ...bearer(await tokenFor({ userId: owner }, { secret: "another-secret-of-at-least-32-chars!!" })),
+        "If-None-Match": etag,
+      },
+    });
+    expect(badToken.status).toBe(401);
+    expect((await ask({ ownerId: owner, query: "?clientId=not%20valid", ifNoneMatch: etag })).status).toBe(400);
+    const failing = { version: () => Promise.reject(new Error("store is down")) } as unknown as DashboardStore;
+    const api = await startQueryApi(pipeline.config, pipeline.nc, failing, log);
+    try {
+      const res = await ask({ ownerId: owner, ifNoneMatch: etag }, api.url);
+      expect(res.status).toBe(500);
+      expect(res.body).toMatchObject({ message: "Failed to fetch dashboard" });
+    } finally {
+      await api.close();
+    }
+  });
+});
+
+describe("If-None-Match and tags, on their own", () => {
+  it("parses lists, weak tags and *, and refuses what is not the grammar", () => {
+    expect(parseIfNoneMatch(undefined)).toBeUndefined();
+    expect(parseIfNoneMatch(" * ")).toEqual({ any: true });
+    expect(parseIfNoneMatch('"a"')).toEqual({ any: false, tags: ["a"] });
+    expect(parseIfNoneMatch(' W/"a" ,, "b",')).toEqual({ any: false, tags: ["a", "b"] });
+    for (const bad of ["a", '"a', '"a"b', '"a" "b"', "*,*", 'W/ "a"', '"a\u0001"', ""])
+      expect([bad, parseIfNoneMatch(bad)]).toEqual([bad, undefined]);
+  });
+
+  it("takes a tag as current for its version and scope until its validity ends", () => {
+    const scope = dashboardScope("o", "c");
+    expect(scope).not.toBe(dashboardScope("o", undefined));
+    expect(scope).not.toBe(dashboardScope("oc", undefined));
+    const until = "2030-01-01T00:00:00.000Z";
+    const tag = dashboardTag(scope, 7, until);
+    expect(tag).toBe(`7.${Date.parse(until)}.${scope}`);
+    expect(stillCurrent([tag], scope, 7, Date.parse(until) - 1)).toBe(tag);
+    expect(stillCurrent([tag], scope, 7, Date.parse(until))).toBeUndefined();
+    expect(stillCurrent([tag], scope, 8, 0)).toBeUndefined();
+    expect(stillCurrent([tag], dashboardScope("o", undefined), 7, 0)).toBeUndefined();
+    const forever = dashboardTag(scope, 7, undefined);
+    expect(forever).toBe(`7.-.${scope}`);
+    expect(stillCurrent(["x", forever], scope, 7, Number.MAX_SAFE_INTEGER)).toBe(forever);
+    // The 7 of "17" is not version 7.
+    expect(stillCurrent([`17.-.${scope}`], scope, 7, 0)).toBeUndefined();
+  });
+});
+
+describe("the revalidation fast path, on its own", () => {
+  const scope = dashboardScope("o1", undefined);
+  const current = `"${dashboardTag(scope, 5, undefined)}"`;
+  const revalidate = createRevalidator({
+    store: { version: async (ownerId: string, clientId?: string) => (ownerId === "o1" && !clientId ? 5 : 0) },
+    verifyOwner: async (authorization) => (authorization === "Bearer good" ? "o1" : undefined),
+  });
+  /** What the fast path does with a request: "304 <etag>", "left" (to the app) or "declined" (after looking). */
+  async function outcome(request: { method?: string; url?: string; headers?: Record<string, string> }) {
+    const headers = { authorization: "Bearer good", "if-none-match": current, ...request.headers };
+    const written: string[] = [];
+    const res = {
+      writeHead: (status: number, h: Record<string, string>) => {
+        written.push(`${status} ${h.ETag}`);
+        return { end: () => undefined };
+      },
+    };
+    const answered = revalidate({ method: "GET", url: "/dashboard", ...request, headers } as never, res as never);
+    if (answered === false) return "left";
+    return (await answered) ? written.join() : "declined";
+  }
+
+  it("answers only a plain conditional GET /dashboard whose tag is current", async () => {
+    expect(await outcome({})).toBe(`304 ${current}`);
+    expect(await outcome({ headers: { "if-none-match": `W/${current}, "x"` } })).toBe(`304 ${current}`);
+    expect(await outcome({ headers: { "if-none-match": '"5.-.other"' } })).toBe("declined");
+    expect(await outcome({ headers: { authorization: "Bearer bad" } })).toBe("declined");
+    expect(await outcome({ url: "/dashboard?clientId=c1" })).toBe("declined"); // c1 is at 0
+    expect(await outcome({ method: "HEAD" })).toBe("left");
+    expect(await outcome({ url: "/dashboard/" })).toBe("left");
+    expect(await outcome({ url: "/dashboards" })).toBe("left");
+    expect(await outcome({ url: "/dashboard?clientId=c1&x=1" })).toBe("left");
+    expect(await outcome({ headers: { "content-length": "20" } })).toBe("left");
+    expect(await outcome({ headers: { "transfer-encoding": "chunked" } })).toBe("left");
+    expect(await outcome({ headers: { "if-none-match": "*" } })).toBe("left");
+    expect(await outcome({ headers: { "if-none-match": "garbage" } })).toBe("left");
+  });
+});
