@@ -100,12 +100,16 @@ describe("/metrics", () => {
       const res = await httpGet(`${urls["query API"]}/dashboard`, { headers: bearer(token) });
       return res.body.clientsCount === 1 ? true : undefined;
     });
+    const fresh = await httpGet(`${urls["query API"]}/dashboard`, { headers: bearer(token) });
+    const conditional = { ...bearer(token), "If-None-Match": String(fresh.headers.etag) };
+    expect((await httpGet(`${urls["query API"]}/dashboard`, { headers: conditional })).status).toBe(304);
     await httpGet(`${urls["query API"]}/dashboard`);
     await httpGet(`${urls["query API"]}/no/such/path`);
     const api = await scrape("query API");
     expect(sample(api, 'keybox_query_http_requests_total{route="/dashboard",status="200"}')).toBeGreaterThanOrEqual(1);
     expect(sample(api, 'keybox_query_http_requests_total{route="/dashboard",status="401"}')).toBe(1);
     expect(sample(api, 'keybox_query_http_requests_total{route="unmatched",status="404"}')).toBe(1);
+    expect(sample(api, 'keybox_query_http_requests_total{route="/dashboard",status="304"}')).toBe(1);
     expect(sample(api, 'keybox_query_http_request_duration_seconds_count{route="unmatched",status="404"}')).toBe(1);
   });
 });

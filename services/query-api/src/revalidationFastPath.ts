@@ -33,6 +33,9 @@ type Revalidate = (req: IncomingMessage, res: ServerResponse) => false | Promise
 export function createRevalidator(deps: RevalidationDeps): Revalidate {
   const now = deps.now ?? Date.now;
   const revalidated = metrics.dashboardReads.labels({ source: "revalidated" });
+  // Counted like the app's answers (app.ts), so /metrics shows every request whichever path took it.
+  const answered = metrics.httpRequests.labels({ route: PATH, status: "304" });
+  const answerSeconds = metrics.httpSeconds.labels({ route: PATH, status: "304" });
 
   async function answer(
     req: IncomingMessage,
@@ -40,6 +43,7 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
     tags: string[],
     clientId: string | undefined,
   ): Promise<boolean> {
+    const started = performance.now();
     try {
       const ownerId = await deps.verifyOwner(req.headers.authorization);
       if (!ownerId) return false; // the app answers 401
@@ -49,6 +53,8 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
       if (tag === undefined) return false;
       revalidated.inc();
       res.writeHead(304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag) }).end();
+      answered.inc();
+      answerSeconds.observe((performance.now() - started) / 1000);
       return true;
     } catch {
       return false; // the app answers it, and reports a failure as it does any other
