@@ -7,7 +7,9 @@ import { Hono, type Context } from "hono";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
+import { compressWhole, streamCompressed } from "./adapters/compression.ts";
 import type { OwnerVerifier } from "./auth.ts";
+import { negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
@@ -19,6 +21,8 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
+  /** Bodies of at least this many bytes are compressed when the request accepts it; without it, none. */
+  compressionMinBytes?: number;
   now?: () => Date;
 }
 
@@ -100,13 +104,18 @@ function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
   return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
 }
 
+/** Every dashboard answer's body depends on Accept-Encoding, compressed or not. */
+const DASHBOARD_HEADERS = { "Content-Type": "application/json", Vary: "Accept-Encoding" };
+
+const encodedHeaders = (coding: ContentCoding) => ({ ...DASHBOARD_HEADERS, "Content-Encoding": coding });
+
 /**
  * Sends a dashboard with its Content-Length. A large one's pieces (views of the stored fragments)
  * are queued on the socket as they are: the socket sends them as it drains, so the body is never
  * copied whole and the event loop is free meanwhile.
  */
 function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
-  const headers = { "Content-Type": "application/json", "Content-Length": String(byteLength) };
+  const headers = { ...DASHBOARD_HEADERS, "Content-Length": String(byteLength) };
   const outgoing = c.env?.outgoing;
   if (pieces.length === 1 || !outgoing) {
     const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
@@ -117,6 +126,43 @@ function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
   for (const piece of pieces) outgoing.write(piece);
   outgoing.end();
   return RESPONSE_ALREADY_SENT;
+}
+
+/**
+ * Sends a dashboard compressed in `coding`. A body in one piece is compressed whole, once: its
+ * compressed form is kept beside it in the cache (when it is cached under `key`). A large one is
+ * streamed through a compressor to the socket, chunked, without a Content-Length.
+ */
+async function sendCompressed(
+  c: Context<Env>,
+  dashboard: RenderedDashboard,
+  coding: ContentCoding,
+  { cache, key, log }: { cache: DashboardCache | undefined; key: string; log: Logger },
+) {
+  const outgoing = c.env?.outgoing;
+  if (dashboard.pieces.length > 1 && outgoing) {
+    metrics.dashboardCompressions.inc({ coding, body: "streamed" });
+    metrics.compressedStreams.inc();
+    outgoing.writeHead(200, encodedHeaders(coding));
+    try {
+      await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
+    } catch (error) {
+      // The head is sent: all there is to do is log why the body was cut short (usually the client left).
+      log.debug({ err: error }, "compressed dashboard not sent whole");
+    } finally {
+      metrics.compressedStreams.dec();
+    }
+    return RESPONSE_ALREADY_SENT;
+  }
+  let body = cache?.encodedForm(key, dashboard, coding);
+  if (!body) {
+    metrics.dashboardCompressions.inc({ coding, body: "whole" });
+    const whole = dashboard.pieces.length === 1 ? dashboard.pieces[0]! : Buffer.concat(dashboard.pieces);
+    body = await compressWhole(whole, coding);
+    cache?.keepEncodedForm(key, dashboard, coding, body);
+  }
+  const headers = { ...encodedHeaders(coding), "Content-Length": String(body.byteLength) };
+  return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
 }
 
 export function createApp(deps: AppDeps): Hono<Env> {
@@ -143,7 +189,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // more memory than the cache would count.
       if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
     }
-    return send(c, dashboard);
+    const coding =
+      deps.compressionMinBytes !== undefined && dashboard.byteLength >= deps.compressionMinBytes
+        ? negotiateCoding(c.req.header("Accept-Encoding"))
+        : "identity";
+    if (coding === "identity") return send(c, dashboard);
+    return sendCompressed(c, dashboard, coding, { cache: deps.cache, key, log: deps.log });
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
