@@ -161,7 +161,9 @@ describe("compression and the response cache", () => {
     // A change, so that the next read renders a new body with no compressed forms yet.
     const license = licenseEvent(SMALL, "smallHot", { clientId: `${SMALL}Client`, projectId: `${SMALL}Project` });
     await pipeline.publish(license);
-    await eventually(async () => ((await get(SMALL)).json().data[0].projects[0].licenses.length === 21 ? true : undefined));
+    await eventually(async () =>
+      (await get(SMALL)).json().data[0].projects[0].licenses.length === 21 ? true : undefined,
+    );
     const plain = await get(SMALL);
     const [gzipBefore, brBefore] = [await compressions("gzip", "whole"), await compressions("br", "whole")];
     for (let i = 0; i < 3; i++) {

@@ -70,7 +70,8 @@ describe("the dashboard cache", () => {
     expect(cache.size.bytes).toBe(10);
 
     // Compressed forms push out the least recently used entries like bodies do.
-    for (const key of ["b", "c", "d", "e", "f", "g", "h"]) cache.set(key, { version: 1, dashboard: dashboard("x".repeat(12)) });
+    for (const key of ["b", "c", "d", "e", "f", "g", "h"])
+      cache.set(key, { version: 1, dashboard: dashboard("x".repeat(12)) });
     expect(cache.size.bytes).toBeLessThanOrEqual(100);
     cache.get("a", 2, T);
     cache.keepEncodedForm("a", newer, "gzip", new Uint8Array(12));
