@@ -38,6 +38,7 @@ beforeAll(async () => {
     PORT: String(port),
     HOST: "127.0.0.1",
     JWT_SECRET: TEST_JWT_SECRET,
+    COMPRESSION_MAX_STREAMS: "1",
   });
   await waitUntilReady(url, api);
 
@@ -194,26 +195,47 @@ describe("a dashboard under COMPRESSION_MIN_BYTES", () => {
   });
 });
 
-describe("a client that stops reading a large compressed dashboard and leaves", () => {
-  it("frees the compressor, and the next request is served in full", async () => {
-    const streams = () => metric("keybox_query_dashboard_compressed_streams");
-    expect(await streams()).toBe(0);
-    const { port } = new URL(url);
-    const token = await tokenFor({ userId: LARGE });
-    const socket = net.connect(Number(port), "127.0.0.1");
+describe("a client that stops reading a large compressed dashboard", () => {
+  it("holds the only stream allowed (COMPRESSION_MAX_STREAMS=1): another large body goes uncompressed meanwhile", async () => {
+    await withStalledStream(async () => {
+      const res = await get(LARGE, "br");
+      expectUncompressed(res);
+      expect(res.json().data[0].projects[0].licenses).toHaveLength(LARGE_LICENSES);
+    });
+  });
+
+  it("frees the compressor when it leaves, and the next request is streamed compressed in full", async () => {
+    await withStalledStream(async () => {});
+    const plain = await get(LARGE);
+    const res = await get(LARGE, "br");
+    expect(res.headers["content-encoding"]).toBe("br");
+    expect(decode(res).equals(plain.body)).toBe(true);
+  });
+});
+
+const openStreams = () => metric("keybox_query_dashboard_compressed_streams");
+
+/**
+ * Runs `during` while a client that asked for the large dashboard in br reads none of it, then
+ * makes it leave and waits until the server has closed the stream.
+ */
+async function withStalledStream(during: () => Promise<void>): Promise<void> {
+  expect(await openStreams()).toBe(0);
+  const { port } = new URL(url);
+  const token = await tokenFor({ userId: LARGE });
+  const socket = net.connect(Number(port), "127.0.0.1");
+  try {
     socket.pause(); // reads nothing: the server is held up by backpressure
     socket.write(
       `GET /dashboard HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nAccept-Encoding: br\r\n\r\n`,
     );
-    // Stalled mid-body: the compressed stream is still open.
-    await eventually(async () => ((await streams()) === 1 ? true : undefined));
+    // Stalled mid-body, far from the end: the compressed stream stays open.
+    await eventually(async () => ((await openStreams()) === 1 ? true : undefined));
     await new Promise((r) => setTimeout(r, 200));
-    expect(await streams()).toBe(1);
+    expect(await openStreams()).toBe(1);
+    await during();
+  } finally {
     socket.destroy();
-    await eventually(async () => ((await streams()) === 0 ? true : undefined));
-
-    const plain = await get(LARGE);
-    const res = await get(LARGE, "br");
-    expect(decode(res).equals(plain.body)).toBe(true);
-  });
-});
+  }
+  await eventually(async () => ((await openStreams()) === 0 ? true : undefined));
+}

@@ -1,5 +1,6 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
 // owner's fragments with one range read and sends them in response order.
+import type { ServerResponse } from "node:http";
 import { setImmediate } from "node:timers/promises";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
@@ -21,9 +22,16 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
-  /** Bodies of at least this many bytes are compressed when the request accepts it; without it, none. */
-  compressionMinBytes?: number;
+  /** When to compress bodies the request accepts compressed; without it, none are. */
+  compression?: CompressionLimits;
   now?: () => Date;
+}
+
+export interface CompressionLimits {
+  /** Smaller bodies are sent uncompressed. */
+  minBytes: number;
+  /** Most large bodies streamed through a compressor at once; more are sent uncompressed. */
+  maxStreams: number;
 }
 
 type Env = { Bindings: Partial<HttpBindings> };
@@ -129,31 +137,16 @@ function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
 }
 
 /**
- * Sends a dashboard compressed in `coding`. A body in one piece is compressed whole, once: its
- * compressed form is kept beside it in the cache (when it is cached under `key`). A large one is
- * streamed through a compressor to the socket, chunked, without a Content-Length.
+ * Sends a body in one piece compressed in `coding`, with its Content-Length. It is compressed once:
+ * the compressed form is kept beside the body in the cache (when the body is cached under `key`).
  */
-async function sendCompressed(
+async function sendCompressedWhole(
   c: Context<Env>,
   dashboard: RenderedDashboard,
   coding: ContentCoding,
-  { cache, key, log }: { cache: DashboardCache | undefined; key: string; log: Logger },
+  cache: DashboardCache | undefined,
+  key: string,
 ) {
-  const outgoing = c.env?.outgoing;
-  if (dashboard.pieces.length > 1 && outgoing) {
-    metrics.dashboardCompressions.inc({ coding, body: "streamed" });
-    metrics.compressedStreams.inc();
-    outgoing.writeHead(200, encodedHeaders(coding));
-    try {
-      await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
-    } catch (error) {
-      // The head is sent: all there is to do is log why the body was cut short (usually the client left).
-      log.debug({ err: error }, "compressed dashboard not sent whole");
-    } finally {
-      metrics.compressedStreams.dec();
-    }
-    return RESPONSE_ALREADY_SENT;
-  }
   let body = cache?.encodedForm(key, dashboard, coding);
   if (!body) {
     metrics.dashboardCompressions.inc({ coding, body: "whole" });
@@ -165,9 +158,35 @@ async function sendCompressed(
   return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
 }
 
+/**
+ * Streams a large body through a compressor to the socket, chunked (its compressed length is not
+ * known up front); resolves once it is sent, or cut short by the client leaving.
+ */
+async function sendStreamed(
+  outgoing: ServerResponse,
+  dashboard: RenderedDashboard,
+  coding: ContentCoding,
+  log: Logger,
+) {
+  metrics.dashboardCompressions.inc({ coding, body: "streamed" });
+  metrics.compressedStreams.inc();
+  outgoing.writeHead(200, encodedHeaders(coding));
+  try {
+    await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
+  } catch (error) {
+    // The head is sent: all there is to do is log why the body was cut short (usually the client left).
+    log.debug({ err: error }, "compressed dashboard not sent whole");
+  } finally {
+    metrics.compressedStreams.dec();
+  }
+  return RESPONSE_ALREADY_SENT;
+}
+
 export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
   const app = new Hono<Env>();
+  /** Large bodies being streamed through a compressor now. */
+  let compressedStreams = 0;
 
   app.get("/dashboard", async (c) => {
     const authorization = c.req.header("Authorization");
@@ -189,12 +208,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
       // more memory than the cache would count.
       if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
     }
-    const coding =
-      deps.compressionMinBytes !== undefined && dashboard.byteLength >= deps.compressionMinBytes
-        ? negotiateCoding(c.req.header("Accept-Encoding"))
-        : "identity";
+    const { compression } = deps;
+    if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard);
+    const coding = negotiateCoding(c.req.header("Accept-Encoding"));
     if (coding === "identity") return send(c, dashboard);
-    return sendCompressed(c, dashboard, coding, { cache: deps.cache, key, log: deps.log });
+    const outgoing = c.env?.outgoing;
+    if (dashboard.pieces.length === 1 || !outgoing) return sendCompressedWhole(c, dashboard, coding, deps.cache, key);
+    // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
+    if (compressedStreams >= compression.maxStreams) return send(c, dashboard);
+    compressedStreams++;
+    try {
+      return await sendStreamed(outgoing, dashboard, coding, deps.log);
+    } finally {
+      compressedStreams--;
+    }
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

@@ -31,7 +31,7 @@ export async function startQueryApi(
       ownerClaim: config.JWT_OWNER_CLAIM,
     }),
     readiness: readinessCheck({ nc, store, log }),
-    compressionMinBytes: config.COMPRESSION_MIN_BYTES,
+    compression: { minBytes: config.COMPRESSION_MIN_BYTES, maxStreams: config.COMPRESSION_MAX_STREAMS },
     ...(config.RESPONSE_CACHE_MB > 0 && {
       cache: new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 }),
     }),
