@@ -43,4 +43,40 @@ describe("the dashboard cache", () => {
     expect(cache.get("huge", 1, T)).toBeUndefined();
     expect(cache.size.bytes).toBeLessThanOrEqual(100);
   });
+
+  it("keeps a body's compressed forms beside it, counted in its bytes and gone with it", () => {
+    const cache = new DashboardCache({ maxEntries: 10, maxBytes: 100 });
+    const body = dashboard("a".repeat(10));
+    cache.set("a", { version: 1, dashboard: body });
+    cache.keepEncodedForm("a", body, "gzip", new Uint8Array(5));
+    cache.keepEncodedForm("a", body, "br", new Uint8Array(4));
+    expect(cache.encodedForm("a", body, "gzip")).toHaveLength(5);
+    expect(cache.encodedForm("a", body, "br")).toHaveLength(4);
+    expect(cache.size).toEqual({ entries: 1, bytes: 19 });
+    // A form made again replaces the first, not adds to it.
+    cache.keepEncodedForm("a", body, "gzip", new Uint8Array(6));
+    expect(cache.size.bytes).toBe(20);
+    // A form that would take the entry over a quarter of the cache is not kept.
+    cache.keepEncodedForm("a", body, "br", new Uint8Array(10));
+    expect(cache.encodedForm("a", body, "br")).toHaveLength(4);
+
+    // A newer body under the key has none of the old one's forms, and takes none made from it.
+    const newer = dashboard("b".repeat(10));
+    cache.set("a", { version: 2, dashboard: newer });
+    expect(cache.size.bytes).toBe(10);
+    expect(cache.encodedForm("a", newer, "gzip")).toBeUndefined();
+    cache.keepEncodedForm("a", body, "gzip", new Uint8Array(5));
+    expect(cache.encodedForm("a", newer, "gzip")).toBeUndefined();
+    expect(cache.size.bytes).toBe(10);
+
+    // Compressed forms push out the least recently used entries like bodies do.
+    for (const key of ["b", "c", "d", "e", "f", "g", "h"])
+      cache.set(key, { version: 1, dashboard: dashboard("x".repeat(12)) });
+    expect(cache.size.bytes).toBeLessThanOrEqual(100);
+    cache.get("a", 2, T);
+    cache.keepEncodedForm("a", newer, "gzip", new Uint8Array(12));
+    expect(cache.size.bytes).toBeLessThanOrEqual(100);
+    expect(cache.encodedForm("a", newer, "gzip")).toHaveLength(12);
+    expect(cache.get("b", 1, T)).toBeUndefined();
+  });
 });

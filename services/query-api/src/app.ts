@@ -1,6 +1,8 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
-// owner's fragments with one range read and sends them in response order, or answers a
-// revalidation (If-None-Match) with 304 from one point read of the version.
+// owner's fragments with one range read and sends them in response order (compressed when the
+// client accepts it), or answers a revalidation (If-None-Match) with 304 from one point read of the
+// version.
+import type { ServerResponse } from "node:http";
 import { setImmediate } from "node:timers/promises";
 import type { HttpBindings } from "@hono/node-server";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
@@ -9,16 +11,20 @@ import { routePath } from "hono/route";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
+import { compressWhole, streamCompressed } from "./adapters/compression.ts";
 import type { OwnerVerifier } from "./auth.ts";
+import { negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
+  codedTag,
   DASHBOARD_CACHE_CONTROL,
   dashboardScope,
   dashboardTag,
   etagValue,
   parseIfNoneMatch,
   stillCurrent,
+  uncodedTag,
 } from "./domain/revalidation.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
 
@@ -29,7 +35,16 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
+  /** When to compress bodies the request accepts compressed; without it, none are. */
+  compression?: CompressionLimits;
   now?: () => Date;
+}
+
+export interface CompressionLimits {
+  /** Smaller bodies are sent uncompressed. */
+  minBytes: number;
+  /** Most large bodies streamed through a compressor at once; more are sent uncompressed. */
+  maxStreams: number;
 }
 
 type Env = { Bindings: Partial<HttpBindings> };
@@ -110,9 +125,24 @@ function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
   return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
 }
 
+/**
+ * What every dashboard answer carries: its body depends on Accept-Encoding, compressed or not; its
+ * validator names the representation sent (`tag` in `coding`); caches must ask before reuse.
+ */
+function dashboardHeaders(tag: string, coding: ContentCoding | "identity"): Record<string, string> {
+  const headers: Record<string, string> = {
+    "Content-Type": "application/json",
+    Vary: "Accept-Encoding",
+    "Cache-Control": DASHBOARD_CACHE_CONTROL,
+    ETag: etagValue(codedTag(tag, coding)),
+  };
+  if (coding !== "identity") headers["Content-Encoding"] = coding;
+  return headers;
+}
+
 /** 304: the body the client holds under `tag` is still the current one. */
 function notModified(c: Context<Env>, tag: string) {
-  return c.body(null, 304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag) });
+  return c.body(null, 304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag), Vary: "Accept-Encoding" });
 }
 
 /**
@@ -121,12 +151,7 @@ function notModified(c: Context<Env>, tag: string) {
  * is never copied whole and the event loop is free meanwhile.
  */
 function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, tag: string) {
-  const headers = {
-    "Content-Type": "application/json",
-    "Content-Length": String(byteLength),
-    "Cache-Control": DASHBOARD_CACHE_CONTROL,
-    ETag: etagValue(tag),
-  };
+  const headers = { ...dashboardHeaders(tag, "identity"), "Content-Length": String(byteLength) };
   const outgoing = c.env?.outgoing;
   if (pieces.length === 1 || !outgoing) {
     const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
@@ -139,9 +164,59 @@ function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, tag: s
   return RESPONSE_ALREADY_SENT;
 }
 
+/**
+ * Sends a body in one piece compressed in `coding`, with its Content-Length. It is compressed once:
+ * the compressed form is kept beside the body in the cache (when the body is cached under `key`).
+ */
+async function sendCompressedWhole(
+  c: Context<Env>,
+  dashboard: RenderedDashboard,
+  tag: string,
+  coding: ContentCoding,
+  cache: DashboardCache | undefined,
+  key: string,
+) {
+  let body = cache?.encodedForm(key, dashboard, coding);
+  if (!body) {
+    metrics.dashboardCompressions.inc({ coding, body: "whole" });
+    const whole = dashboard.pieces.length === 1 ? dashboard.pieces[0]! : Buffer.concat(dashboard.pieces);
+    body = await compressWhole(whole, coding);
+    cache?.keepEncodedForm(key, dashboard, coding, body);
+  }
+  const headers = { ...dashboardHeaders(tag, coding), "Content-Length": String(body.byteLength) };
+  return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
+}
+
+/**
+ * Streams a large body through a compressor to the socket, chunked (its compressed length is not
+ * known up front); resolves once it is sent, or cut short by the client leaving.
+ */
+async function sendStreamed(
+  outgoing: ServerResponse,
+  dashboard: RenderedDashboard,
+  tag: string,
+  coding: ContentCoding,
+  log: Logger,
+) {
+  metrics.dashboardCompressions.inc({ coding, body: "streamed" });
+  metrics.compressedStreams.inc();
+  outgoing.writeHead(200, dashboardHeaders(tag, coding));
+  try {
+    await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
+  } catch (error) {
+    // The head is sent: all there is to do is log why the body was cut short (usually the client left).
+    log.debug({ err: error }, "compressed dashboard not sent whole");
+  } finally {
+    metrics.compressedStreams.dec();
+  }
+  return RESPONSE_ALREADY_SENT;
+}
+
 export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
   const app = new Hono<Env>();
+  /** Large bodies being streamed through a compressor now. */
+  let compressedStreams = 0;
 
   app.use(async (c, next) => {
     const started = performance.now();
@@ -191,8 +266,23 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const tag = dashboardTag(scope, version, dashboard.validUntil);
     // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
-    if (conditions && (conditions.any || conditions.tags.includes(tag))) return notModified(c, tag);
-    return send(c, dashboard, tag);
+    if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t) === tag)))
+      return notModified(c, tag);
+    const { compression } = deps;
+    if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard, tag);
+    const coding = negotiateCoding(c.req.header("Accept-Encoding"));
+    if (coding === "identity") return send(c, dashboard, tag);
+    const outgoing = c.env?.outgoing;
+    if (dashboard.pieces.length === 1 || !outgoing)
+      return sendCompressedWhole(c, dashboard, tag, coding, deps.cache, key);
+    // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
+    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag);
+    compressedStreams++;
+    try {
+      return await sendStreamed(outgoing, dashboard, tag, coding, deps.log);
+    } finally {
+      compressedStreams--;
+    }
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

@@ -1,4 +1,4 @@
-import { Counter, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 
 /** Route labels: the route's pattern, or "unmatched" (so a scan of random paths adds no series). */
 const requestLabels = ["route", "status"] as const;
@@ -21,5 +21,14 @@ export const queryApiMetrics = {
     help: "From a request's arrival at the app to its response handed to the socket, by route and status",
     labelNames: requestLabels,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  }),
+  dashboardCompressions: new Counter({
+    name: "keybox_query_dashboard_compressions_total",
+    help: "GET /dashboard bodies compressed, by coding and how: whole (a body up to 1 MiB, then kept in the response cache) or streamed (a larger one, compressed for each request)",
+    labelNames: ["coding", "body"] as const,
+  }),
+  compressedStreams: new Gauge({
+    name: "keybox_query_dashboard_compressed_streams",
+    help: "Large GET /dashboard bodies being streamed through a compressor now",
   }),
 };

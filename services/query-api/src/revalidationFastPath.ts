@@ -52,7 +52,9 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
       const tag = stillCurrent(tags, dashboardScope(ownerId, clientId), version, now());
       if (tag === undefined) return false;
       revalidated.inc();
-      res.writeHead(304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag) }).end();
+      res
+        .writeHead(304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag), Vary: "Accept-Encoding" })
+        .end();
       answered.inc();
       answerSeconds.observe((performance.now() - started) / 1000);
       return true;

@@ -34,6 +34,7 @@ export async function startQueryApi(
     log,
     verifyOwner,
     readiness: readinessCheck({ nc, store, log }),
+    compression: { minBytes: config.COMPRESSION_MIN_BYTES, maxStreams: config.COMPRESSION_MAX_STREAMS },
     ...(config.RESPONSE_CACHE_MB > 0 && {
       cache: new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 }),
     }),

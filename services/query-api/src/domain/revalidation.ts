@@ -88,6 +88,16 @@ export function dashboardTag(scope: string, version: number, validUntil: string 
 export const etagValue = (tag: string) => `"${tag}"`;
 
 /**
+ * The tag of one content coding of a body: a strong validator names one representation, so a
+ * compressed body's tag carries its coding (`<tag>.gzip`, `<tag>.br`).
+ */
+export const codedTag = (tag: string, coding: "identity" | "gzip" | "br") =>
+  coding === "identity" ? tag : `${tag}.${coding}`;
+
+/** A tag without its coding: every coding of a current body is current (its content is the same). */
+export const uncodedTag = (tag: string) => tag.replace(/\.(?:gzip|br)$/, "");
+
+/**
  * The first of `tags` that still names the current body of `scope` at `version`: made by
  * dashboardTag from the same version and scope, with its validUntil still ahead of `nowMs`. Weak
  * comparison, as RFC 9110 asks for If-None-Match: the tags came without their `W/`.
@@ -101,8 +111,9 @@ export function stillCurrent(
   const prefix = `${version}.`;
   const suffix = `.${scope}`;
   for (const tag of tags) {
-    if (!tag.startsWith(prefix) || !tag.endsWith(suffix)) continue;
-    const until = tag.slice(prefix.length, tag.length - suffix.length);
+    const uncoded = uncodedTag(tag);
+    if (!uncoded.startsWith(prefix) || !uncoded.endsWith(suffix)) continue;
+    const until = uncoded.slice(prefix.length, uncoded.length - suffix.length);
     if (until === "-" || (/^[1-9][0-9]{0,15}$/.test(until) && nowMs < Number(until))) return tag;
   }
   return undefined;

@@ -1,0 +1,47 @@
+// Which content coding a request accepts (RFC 9110 §12.5.3), as a pure function of its
+// Accept-Encoding header. Only what a client explicitly accepts is ever sent compressed.
+
+/** The compressed codings the query API produces. */
+export type ContentCoding = "br" | "gzip";
+
+/** Best first: brotli is the smaller at a similar cost, so it wins a tie. */
+const PREFERENCE: readonly ContentCoding[] = ["br", "gzip"];
+
+/** One element: a coding (a token) with an optional weight `;q=` from 0 to 1 with up to three decimals. */
+const ELEMENT = /^([!#$%&'*+.^`|~\w-]+)(?:[ \t]*;[ \t]*q=(0(?:\.\d{0,3})?|1(?:\.0{0,3})?))?$/i;
+
+/**
+ * The weights a header gives, by coding (lowercase), the first mention of a coding counting;
+ * undefined when the header is not a well-formed list.
+ */
+function weights(acceptEncoding: string): Map<string, number> | undefined {
+  const byCoding = new Map<string, number>();
+  for (const element of acceptEncoding.split(",")) {
+    const trimmed = element.trim();
+    if (trimmed === "") continue; // empty list elements are allowed
+    const match = ELEMENT.exec(trimmed);
+    if (!match) return undefined;
+    const coding = match[1]!.toLowerCase();
+    if (!byCoding.has(coding)) byCoding.set(coding, match[2] === undefined ? 1 : Number(match[2]));
+  }
+  return byCoding;
+}
+
+/**
+ * The coding to send a body in: the accepted compressed coding of highest weight (br on a tie),
+ * unless identity is explicitly weighted higher. No header, an empty or malformed one, or one that
+ * accepts neither br nor gzip gives "identity"; so does a header that refuses identity too
+ * (`identity;q=0`): an uncompressed body is then still better than a 406.
+ */
+export function negotiateCoding(acceptEncoding: string | undefined): ContentCoding | "identity" {
+  const given = acceptEncoding === undefined ? undefined : weights(acceptEncoding);
+  if (!given) return "identity";
+  const any = given.get("*");
+  const weightOf = (coding: ContentCoding) =>
+    given.get(coding) ?? (coding === "gzip" ? given.get("x-gzip") : undefined) ?? any ?? 0;
+  let best: ContentCoding | undefined;
+  for (const coding of PREFERENCE) if (weightOf(coding) > (best ? weightOf(best) : 0)) best = coding;
+  if (!best) return "identity";
+  const identity = given.get("identity") ?? any;
+  return identity !== undefined && identity > weightOf(best) ? "identity" : best;
+}
