@@ -4,6 +4,7 @@
 // SIGKILLed and restarted and the nats-server is restarted at random, and reads run throughout. At
 // the end it drains, compares every owner's dashboard with one computed from the published events,
 // and prints the figures; it exits 1 when anything that must be 0 is not.
+import http from "node:http";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
@@ -20,6 +21,7 @@ import { referenceDashboard } from "../test/support/reference.ts";
 import { cleanUp, installExitHandlers, makeTempDir, onCleanup, trackChild, trackTempDir } from "./cleanup.ts";
 import { bearer, get, scrapeMetric, tokenFor } from "./http.ts";
 import { EVENTS_STREAM } from "./jetstream.ts";
+import { observations } from "./observations.ts";
 import { startProjector, startQueryApi, waitUntilReady, type Running } from "./services.ts";
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -56,6 +58,12 @@ function parseOptions(argv: string[]): SoakOptions {
     seed: Math.round(positive("seed", values.seed, 2 ** 31)),
   };
 }
+
+/**
+ * A connection per read: a kept-alive socket that the server closes as it idles out can meet the
+ * next request on the way ("socket hang up"), a client-side race that would count as a failed read.
+ */
+const noReuse = new http.Agent({ keepAlive: false });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -166,7 +174,11 @@ async function main(): Promise<number> {
     while (reading) {
       const owner = owners[Math.floor(random() * owners.length)]!;
       try {
-        const res = await get(`${api.baseUrl}/dashboard`, { headers: bearer(tokens.get(owner)!), timeoutMs: 10_000 });
+        const res = await get(`${api.baseUrl}/dashboard`, {
+          headers: bearer(tokens.get(owner)!),
+          agent: noReuse,
+          timeoutMs: 10_000,
+        });
         if (res.status !== 200) tally.nonOkReads++;
       } catch {
         tally.nonOkReads++;
@@ -241,11 +253,15 @@ async function main(): Promise<number> {
   const published = sent.map(toEvent);
   let differing = 0;
   for (const owner of owners) {
-    const res = await get(`${api.baseUrl}/dashboard`, { headers: bearer(tokens.get(owner)!) });
     const expected = JSON.parse(JSON.stringify(referenceDashboard(published, owner, new Date())));
-    if (res.status !== 200 || !isDeepStrictEqual(JSON.parse(res.body.toString()), expected)) {
+    const answer = await get(`${api.baseUrl}/dashboard`, { headers: bearer(tokens.get(owner)!), agent: noReuse }).then(
+      (res) => (res.status === 200 ? JSON.parse(res.body.toString()) : `status ${res.status}`),
+      (error: Error) => error.message,
+    );
+    if (!isDeepStrictEqual(answer, expected)) {
       differing++;
-      if (differing <= 3) log(`${owner}: the dashboard differs from the reference`);
+      const why = typeof answer === "string" ? ` (${answer})` : "";
+      if (differing <= 3) log(`${owner}: the dashboard differs from the reference${why}`);
     }
   }
   const counted = [...lastCounts.values()].reduce(
@@ -274,12 +290,22 @@ async function main(): Promise<number> {
     ["reads not answered 200 (must be 0)", tally.nonOkReads],
     [`dashboards differing from the reference, of ${owners.length} (must be 0)`, differing],
   ];
+  const table = figures.map(([name, value]) => `| ${name} | ${value.toLocaleString("en-US")} |`);
+  const logged = observations().map((seen) => `- ${seen}`);
   process.stdout.write(
-    `\nKeyBox read model soak run, ${new Date().toISOString()}\n\n| figure | value |\n| --- | --- |\n${figures
-      .map(([name, value]) => `| ${name} | ${typeof value === "number" ? value.toLocaleString("en-US") : value} |`)
-      .join(
-        "\n",
-      )}\n\nApplied and delivered counts come from the projectors' counters, scraped before each kill and at the end: a killed incarnation's last moments are not counted, so they are approximate; the must-be-0 figures are exact.\n`,
+    [
+      "",
+      `KeyBox read model soak run, ${new Date().toISOString()}`,
+      "",
+      "| figure | value |",
+      "| --- | --- |",
+      ...table,
+      "",
+      ...(logged.length ? ["What the services logged as warnings or errors, and early exits:", ...logged, ""] : []),
+      "Applied and delivered counts come from the projectors' counters, scraped before each kill and at the end:",
+      "a killed incarnation's last moments are not counted, so they are approximate; the must-be-0 figures are exact.",
+      "",
+    ].join("\n"),
   );
   return lost === 0 && tally.nonOkReads === 0 && differing === 0 ? 0 : 1;
 }
@@ -291,6 +317,7 @@ main()
   })
   .catch(async (error: Error) => {
     process.stderr.write(`soak failed: ${error.stack ?? error.message}\n`);
+    for (const seen of observations()) process.stderr.write(`- ${seen}\n`);
     await cleanUp();
     process.exit(1);
   });
