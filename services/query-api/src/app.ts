@@ -8,7 +8,17 @@ import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import type { OwnerVerifier } from "./auth.ts";
+import { DEFAULT_PAGE_MAX_LIMIT } from "./config.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
+import {
+  freshnessHeaders,
+  MIN_SEQ_HEADER,
+  readMinSeq,
+  TooManyWaitersError,
+  type Freshness,
+  type FreshnessSource,
+} from "./domain/freshness.ts";
+import { pageCacheKey, readPageRequest, renderPage } from "./domain/paging.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
 
@@ -19,6 +29,10 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
+  /** Waits for a request's minSeq; without it no sequence is known to be visible (fresh: false). */
+  freshness?: FreshnessSource;
+  /** The most clients one page may ask for. */
+  maxPageLimit?: number;
   now?: () => Date;
 }
 
@@ -47,6 +61,8 @@ async function readBody(c: Context<Env>): Promise<string | undefined> {
 
 const UNAUTHORIZED = { message: "Unauthorized" };
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
+const INVALID_MIN_SEQ = { message: "Invalid minSeq: must be a stream sequence from 1 to 9007199254740991" };
+const TOO_MANY_WAITING = { message: "Too many requests are waiting for minSeq; try again shortly" };
 
 /** 500 bodies: they say what failed, never why (that is logged). */
 const DASHBOARD_FAILURE = {
@@ -105,8 +121,8 @@ function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
  * are queued on the socket as they are: the socket sends them as it drains, so the body is never
  * copied whole and the event loop is free meanwhile.
  */
-function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
-  const headers = { "Content-Type": "application/json", "Content-Length": String(byteLength) };
+function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, extraHeaders: Record<string, string>) {
+  const headers = { "Content-Type": "application/json", "Content-Length": String(byteLength), ...extraHeaders };
   const outgoing = c.env?.outgoing;
   if (pieces.length === 1 || !outgoing) {
     const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
@@ -121,6 +137,7 @@ function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard) {
 
 export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
+  const maxPageLimit = deps.maxPageLimit ?? DEFAULT_PAGE_MAX_LIMIT;
   const app = new Hono<Env>();
 
   app.get("/dashboard", async (c) => {
@@ -130,20 +147,39 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const input = await readClientId(c);
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
+    const paging = readPageRequest(c.req.queries("limit"), c.req.queries("cursor"), maxPageLimit);
+    if (!paging.ok) return c.json({ message: paging.message }, 400);
+    const { page } = paging;
+    const minSeqInput = readMinSeq(c.req.queries("minSeq"), c.req.header(MIN_SEQ_HEADER));
+    if (!minSeqInput.ok) return c.json(INVALID_MIN_SEQ, 400);
+    const { minSeq } = minSeqInput;
+    let freshness: Freshness | undefined;
+    if (minSeq !== undefined) {
+      try {
+        freshness = deps.freshness ? await deps.freshness.waitFor(minSeq) : { fresh: false, visibleSeq: undefined };
+      } catch (error) {
+        if (!(error instanceof TooManyWaitersError)) throw error;
+        metrics.minSeqRequests.inc({ result: "rejected" });
+        return c.json(TOO_MANY_WAITING, 503, { "Retry-After": "1" });
+      }
+      metrics.minSeqRequests.inc({ result: freshness.fresh ? "fresh" : "not_fresh" });
+    }
     const at = now();
-    const key = dashboardKey(ownerId, input.clientId);
+    const key = page
+      ? pageCacheKey(dashboardKey(ownerId, input.clientId), page)
+      : dashboardKey(ownerId, input.clientId);
     let dashboard = deps.cache?.get(key, await deps.store.ownerVersion(ownerId), at.toISOString());
     metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
     if (!dashboard) {
       const { version, fragments } = await deps.store.readDashboard(ownerId, input.clientId);
-      dashboard = joinSmall(renderDashboard(fragments, at));
+      dashboard = joinSmall(page ? renderPage(fragments, page, at) : renderDashboard(fragments, at));
       // A large body took a while to assemble: let other requests run before it is written.
       if (dashboard.pieces.length > 1) await setImmediate();
       // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
       // more memory than the cache would count.
       if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
     }
-    return send(c, dashboard);
+    return send(c, dashboard, freshness ? freshnessHeaders(freshness) : {});
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
