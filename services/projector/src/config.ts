@@ -1,6 +1,6 @@
 // The projector's settings: exactly what it reads, validated at start.
 import { z } from "zod";
-import { DEFAULT_DLQ_STREAM, DEFAULT_EVENTS_STREAM } from "@keybox/contract";
+import { DEFAULT_DLQ_STREAM, DEFAULT_EVENTS_STREAM, DEFAULT_PROJECTOR_DURABLE } from "@keybox/contract";
 import { storeSettings } from "@keybox/read-model";
 import { intSetting, natsNameSetting, runtimeSettings } from "@keybox/runtime";
 
@@ -9,7 +9,7 @@ export const projectorSettings = z.object({
   ...storeSettings.shape,
   EVENTS_STREAM: natsNameSetting.default(DEFAULT_EVENTS_STREAM),
   DLQ_STREAM: natsNameSetting.default(DEFAULT_DLQ_STREAM),
-  PROJECTOR_DURABLE: natsNameSetting.default("dashboard-projector"),
+  PROJECTOR_DURABLE: natsNameSetting.default(DEFAULT_PROJECTOR_DURABLE),
   PROJECTOR_BATCH_SIZE: intSetting(1, 10_000).default(256),
   PROJECTOR_ACK_WAIT_MS: intSetting(1000, 3_600_000).default(10_000),
   // JetStream needs max_deliver greater than the number of backoff steps, so at least 2.

@@ -14,7 +14,17 @@ import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import { compressWhole, streamCompressed } from "./adapters/compression.ts";
 import type { OwnerVerifier } from "./auth.ts";
 import { negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
+import { DEFAULT_PAGE_MAX_LIMIT } from "./config.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
+import {
+  freshnessHeaders,
+  MIN_SEQ_HEADER,
+  readMinSeq,
+  TooManyWaitersError,
+  type Freshness,
+  type FreshnessSource,
+} from "./domain/freshness.ts";
+import { pageKey, readPageRequest, renderPage } from "./domain/paging.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
   codedTag,
@@ -37,6 +47,10 @@ export interface AppDeps {
   cache?: DashboardCache;
   /** When to compress bodies the request accepts compressed; without it, none are. */
   compression?: CompressionLimits;
+  /** Waits for a request's minSeq; without it no sequence is known to be visible (fresh: false). */
+  freshness?: FreshnessSource;
+  /** The most clients one page may ask for. */
+  maxPageLimit?: number;
   now?: () => Date;
 }
 
@@ -72,6 +86,8 @@ async function readBody(c: Context<Env>): Promise<string | undefined> {
 
 const UNAUTHORIZED = { message: "Unauthorized" };
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
+const INVALID_MIN_SEQ = { message: "Invalid minSeq: must be a stream sequence from 1 to 9007199254740991" };
+const TOO_MANY_WAITING = { message: "Too many requests are waiting for minSeq; try again shortly" };
 
 /** 500 bodies: they say what failed, never why (that is logged). */
 const DASHBOARD_FAILURE = {
@@ -129,8 +145,13 @@ function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
  * What every dashboard answer carries: its body depends on Accept-Encoding, compressed or not; its
  * validator names the representation sent (`tag` in `coding`); caches must ask before reuse.
  */
-function dashboardHeaders(tag: string, coding: ContentCoding | "identity"): Record<string, string> {
+function dashboardHeaders(
+  tag: string,
+  coding: ContentCoding | "identity",
+  extra: Record<string, string>,
+): Record<string, string> {
   const headers: Record<string, string> = {
+    ...extra,
     "Content-Type": "application/json",
     Vary: "Accept-Encoding",
     "Cache-Control": DASHBOARD_CACHE_CONTROL,
@@ -141,8 +162,9 @@ function dashboardHeaders(tag: string, coding: ContentCoding | "identity"): Reco
 }
 
 /** 304: the body the client holds under `tag` is still the current one. */
-function notModified(c: Context<Env>, tag: string) {
-  return c.body(null, 304, { "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag), Vary: "Accept-Encoding" });
+function notModified(c: Context<Env>, tag: string, extra: Record<string, string>) {
+  const headers = { ...extra, "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag), Vary: "Accept-Encoding" };
+  return c.body(null, 304, headers);
 }
 
 /**
@@ -150,8 +172,8 @@ function notModified(c: Context<Env>, tag: string) {
  * fragments) are queued on the socket as they are: the socket sends them as it drains, so the body
  * is never copied whole and the event loop is free meanwhile.
  */
-function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, tag: string) {
-  const headers = { ...dashboardHeaders(tag, "identity"), "Content-Length": String(byteLength) };
+function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, tag: string, extra: Record<string, string>) {
+  const headers = { ...dashboardHeaders(tag, "identity", extra), "Content-Length": String(byteLength) };
   const outgoing = c.env?.outgoing;
   if (pieces.length === 1 || !outgoing) {
     const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
@@ -173,6 +195,7 @@ async function sendCompressedWhole(
   dashboard: RenderedDashboard,
   tag: string,
   coding: ContentCoding,
+  extra: Record<string, string>,
   cache: DashboardCache | undefined,
   key: string,
 ) {
@@ -183,7 +206,7 @@ async function sendCompressedWhole(
     body = await compressWhole(whole, coding);
     cache?.keepEncodedForm(key, dashboard, coding, body);
   }
-  const headers = { ...dashboardHeaders(tag, coding), "Content-Length": String(body.byteLength) };
+  const headers = { ...dashboardHeaders(tag, coding, extra), "Content-Length": String(body.byteLength) };
   return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
 }
 
@@ -196,11 +219,12 @@ async function sendStreamed(
   dashboard: RenderedDashboard,
   tag: string,
   coding: ContentCoding,
+  extra: Record<string, string>,
   log: Logger,
 ) {
   metrics.dashboardCompressions.inc({ coding, body: "streamed" });
   metrics.compressedStreams.inc();
-  outgoing.writeHead(200, dashboardHeaders(tag, coding));
+  outgoing.writeHead(200, dashboardHeaders(tag, coding, extra));
   try {
     await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
   } catch (error) {
@@ -214,6 +238,7 @@ async function sendStreamed(
 
 export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
+  const maxPageLimit = deps.maxPageLimit ?? DEFAULT_PAGE_MAX_LIMIT;
   const app = new Hono<Env>();
   /** Large bodies being streamed through a compressor now. */
   let compressedStreams = 0;
@@ -237,8 +262,27 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const input = await readClientId(c);
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
+    const paging = readPageRequest(c.req.queries("limit"), c.req.queries("cursor"), maxPageLimit);
+    if (!paging.ok) return c.json({ message: paging.message }, 400);
+    const { page } = paging;
+    const minSeqInput = readMinSeq(c.req.queries("minSeq"), c.req.header(MIN_SEQ_HEADER));
+    if (!minSeqInput.ok) return c.json(INVALID_MIN_SEQ, 400);
+    const { minSeq } = minSeqInput;
+    let freshness: Freshness | undefined;
+    if (minSeq !== undefined) {
+      try {
+        freshness = deps.freshness ? await deps.freshness.waitFor(minSeq) : { fresh: false, visibleSeq: undefined };
+      } catch (error) {
+        if (!(error instanceof TooManyWaitersError)) throw error;
+        metrics.minSeqRequests.inc({ result: "rejected" });
+        return c.json(TOO_MANY_WAITING, 503, { "Retry-After": "1" });
+      }
+      metrics.minSeqRequests.inc({ result: freshness.fresh ? "fresh" : "not_fresh" });
+    }
     const at = now();
-    const scope = dashboardScope(ownerId, input.clientId);
+    const pageQuery = page ? pageKey(page) : undefined;
+    const scope = dashboardScope(ownerId, input.clientId, pageQuery);
+    const extra = freshness ? freshnessHeaders(freshness) : {};
     const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
     // The owner's version, or the client's for one client's view: one point read.
     let version = await deps.store.version(ownerId, input.clientId);
@@ -247,17 +291,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
       const current = stillCurrent(conditions.tags, scope, version, at.getTime());
       if (current !== undefined) {
         metrics.dashboardReads.inc({ source: "revalidated" });
-        return notModified(c, current);
+        return notModified(c, current, extra);
       }
     }
-    const key = dashboardKey(ownerId, input.clientId);
+    const key = dashboardKey(ownerId, input.clientId) + (pageQuery ?? "");
     let dashboard = deps.cache?.get(key, version, at.toISOString());
     metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
     if (!dashboard) {
       const read = await deps.store.readDashboard(ownerId, input.clientId);
       // The version of the snapshot the body comes from (a commit may have landed since the point read).
       version = read.version;
-      dashboard = joinSmall(renderDashboard(read.fragments, at));
+      dashboard = joinSmall(page ? renderPage(read.fragments, page, at) : renderDashboard(read.fragments, at));
       // A large body took a while to assemble: let other requests run before it is written.
       if (dashboard.pieces.length > 1) await setImmediate();
       // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
@@ -267,19 +311,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const tag = dashboardTag(scope, version, dashboard.validUntil);
     // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
     if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t) === tag)))
-      return notModified(c, tag);
+      return notModified(c, tag, extra);
     const { compression } = deps;
-    if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard, tag);
+    if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard, tag, extra);
     const coding = negotiateCoding(c.req.header("Accept-Encoding"));
-    if (coding === "identity") return send(c, dashboard, tag);
+    if (coding === "identity") return send(c, dashboard, tag, extra);
     const outgoing = c.env?.outgoing;
     if (dashboard.pieces.length === 1 || !outgoing)
-      return sendCompressedWhole(c, dashboard, tag, coding, deps.cache, key);
+      return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
     // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
-    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag);
+    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra);
     compressedStreams++;
     try {
-      return await sendStreamed(outgoing, dashboard, tag, coding, deps.log);
+      return await sendStreamed(outgoing, dashboard, tag, coding, extra, deps.log);
     } finally {
       compressedStreams--;
     }

@@ -1,7 +1,11 @@
 // The query API's settings: exactly what it reads, validated at start.
 import { z } from "zod";
+import { DEFAULT_EVENTS_STREAM, DEFAULT_PROJECTOR_DURABLE } from "@keybox/contract";
 import { storeSettings } from "@keybox/read-model";
-import { intSetting, runtimeSettings } from "@keybox/runtime";
+import { intSetting, natsNameSetting, runtimeSettings } from "@keybox/runtime";
+
+/** The default of PAGE_MAX_LIMIT. */
+export const DEFAULT_PAGE_MAX_LIMIT = 1000;
 
 export const queryApiSettings = z.object({
   ...runtimeSettings.shape,
@@ -14,6 +18,16 @@ export const queryApiSettings = z.object({
   COMPRESSION_MIN_BYTES: intSetting(0, 2 ** 31 - 1).default(1024),
   // Large bodies streamed through a compressor at once (each holds one and keeps the threadpool busy).
   COMPRESSION_MAX_STREAMS: intSetting(0, 10_000).default(16),
+  // The most clients one page of GET /dashboard?limit=… may ask for.
+  PAGE_MAX_LIMIT: intSetting(1, 100_000).default(DEFAULT_PAGE_MAX_LIMIT),
+  // Read your own writes (minSeq): the projector's consumer whose acknowledgement floor says what
+  // is committed, how long a request may wait for it, how often it is polled while anyone waits,
+  // and how many requests may wait at once.
+  EVENTS_STREAM: natsNameSetting.default(DEFAULT_EVENTS_STREAM),
+  PROJECTOR_DURABLE: natsNameSetting.default(DEFAULT_PROJECTOR_DURABLE),
+  MIN_SEQ_WAIT_MS: intSetting(0, 60_000).default(2000),
+  MIN_SEQ_POLL_MS: intSetting(5, 1000).default(25),
+  MIN_SEQ_MAX_WAITERS: intSetting(1, 1_000_000).default(10_000),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
   JWT_OWNER_CLAIM: z.string().min(1).default("userId"),
   JWT_ALGORITHMS: z

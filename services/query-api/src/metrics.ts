@@ -31,4 +31,9 @@ export const queryApiMetrics = {
     name: "keybox_query_dashboard_compressed_streams",
     help: "Large GET /dashboard bodies being streamed through a compressor now",
   }),
+  minSeqRequests: new Counter({
+    name: "keybox_query_min_seq_requests_total",
+    help: "GET /dashboard requests with minSeq, by outcome: fresh, not_fresh (the wait ran out), rejected (too many waiting)",
+    labelNames: ["result"] as const,
+  }),
 };

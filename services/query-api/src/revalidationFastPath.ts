@@ -14,7 +14,11 @@ import {
   parseIfNoneMatch,
   stillCurrent,
 } from "./domain/revalidation.ts";
+import { MIN_SEQ_HEADER } from "./domain/freshness.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
+
+/** As node:http names incoming headers: lower case. */
+const MIN_SEQ_HEADER_NAME = MIN_SEQ_HEADER.toLowerCase();
 
 export interface RevalidationDeps {
   store: Pick<DashboardStore, "version">;
@@ -74,6 +78,8 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
       if (!query) return false;
       clientId = query[1];
     }
+    // A read-your-writes request waits for its sequence first: the app does that.
+    if (req.headers[MIN_SEQ_HEADER_NAME] !== undefined) return false;
     // A body may name a clientId: the app reads it.
     const length = req.headers["content-length"];
     if (req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")) return false;

@@ -5,6 +5,7 @@ import { serve } from "@hono/node-server";
 import type { NatsConnection } from "nats";
 import type { DashboardStore } from "@keybox/read-model";
 import { answerClientErrorsWithJson, requireSetting, type Logger } from "@keybox/runtime";
+import { AckFloorWatch } from "./adapters/ackFloor.ts";
 import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
@@ -35,6 +36,16 @@ export async function startQueryApi(
     verifyOwner,
     readiness: readinessCheck({ nc, store, log }),
     compression: { minBytes: config.COMPRESSION_MIN_BYTES, maxStreams: config.COMPRESSION_MAX_STREAMS },
+    maxPageLimit: config.PAGE_MAX_LIMIT,
+    freshness: new AckFloorWatch({
+      nc,
+      stream: config.EVENTS_STREAM,
+      durable: config.PROJECTOR_DURABLE,
+      waitMs: config.MIN_SEQ_WAIT_MS,
+      pollMs: config.MIN_SEQ_POLL_MS,
+      maxWaiters: config.MIN_SEQ_MAX_WAITERS,
+      log,
+    }),
     ...(config.RESPONSE_CACHE_MB > 0 && {
       cache: new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 }),
     }),

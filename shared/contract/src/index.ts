@@ -42,6 +42,7 @@ export {
   dashboardChangedSchema,
   DEFAULT_DLQ_STREAM,
   DEFAULT_EVENTS_STREAM,
+  DEFAULT_PROJECTOR_DURABLE,
   ensureStreams,
   isNotFound,
   publishEvent,

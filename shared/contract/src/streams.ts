@@ -18,6 +18,8 @@ import { DLQ_SUBJECTS, EVENTS_SUBJECTS, eventSubject } from "./subjects.ts";
 
 export const DEFAULT_EVENTS_STREAM = "KEYBOX_EVENTS";
 export const DEFAULT_DLQ_STREAM = "KEYBOX_DLQ";
+/** The projector's durable consumer on the event log (the query API reads its acknowledgement floor). */
+export const DEFAULT_PROJECTOR_DURABLE = "dashboard-projector";
 
 /**
  * What a change notice on `keybox.dashboard.changed.<ownerId>` carries: the owner's new read-model

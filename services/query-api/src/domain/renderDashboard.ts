@@ -47,6 +47,8 @@ export interface DashboardBody {
   message: "Dashboard fetched successfully";
   clientsCount: number;
   projectsCount: number;
+  /** Only on a page: where the next page starts, null on the last. */
+  nextCursor?: string | null;
   data: ClientView[];
 }
 
@@ -63,9 +65,14 @@ interface ProjectEntry {
  * Renders the dashboard from an owner's fragments (in any order) as the bytes of a DashboardBody,
  * as of `now`. Deleted entities have no fragment; a project whose client is missing, and licenses
  * whose project is missing, are left out; children that arrived before their parent show once it
- * exists.
+ * exists. A page (see paging.ts) is rendered from its clients' fragments and carries `nextCursor`
+ * after the counts.
  */
-export function renderDashboard(stored: readonly StoredFragment[], now: Date): RenderedDashboard {
+export function renderDashboard(
+  stored: readonly StoredFragment[],
+  now: Date,
+  page?: { nextCursor: string | null },
+): RenderedDashboard {
   const nowIso = now.toISOString();
   const clients: ClientFragment[] = [];
   const projects = new Map<string, ProjectEntry>();
@@ -115,7 +122,9 @@ export function renderDashboard(stored: readonly StoredFragment[], now: Date): R
   out.push(CLOSE);
   out.replaceFirst(
     utf8.encode(
-      `{"message":"Dashboard fetched successfully","clientsCount":${clients.length},"projectsCount":${projectsCount},"data":[`,
+      `{"message":"Dashboard fetched successfully","clientsCount":${clients.length},"projectsCount":${projectsCount},${
+        page ? `"nextCursor":${JSON.stringify(page.nextCursor)},` : ""
+      }"data":[`,
     ),
   );
   return { pieces: out.pieces, byteLength: out.byteLength, validUntil: out.validUntil };

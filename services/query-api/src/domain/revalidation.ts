@@ -64,12 +64,12 @@ const SCOPES_KEPT = 10_000;
 const scopes = new Map<string, string>();
 
 /**
- * The scope part of a dashboard's tags: 16 base64url characters (96 bits) of the SHA-256 of owner
- * and client. Remembered, since a revalidation is answered with little more work than this.
+ * The scope part of a dashboard's tags: 16 base64url characters (96 bits) of the SHA-256 of owner,
+ * client and page (see paging.ts). Remembered, since a revalidation is answered with little more work than this.
  */
-export function dashboardScope(ownerId: string, clientId: string | undefined): string {
-  // Ids never contain "/", so owner and client cannot run into each other.
-  const key = `${ownerId}/${clientId ?? ""}`;
+export function dashboardScope(ownerId: string, clientId: string | undefined, page?: string): string {
+  // Ids never contain "/" or "?", so owner, client and page (`?limit=…`) cannot run into each other.
+  const key = `${ownerId}/${clientId ?? ""}${page ?? ""}`;
   let scope = scopes.get(key);
   if (scope === undefined) {
     scope = createHash("sha256").update(key).digest("base64url").slice(0, 16);
