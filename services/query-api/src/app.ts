@@ -7,8 +7,10 @@ import { Hono, type Context } from "hono";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
-import type { OwnerVerifier } from "./auth.ts";
+import type { LiveUpdates } from "./adapters/liveUpdates.ts";
+import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
+import { parseLastEventId } from "./domain/liveChanges.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
 
@@ -19,6 +21,8 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
+  /** Live streams (GET /dashboard/events); without them the route is not there. */
+  live?: LiveUpdates;
   now?: () => Date;
 }
 
@@ -123,19 +127,32 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
   const app = new Hono<Env>();
 
-  app.get("/dashboard", async (c) => {
+  /** Who asks and for which client, or the answer refusing the request. */
+  const authorize = async (
+    c: Context<Env>,
+  ): Promise<{ owner: VerifiedOwner; clientId: string | undefined } | Response> => {
     const authorization = c.req.header("Authorization");
-    const ownerId = await deps.verifyOwner(authorization);
-    if (!ownerId) return unauthorized(c, authorization);
+    const owner = await deps.verifyOwner(authorization);
+    if (!owner) return unauthorized(c, authorization);
     const input = await readClientId(c);
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
+    return { owner, clientId: input.clientId };
+  };
+
+  app.get("/dashboard", async (c) => {
+    const asked = await authorize(c);
+    if (asked instanceof Response) return asked;
+    const {
+      owner: { ownerId },
+      clientId,
+    } = asked;
     const at = now();
-    const key = dashboardKey(ownerId, input.clientId);
+    const key = dashboardKey(ownerId, clientId);
     let dashboard = deps.cache?.get(key, await deps.store.ownerVersion(ownerId), at.toISOString());
     metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
     if (!dashboard) {
-      const { version, fragments } = await deps.store.readDashboard(ownerId, input.clientId);
+      const { version, fragments } = await deps.store.readDashboard(ownerId, clientId);
       dashboard = joinSmall(renderDashboard(fragments, at));
       // A large body took a while to assemble: let other requests run before it is written.
       if (dashboard.pieces.length > 1) await setImmediate();
@@ -144,6 +161,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
       if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
     }
     return send(c, dashboard);
+  });
+
+  app.get("/dashboard/events", async (c) => {
+    const outgoing = c.env?.outgoing;
+    if (!deps.live || !outgoing) return c.notFound();
+    const asked = await authorize(c);
+    if (asked instanceof Response) return asked;
+    const { ownerId, expiresAtMs } = asked.owner;
+    // EventSource sends Last-Event-ID on reconnect; polyfills that cannot set headers use the query.
+    const lastEventId = parseLastEventId(c.req.header("Last-Event-ID") ?? c.req.query("lastEventId"));
+    const opening = await deps.live.open({ ownerId, clientId: asked.clientId, expiresAtMs, lastEventId }, outgoing);
+    if (!opening.streaming)
+      return c.json({ message: opening.message }, opening.status, { "Retry-After": String(opening.retryAfterSeconds) });
+    return RESPONSE_ALREADY_SENT;
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

@@ -10,6 +10,11 @@ export const queryApiSettings = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   // Memory for recently served dashboards (0 turns the cache off).
   RESPONSE_CACHE_MB: intSetting(0, 4096).default(64),
+  // Live streams (GET /dashboard/events): how often an idle one gets a keep-alive comment, and how
+  // many may be open per owner and in this process.
+  LIVE_HEARTBEAT_SECONDS: intSetting(1, 3600).default(15),
+  LIVE_STREAMS_PER_OWNER: intSetting(1, 100_000).default(100),
+  LIVE_STREAMS_MAX: intSetting(1, 1_000_000).default(10_000),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
   JWT_OWNER_CLAIM: z.string().min(1).default("userId"),
   JWT_ALGORITHMS: z

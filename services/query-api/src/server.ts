@@ -5,6 +5,7 @@ import { serve } from "@hono/node-server";
 import type { NatsConnection } from "nats";
 import type { DashboardStore } from "@keybox/read-model";
 import { answerClientErrorsWithJson, requireSetting, type Logger } from "@keybox/runtime";
+import { LiveUpdates } from "./adapters/liveUpdates.ts";
 import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
@@ -22,9 +23,20 @@ export async function startQueryApi(
   store: DashboardStore,
   log: Logger,
 ): Promise<QueryApi> {
+  const live = new LiveUpdates({
+    nc,
+    store,
+    log,
+    limits: {
+      heartbeatMs: config.LIVE_HEARTBEAT_SECONDS * 1000,
+      perOwner: config.LIVE_STREAMS_PER_OWNER,
+      perProcess: config.LIVE_STREAMS_MAX,
+    },
+  });
   const app = createApp({
     store,
     log,
+    live,
     verifyOwner: createOwnerVerifier({
       secret: requireSetting(config, "JWT_SECRET", "to verify bearer tokens"),
       algorithms: config.JWT_ALGORITHMS,
@@ -45,6 +57,11 @@ export async function startQueryApi(
   log.info({ url }, "query API listening");
   return {
     url,
-    close: () => new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve()))),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        // Live streams never end on their own: end them, so that their connections close too.
+        live.close();
+        server.close((error) => (error ? reject(error) : resolve()));
+      }),
   };
 }
