@@ -26,10 +26,14 @@ export interface SseStream {
   close(): void;
 }
 
-/** Opens `url` as an event stream; resolves once the answer's headers are in. */
-export function openSse(url: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<SseStream> {
+/** Opens `url` as an event stream; resolves once the answer's headers are in. `onEvent` sees each event as it comes. */
+export function openSse(
+  url: string,
+  headers: Record<string, string> = {},
+  onEvent?: (event: SseEvent) => void,
+): Promise<SseStream> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers: { Accept: "text/event-stream", ...headers }, agent }, (res) => {
+    const req = http.get(url, { headers: { Accept: "text/event-stream", ...headers } }, (res) => {
       const events: SseEvent[] = [];
       const comments: string[] = [];
       let rest = "";
@@ -68,7 +72,9 @@ export function openSse(url: string, headers: Record<string, string> = {}, agent
             if (field[1] === "data") event.data = JSON.parse(field[2]!);
             else event[field[1] as "event" | "id"] = field[2]!;
           }
-          if (isEvent) events.push(event as SseEvent);
+          if (!isEvent) continue;
+          events.push(event as SseEvent);
+          onEvent?.(event as SseEvent);
         }
       });
       if (isStream) resolve(stream);
