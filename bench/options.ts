@@ -25,6 +25,8 @@ export interface BenchOptions {
   smallTenantLicenses: number;
   /** Row 8 has rounds of its own: the quick run does one. */
   freshness: { rounds: number; seconds: number; eventsPerSecond: number; owners: number; sampleEvery: number };
+  /** Rows 9 and 10: owners whose streams time deliveries; idle streams held, and for how long. */
+  live: { probes: number; idleStreams: number; idleSeconds: number };
 }
 
 const FULL: BenchOptions = {
@@ -40,6 +42,7 @@ const FULL: BenchOptions = {
   perEventUpdates: 10_000,
   smallTenantLicenses: 100,
   freshness: { rounds: 3, seconds: 10, eventsPerSecond: 2000, owners: 500, sampleEvery: 20 },
+  live: { probes: 300, idleStreams: 10_000, idleSeconds: 35 },
 };
 
 const QUICK: BenchOptions = {
@@ -55,6 +58,7 @@ const QUICK: BenchOptions = {
   perEventUpdates: 2000,
   smallTenantLicenses: 100,
   freshness: { rounds: 1, seconds: 5, eventsPerSecond: 2000, owners: 500, sampleEvery: 20 },
+  live: { probes: 300, idleStreams: 10_000, idleSeconds: 16 },
 };
 
 export function parseOptions(args: string[]): BenchOptions {

@@ -15,6 +15,7 @@ import { describeEnvironment, renderReport } from "./report.ts";
 import { measureDrain } from "./scenarios/drain.ts";
 import { measureFreshness } from "./scenarios/freshness.ts";
 import { measureLargeTenant } from "./scenarios/largeTenant.ts";
+import { measureLive } from "./scenarios/live.ts";
 import { measurePerEventCost } from "./scenarios/perEvent.ts";
 import { measureReads } from "./scenarios/reads.ts";
 import { measureRevalidation } from "./scenarios/revalidation.ts";
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
   await bare.stop();
   results.push(await measurePerEventCost(bench, seeded));
   results.push(await measureFreshness(bench, seeded, reads.halfMaximumRate));
+  results.push(await measureLive(bench, seeded));
 
   const order = (row: string) => Number(row);
   const report = renderReport({

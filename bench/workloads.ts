@@ -144,6 +144,11 @@ export function freshnessTenants(owners: number): Tenant[] {
   return Array.from({ length: owners }, (_, o) => buildTenant(`bench-fresh-${o}`, 0x3f000000, [[5, 5]]));
 }
 
+/** Owners whose live streams time deliveries (rows 9): one client, one project, one license each. */
+export function liveProbeTenants(owners: number): Tenant[] {
+  return Array.from({ length: owners }, (_, o) => buildTenant(`bench-live-${o}`, 0x4c000000, [[1]]));
+}
+
 /** `count` license updates, each to a license picked at random among `licenses` (versions bumped). */
 export function licenseUpdates(licenses: LicenseRecord[], count: number, random: () => number): Envelope[] {
   return Array.from({ length: count }, () => {

@@ -323,7 +323,8 @@ describe("the revalidation fast path, on its own", () => {
   const current = `"${dashboardTag(scope, 5, undefined)}"`;
   const revalidate = createRevalidator({
     store: { version: async (ownerId: string, clientId?: string) => (ownerId === "o1" && !clientId ? 5 : 0) },
-    verifyOwner: async (authorization) => (authorization === "Bearer good" ? "o1" : undefined),
+    verifyOwner: async (authorization) =>
+      authorization === "Bearer good" ? { ownerId: "o1", expiresAtMs: Number.POSITIVE_INFINITY } : undefined,
   });
   /** What the fast path does with a request: "304 <etag>", "left" (to the app) or "declined" (after looking). */
   async function outcome(request: { method?: string; url?: string; headers?: Record<string, string> }) {

@@ -40,7 +40,7 @@ interface Sample {
   latencyMs?: number;
 }
 
-interface RoundResult {
+export interface RoundResult {
   latencies: number[];
   /** Publish call → ack, of the samples. */
   ackLatencies: number[];
@@ -58,7 +58,7 @@ interface LoadedRoundResult extends RoundResult {
 export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: number): Promise<Measured> {
   const { freshness, connections } = bench.options;
   const rounds = freshness.rounds;
-  await bench.nats.jsm.streams.add({ name: BARE_STREAM, subjects: ["bench.events.>"] });
+  await addBareStream(bench);
   const licenses = seeded.tenants.fresh.flatMap((t) => t.licenses);
   const random = seededRandom(8);
   const eventsPerRound = freshness.seconds * freshness.eventsPerSecond;
@@ -119,12 +119,17 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
   };
 }
 
+/** The stream the bare consumer reads (the same events on subjects of their own); idempotent. */
+export async function addBareStream(bench: Bench): Promise<void> {
+  await bench.nats.jsm.streams.add({ name: BARE_STREAM, subjects: ["bench.events.>"] });
+}
+
 const ms = (values: number[], p: number) => `${formatNumber(percentile(values, p))} ms`;
 const rates = (results: RoundResult[]) => results.map((r) => formatNumber(r.publishedPerSecond)).join(", ");
 const shown = (results: RoundResult[]) => results.map((r) => `${r.latencies.length}/${r.samples}`).join(", ");
 
 /** Publishes `events` at the configured rate; `onAck` gets each ack as it arrives, with when it was sent. */
-async function publishAtRate(
+export async function publishAtRate(
   bench: Bench,
   events: Envelope[],
   publish: (event: Envelope) => Promise<PubAck>,
@@ -191,7 +196,7 @@ function watchLag(nats: Nats, durable: string, stream?: string) {
 }
 
 /** Waits (bounded) until `done()` holds. */
-async function settle(done: () => boolean, timeoutMs: number): Promise<void> {
+export async function settle(done: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!done() && performance.now() < deadline) await sleep(50);
 }
@@ -300,7 +305,7 @@ function shownVersion(dashboard: string, licenseId: string): number {
   return match ? Number(match[1]) : 0;
 }
 
-async function throughABareConsumer(bench: Bench, round: number, events: Envelope[]): Promise<RoundResult> {
+export async function throughABareConsumer(bench: Bench, round: number, events: Envelope[]): Promise<RoundResult> {
   const samples = samplesOf(bench, events);
   const durable = `bench-fresh-bare-r${round + 1}`;
   await addBareDurable(bench.nats, { stream: BARE_STREAM, durable, filter: "bench.events.>", onlyNew: true });

@@ -12,7 +12,6 @@ import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import { compressWhole, streamCompressed } from "./adapters/compression.ts";
-import type { OwnerVerifier } from "./auth.ts";
 import { negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
 import { DEFAULT_PAGE_MAX_LIMIT } from "./config.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
@@ -25,6 +24,9 @@ import {
   type FreshnessSource,
 } from "./domain/freshness.ts";
 import { pageKey, readPageRequest, renderPage } from "./domain/paging.ts";
+import type { LiveUpdates } from "./adapters/liveUpdates.ts";
+import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
+import { parseLastEventId } from "./domain/liveChanges.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
   codedTag,
@@ -51,6 +53,8 @@ export interface AppDeps {
   freshness?: FreshnessSource;
   /** The most clients one page may ask for. */
   maxPageLimit?: number;
+  /** Live streams (GET /dashboard/events); without them the route is not there. */
+  live?: LiveUpdates;
   now?: () => Date;
 }
 
@@ -255,13 +259,26 @@ export function createApp(deps: AppDeps): Hono<Env> {
     metrics.httpSeconds.observe(labels, (performance.now() - started) / 1000);
   });
 
-  app.get("/dashboard", async (c) => {
+  /** Who asks and for which client, or the answer refusing the request. */
+  const authorize = async (
+    c: Context<Env>,
+  ): Promise<{ owner: VerifiedOwner; clientId: string | undefined } | Response> => {
     const authorization = c.req.header("Authorization");
-    const ownerId = await deps.verifyOwner(authorization);
-    if (!ownerId) return unauthorized(c, authorization);
+    const owner = await deps.verifyOwner(authorization);
+    if (!owner) return unauthorized(c, authorization);
     const input = await readClientId(c);
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
+    return { owner, clientId: input.clientId };
+  };
+
+  app.get("/dashboard", async (c) => {
+    const asked = await authorize(c);
+    if (asked instanceof Response) return asked;
+    const {
+      owner: { ownerId },
+      clientId,
+    } = asked;
     const paging = readPageRequest(c.req.queries("limit"), c.req.queries("cursor"), maxPageLimit);
     if (!paging.ok) return c.json({ message: paging.message }, 400);
     const { page } = paging;
@@ -281,11 +298,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const at = now();
     const pageQuery = page ? pageKey(page) : undefined;
-    const scope = dashboardScope(ownerId, input.clientId, pageQuery);
+    const scope = dashboardScope(ownerId, clientId, pageQuery);
     const extra = freshness ? freshnessHeaders(freshness) : {};
     const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
     // The owner's version, or the client's for one client's view: one point read.
-    let version = await deps.store.version(ownerId, input.clientId);
+    let version = await deps.store.version(ownerId, clientId);
     if (conditions && !conditions.any) {
       // A tag of this version and scope whose validity has not run out: nothing to read or render.
       const current = stillCurrent(conditions.tags, scope, version, at.getTime());
@@ -294,11 +311,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
         return notModified(c, current, extra);
       }
     }
-    const key = dashboardKey(ownerId, input.clientId) + (pageQuery ?? "");
+    const key = dashboardKey(ownerId, clientId) + (pageQuery ?? "");
     let dashboard = deps.cache?.get(key, version, at.toISOString());
     metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
     if (!dashboard) {
-      const read = await deps.store.readDashboard(ownerId, input.clientId);
+      const read = await deps.store.readDashboard(ownerId, clientId);
       // The version of the snapshot the body comes from (a commit may have landed since the point read).
       version = read.version;
       dashboard = joinSmall(page ? renderPage(read.fragments, page, at) : renderDashboard(read.fragments, at));
@@ -327,6 +344,20 @@ export function createApp(deps: AppDeps): Hono<Env> {
     } finally {
       compressedStreams--;
     }
+  });
+
+  app.get("/dashboard/events", async (c) => {
+    const outgoing = c.env?.outgoing;
+    if (!deps.live || !outgoing) return c.notFound();
+    const asked = await authorize(c);
+    if (asked instanceof Response) return asked;
+    const { ownerId, expiresAtMs } = asked.owner;
+    // EventSource sends Last-Event-ID on reconnect; polyfills that cannot set headers use the query.
+    const lastEventId = parseLastEventId(c.req.header("Last-Event-ID") ?? c.req.query("lastEventId"));
+    const opening = await deps.live.open({ ownerId, clientId: asked.clientId, expiresAtMs, lastEventId }, outgoing);
+    if (!opening.streaming)
+      return c.json({ message: opening.message }, opening.status, { "Retry-After": String(opening.retryAfterSeconds) });
+    return RESPONSE_ALREADY_SENT;
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

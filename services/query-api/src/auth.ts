@@ -19,8 +19,14 @@ export interface AuthSettings {
 const CLOCK_TOLERANCE_SECONDS = 30;
 const DEFAULT_CACHE_SIZE = 10_000;
 
-/** Resolves the owner id of an `Authorization` header, or undefined when it does not prove one. */
-export type OwnerVerifier = (authorization: string | undefined) => Promise<string | undefined>;
+/** Who a verified token speaks for, and until when (its `exp`, in milliseconds). */
+export interface VerifiedOwner {
+  ownerId: string;
+  expiresAtMs: number;
+}
+
+/** Resolves the owner of an `Authorization` header, or undefined when it does not prove one. */
+export type OwnerVerifier = (authorization: string | undefined) => Promise<VerifiedOwner | undefined>;
 
 const HASH_OF_ALGORITHM = new Map([
   ["HS256", "SHA-256"],
@@ -38,7 +44,7 @@ const HASH_OF_ALGORITHM = new Map([
  *
  * @example
  * const verifyOwner = createOwnerVerifier({ secret, algorithms: ["HS256"], ownerClaim: "userId" });
- * const ownerId = await verifyOwner(request.headers.authorization); // undefined: answer 401
+ * const owner = await verifyOwner(request.headers.authorization); // undefined: answer 401
  */
 export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
   const secret = new TextEncoder().encode(settings.secret);
@@ -53,7 +59,7 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
   const keyFor = (header: JWTHeaderParameters) => keys.get(header.alg)!;
   const cacheSize = settings.cacheSize ?? DEFAULT_CACHE_SIZE;
   const now = settings.now ?? Date.now;
-  const verified = new Map<string, { ownerId: string; expiresAtMs: number }>();
+  const verified = new Map<string, VerifiedOwner>();
 
   return async (authorization) => {
     const match = /^Bearer[ ]+([A-Za-z0-9_.~+/=-]+)[ ]*$/i.exec(authorization ?? "");
@@ -61,7 +67,7 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
     const token = match[1]!;
     const digest = cacheSize > 0 ? createHash("sha256").update(token).digest("base64") : "";
     const known = verified.get(digest);
-    if (known && now() < known.expiresAtMs) return known.ownerId;
+    if (known && now() < known.expiresAtMs) return known;
     if (known) verified.delete(digest);
     try {
       const { payload } = await jwtVerify(token, keyFor, {
@@ -72,12 +78,12 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
       });
       const claim = Object.hasOwn(payload, settings.ownerClaim) ? payload[settings.ownerClaim] : payload.sub;
       if (!idSchema.safeParse(claim).success) return undefined;
-      const ownerId = claim as string;
+      const owner = { ownerId: claim as string, expiresAtMs: payload.exp! * 1000 };
       if (cacheSize > 0) {
         if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
-        verified.set(digest, { ownerId, expiresAtMs: payload.exp! * 1000 });
+        verified.set(digest, owner);
       }
-      return ownerId;
+      return owner;
     } catch {
       return undefined;
     }

@@ -28,6 +28,11 @@ export const queryApiSettings = z.object({
   MIN_SEQ_WAIT_MS: intSetting(0, 60_000).default(2000),
   MIN_SEQ_POLL_MS: intSetting(5, 1000).default(25),
   MIN_SEQ_MAX_WAITERS: intSetting(1, 1_000_000).default(10_000),
+  // Live streams (GET /dashboard/events): how often an idle one gets a keep-alive comment, and how
+  // many may be open per owner and in this process.
+  LIVE_HEARTBEAT_SECONDS: intSetting(1, 3600).default(15),
+  LIVE_STREAMS_PER_OWNER: intSetting(1, 100_000).default(100),
+  LIVE_STREAMS_MAX: intSetting(1, 1_000_000).default(10_000),
   JWT_SECRET: z.string().min(32, "must be at least 32 characters (256 bits) for HS256").optional(),
   JWT_OWNER_CLAIM: z.string().min(1).default("userId"),
   JWT_ALGORITHMS: z

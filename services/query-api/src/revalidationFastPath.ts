@@ -49,8 +49,9 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
   ): Promise<boolean> {
     const started = performance.now();
     try {
-      const ownerId = await deps.verifyOwner(req.headers.authorization);
-      if (!ownerId) return false; // the app answers 401
+      const owner = await deps.verifyOwner(req.headers.authorization);
+      if (!owner) return false; // the app answers 401
+      const { ownerId } = owner;
       // One point read: the owner's version, or the client's.
       const version = await deps.store.version(ownerId, clientId);
       const tag = stillCurrent(tags, dashboardScope(ownerId, clientId), version, now());

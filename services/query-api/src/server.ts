@@ -6,6 +6,7 @@ import type { NatsConnection } from "nats";
 import type { DashboardStore } from "@keybox/read-model";
 import { answerClientErrorsWithJson, requireSetting, type Logger } from "@keybox/runtime";
 import { AckFloorWatch } from "./adapters/ackFloor.ts";
+import { LiveUpdates } from "./adapters/liveUpdates.ts";
 import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
@@ -30,9 +31,20 @@ export async function startQueryApi(
     algorithms: config.JWT_ALGORITHMS,
     ownerClaim: config.JWT_OWNER_CLAIM,
   });
+  const live = new LiveUpdates({
+    nc,
+    store,
+    log,
+    limits: {
+      heartbeatMs: config.LIVE_HEARTBEAT_SECONDS * 1000,
+      perOwner: config.LIVE_STREAMS_PER_OWNER,
+      perProcess: config.LIVE_STREAMS_MAX,
+    },
+  });
   const app = createApp({
     store,
     log,
+    live,
     verifyOwner,
     readiness: readinessCheck({ nc, store, log }),
     compression: { minBytes: config.COMPRESSION_MIN_BYTES, maxStreams: config.COMPRESSION_MAX_STREAMS },
@@ -71,6 +83,11 @@ export async function startQueryApi(
   log.info({ url }, "query API listening");
   return {
     url,
-    close: () => new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve()))),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        // Live streams never end on their own: end them, so that their connections close too.
+        live.close();
+        server.close((error) => (error ? reject(error) : resolve()));
+      }),
   };
 }

@@ -1,0 +1,300 @@
+// Live streams of dashboard changes (GET /dashboard/events, Server-Sent Events), fed by the
+// projector's change notices on core NATS.
+//
+// Each process subscribes to `keybox.dashboard.changed.<ownerId>` for the owners it has streams of:
+// on the first stream of an owner, unsubscribing after the last closes. A wildcard subscription
+// would make every replica receive and parse every owner's notices, so each replica's work would
+// grow with the whole write rate however few streams it serves; per owner, the server routes to a
+// replica only what its streams need, and a subscription costs little on either side.
+//
+// Streams are written straight to the Node response (no WHATWG stream per connection, as Hono's
+// streamSSE would make), one process-wide timer sends the heartbeats, and a stream holds at most one
+// pending change, so an idle stream costs its socket and a few small objects.
+import type { ServerResponse } from "node:http";
+import { Events, type NatsConnection, type Status, type Subscription } from "nats";
+import { dashboardChangedSchema, dashboardChangedSubject } from "@keybox/contract";
+import type { DashboardStore } from "@keybox/read-model";
+import { withTimeout, type Logger } from "@keybox/runtime";
+import {
+  changedEvent,
+  changeFor,
+  changeOfAll,
+  coalesce,
+  EXPIRED_EVENT,
+  HEARTBEAT,
+  type LiveChange,
+} from "../domain/liveChanges.ts";
+import { queryApiMetrics as metrics } from "../metrics.ts";
+
+export interface LiveLimits {
+  heartbeatMs: number;
+  perOwner: number;
+  perProcess: number;
+}
+
+export interface LiveStreamRequest {
+  ownerId: string;
+  clientId: string | undefined;
+  /** The token's `exp`: the stream ends there. */
+  expiresAtMs: number;
+  /** The version the client last heard of (Last-Event-ID), if it says. */
+  lastEventId: number | undefined;
+}
+
+/** How open() went: the stream took the response over, or a limit refused it (nothing written). */
+export type LiveOpening =
+  | { streaming: true }
+  | { streaming: false; status: 429 | 503; message: string; retryAfterSeconds: number };
+
+const STREAM_HEADERS = {
+  "Content-Type": "text/event-stream",
+  "Cache-Control": "no-cache",
+  // nginx (and others that honour it) would otherwise buffer the stream.
+  "X-Accel-Buffering": "no",
+};
+
+/** How long a new stream waits for NATS to confirm its subscription; past it the reconnect re-check covers it. */
+const SUBSCRIBE_CONFIRM_MS = 2000;
+/** setTimeout's longest delay (about 24.8 days); a later expiry is re-armed on the way. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface OwnerNotices {
+  subscription: Subscription;
+  /** Resolves once the server has the subscription: notices published after it reach us. */
+  confirmed: Promise<void>;
+  /** The highest version known for the owner (notices, reads): ids never go back, and a re-check compares with it. */
+  knownVersion: number;
+  streams: Set<LiveStream>;
+}
+
+class LiveStream {
+  /** Not yet sent: a slow client's changes coalesce here, never more than one. */
+  pending: LiveChange | undefined;
+  /** Headers sent; before that, changes only queue. */
+  started = false;
+  waitingForDrain = false;
+  closed = false;
+  expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly owner: OwnerNotices,
+    readonly clientId: string | undefined,
+  ) {}
+
+  offer(change: LiveChange): void {
+    this.pending = coalesce(this.pending, change);
+    if (this.started && !this.waitingForDrain) this.flush();
+  }
+
+  /** Writes the pending change, then waits for 'drain' if the socket's buffer is full. */
+  readonly flush = (): void => {
+    this.waitingForDrain = false;
+    if (!this.pending || this.closed) return;
+    const change = this.pending;
+    this.pending = undefined;
+    if (!this.res.write(changedEvent(change))) this.awaitDrain();
+  };
+
+  heartbeat(): void {
+    if (this.started && !this.waitingForDrain && !this.res.write(HEARTBEAT)) this.awaitDrain();
+  }
+
+  private awaitDrain(): void {
+    this.waitingForDrain = true;
+    this.res.once("drain", this.flush);
+  }
+}
+
+/**
+ * The live streams of one process.
+ *
+ * @example
+ * const live = new LiveUpdates({ nc, store, log, limits: { heartbeatMs: 15_000, perOwner: 100, perProcess: 10_000 } });
+ * const opening = await live.open({ ownerId, clientId, expiresAtMs, lastEventId }, res);
+ * if (!opening.streaming) answer(opening.status, opening.message); // else the stream owns `res`
+ */
+export class LiveUpdates {
+  private readonly owners = new Map<string, OwnerNotices>();
+  private streamCount = 0;
+  private readonly heartbeats: NodeJS.Timeout;
+  private readonly statuses: AsyncIterable<Status> & { stop?: () => void };
+  private readonly now: () => number;
+
+  constructor(
+    private readonly deps: {
+      nc: NatsConnection;
+      store: DashboardStore;
+      log: Logger;
+      limits: LiveLimits;
+      now?: () => number;
+    },
+  ) {
+    this.now = deps.now ?? Date.now;
+    this.heartbeats = setInterval(() => {
+      for (const owner of this.owners.values()) for (const stream of owner.streams) stream.heartbeat();
+    }, deps.limits.heartbeatMs);
+    this.heartbeats.unref();
+    this.statuses = deps.nc.status();
+    void this.recheckOnReconnect();
+  }
+
+  /**
+   * Opens a stream on `res`: once the owner's notices are subscribed and its version is read, sends
+   * the headers and, when the client's Last-Event-ID is behind the stored version, a change at once.
+   */
+  async open(request: LiveStreamRequest, res: ServerResponse): Promise<LiveOpening> {
+    const { limits } = this.deps;
+    const existing = this.owners.get(request.ownerId);
+    if (existing && existing.streams.size >= limits.perOwner) {
+      metrics.liveRefused.inc({ limit: "owner" });
+      const message = `Too many live streams for this owner (at most ${limits.perOwner})`;
+      return { streaming: false, status: 429, message, retryAfterSeconds: 30 };
+    }
+    if (this.streamCount >= limits.perProcess) {
+      metrics.liveRefused.inc({ limit: "process" });
+      return { streaming: false, status: 503, message: "Too many live streams on this server", retryAfterSeconds: 5 };
+    }
+    // Counted before anything is awaited, so concurrent opens cannot pass the limits.
+    const owner = existing ?? this.subscribe(request.ownerId);
+    const stream = new LiveStream(res, owner, request.clientId);
+    owner.streams.add(stream);
+    this.streamCount++;
+    metrics.liveStreams.inc();
+    res.once("close", () => this.release(request.ownerId, stream));
+    try {
+      await withTimeout(owner.confirmed, SUBSCRIBE_CONFIRM_MS).catch(() => undefined);
+      const stored = await this.deps.store.version(request.ownerId);
+      owner.knownVersion = Math.max(owner.knownVersion, stored);
+      if (request.lastEventId !== undefined && stored > request.lastEventId) stream.offer(changeOfAll(stored));
+    } catch (error) {
+      this.release(request.ownerId, stream);
+      throw error;
+    }
+    if (stream.closed) return { streaming: true }; // the client left meanwhile; nothing to answer
+    res.writeHead(200, STREAM_HEADERS);
+    res.flushHeaders();
+    stream.started = true;
+    stream.flush();
+    this.expireAt(request.ownerId, stream, request.expiresAtMs);
+    return { streaming: true };
+  }
+
+  /** Ends every stream (their clients reconnect elsewhere) and stops listening; for shutdown. */
+  close(): void {
+    clearInterval(this.heartbeats);
+    this.statuses.stop?.();
+    for (const owner of [...this.owners.values()])
+      for (const stream of [...owner.streams]) {
+        // A client that does not read would hold an ended response open: cut it.
+        if (stream.waitingForDrain || !stream.started) stream.res.destroy();
+        else stream.res.end();
+      }
+  }
+
+  private subscribe(ownerId: string): OwnerNotices {
+    const owner: OwnerNotices = {
+      subscription: this.deps.nc.subscribe(dashboardChangedSubject(ownerId), {
+        callback: (error, msg) => {
+          if (error) return this.deps.log.warn({ err: error, ownerId }, "change notices: subscription error");
+          this.deliver(ownerId, owner, msg.string());
+        },
+      }),
+      confirmed: this.deps.nc.flush(),
+      knownVersion: 0,
+      streams: new Set(),
+    };
+    this.owners.set(ownerId, owner);
+    metrics.liveOwners.inc();
+    return owner;
+  }
+
+  private deliver(ownerId: string, owner: OwnerNotices, text: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    const notice = dashboardChangedSchema.safeParse(parsed);
+    if (!notice.success || notice.data.ownerId !== ownerId) {
+      metrics.liveInvalidNotices.inc();
+      this.deps.log.debug({ ownerId }, "change notices: ignored one that does not match the contract");
+      return;
+    }
+    // Notices from several projectors may arrive out of order: a late one is told as the newest version.
+    owner.knownVersion = Math.max(owner.knownVersion, notice.data.version);
+    const told = { ...notice.data, version: owner.knownVersion };
+    for (const stream of owner.streams) {
+      const change = changeFor(told, stream.clientId);
+      if (change) stream.offer(change);
+    }
+  }
+
+  /** Ends the stream with `event: expired` when its token expires. */
+  private expireAt(ownerId: string, stream: LiveStream, expiresAtMs: number): void {
+    const left = expiresAtMs - this.now();
+    if (left > MAX_TIMER_MS) {
+      stream.expiryTimer = setTimeout(() => this.expireAt(ownerId, stream, expiresAtMs), MAX_TIMER_MS);
+    } else {
+      stream.expiryTimer = setTimeout(
+        () => {
+          stream.res.end(EXPIRED_EVENT);
+          this.release(ownerId, stream);
+        },
+        Math.max(0, left),
+      );
+    }
+    stream.expiryTimer.unref();
+  }
+
+  /** Frees all a stream held; the owner's subscription goes with its last stream. Idempotent. */
+  private release(ownerId: string, stream: LiveStream): void {
+    if (stream.closed) return;
+    stream.closed = true;
+    stream.pending = undefined;
+    clearTimeout(stream.expiryTimer);
+    stream.res.off("drain", stream.flush);
+    const owner = stream.owner;
+    owner.streams.delete(stream);
+    this.streamCount--;
+    metrics.liveStreams.dec();
+    if (owner.streams.size === 0 && this.owners.get(ownerId) === owner) {
+      owner.subscription.unsubscribe();
+      this.owners.delete(ownerId);
+      metrics.liveOwners.dec();
+    }
+  }
+
+  /**
+   * Notices published while this process was cut off from NATS are lost to it: after a reconnect
+   * (once the server has the subscriptions again), every owner served is re-checked with one point
+   * read, and its streams are told of a change when the stored version moved past what was known.
+   */
+  private async recheckOnReconnect(): Promise<void> {
+    for await (const status of this.statuses) {
+      if (status.type !== Events.Reconnect) continue;
+      await this.deps.nc.flush().catch(() => undefined);
+      let moved = 0;
+      for (const [ownerId, owner] of [...this.owners]) {
+        try {
+          const stored = await this.deps.store.version(ownerId);
+          metrics.liveRechecks.inc({ moved: String(stored > owner.knownVersion) });
+          if (stored <= owner.knownVersion) continue;
+          moved++;
+          owner.knownVersion = stored;
+          for (const stream of owner.streams) stream.offer(changeOfAll(stored));
+        } catch (error) {
+          this.deps.log.warn(
+            { err: error, ownerId },
+            "live streams: re-checking a version after a NATS reconnect failed",
+          );
+        }
+      }
+      this.deps.log.info(
+        { owners: this.owners.size, moved },
+        "live streams: re-checked versions after a NATS reconnect",
+      );
+    }
+  }
+}
