@@ -129,6 +129,23 @@ describe("npm run dlq", () => {
     await publishEvent(js, clientCreated(other, "untouched"));
   });
 
+  it("replays only the letters there when it starts, though replayed events fail and are dead-lettered again", async () => {
+    const owner = "dlqAgain";
+    const js = pipeline.nc.jetstream();
+    const count = 300; // more than one page of the read
+    for (let i = 0; i < count; i++) await js.publish(`keybox.events.${owner}.client.created`, `still not json ${i}`);
+    await eventually(async () => ((await list("--owner", owner)).length === count ? true : undefined), 30_000);
+    const replay = await dlq("replay", "--owner", owner);
+    expect(replay.code, replay.stderr).toBe(0);
+    expect(replay.stderr).toContain(`${count} dead letter(s) replayed`);
+    // The projector dead-letters each copy again: as many letters as before, all new.
+    const again = await eventually(async () => {
+      const letters = await list("--owner", owner);
+      return letters.length === count ? letters : undefined;
+    }, 30_000);
+    expect(again.every((l) => l.kind === "invalid")).toBe(true);
+  });
+
   it("explains bad usage and a missing letter", async () => {
     for (const args of [
       [],

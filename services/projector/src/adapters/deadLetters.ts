@@ -117,8 +117,10 @@ const PAGE_WAIT_MS = 1000;
 const PAGE_SIZE = 256;
 
 /**
- * Every dead letter matching `filter`, oldest first, read with an ephemeral ordered consumer
- * (server-side filtered by owner), so listing never disturbs the stream or the projector.
+ * Every dead letter matching `filter` that is in the stream when the read starts, oldest first,
+ * read with an ephemeral ordered consumer (server-side filtered by owner), so listing never
+ * disturbs the stream or the projector. Letters added meanwhile are left out: a replay of events
+ * that fail again must not meet its own new letters and go on for ever.
  */
 export async function* readDeadLetters(
   nc: NatsConnection,
@@ -128,21 +130,32 @@ export async function* readDeadLetters(
   const jsm = await nc.jetstreamManager();
   const { state } = await jsm.streams.info(dlqStream);
   if (state.messages === 0) return;
+  const lastAtStart = state.last_seq;
   const consumer = await nc.jetstream().consumers.get(dlqStream, {
     ...(filter.ownerId !== undefined && { filterSubjects: `keybox.dlq.${filter.ownerId}.>` }),
   });
   try {
     for (;;) {
+      // A page is read whole before any of it is handed out: an ordered consumer drops what its
+      // expired fetch still held, so slow work between messages (a replay) would skip letters.
+      const page: StoredDeadLetter[] = [];
       let received = 0;
-      let last = false;
+      let end = false;
       for await (const msg of await consumer.fetch({ max_messages: PAGE_SIZE, expires: PAGE_WAIT_MS })) {
         received++;
-        last = msg.info.pending === 0;
+        if (msg.seq > lastAtStart) {
+          end = true;
+          break;
+        }
         const letter = readLetter(msg.seq, new Date(msg.info.timestampNanos / 1e6), msg.data, msg.headers);
-        if (filter.kind === undefined || letter.kind === filter.kind) yield letter;
-        if (last) break;
+        if (filter.kind === undefined || letter.kind === filter.kind) page.push(letter);
+        if (msg.info.pending === 0 || msg.seq === lastAtStart) {
+          end = true;
+          break;
+        }
       }
-      if (last || received === 0) return;
+      yield* page;
+      if (end || received === 0) return;
     }
   } finally {
     await consumer.delete().catch(() => undefined);
