@@ -7,6 +7,7 @@ import {
   changeOfAll,
   coalesce,
   MAX_CLIENTS_PER_CHANGE,
+  missedChange,
   parseLastEventId,
 } from "../services/query-api/src/domain/liveChanges.ts";
 
@@ -18,6 +19,13 @@ describe("live changes", () => {
     expect(changeFor(notice(3, ["a", "b"]), "b")).toEqual({ version: 3, clients: new Set(["b"]) });
     expect(changeFor(notice(3, ["a"]), "b")).toBeUndefined();
     expect(changeFor(notice(3, ["__proto__"]), "__proto__")).toEqual({ version: 3, clients: new Set(["__proto__"]) });
+  });
+
+  it("a missed change: the client's version for a filtered stream, naming it; the owner's, of unknown extent, otherwise", () => {
+    expect(missedChange("c1", 9, 7)).toEqual({ version: 9, clients: new Set(["c1"]) });
+    expect(missedChange(undefined, 9, 7)).toEqual({ version: 9, clients: "all" });
+    expect(missedChange("c1", 7, 7)).toBeUndefined();
+    expect(missedChange(undefined, 3, 7)).toBeUndefined();
   });
 
   it("coalesce to the newest version and the union of clients, and to 'all' past the bound", () => {

@@ -154,6 +154,27 @@ describe("GET /dashboard/events on a replica without the projector", () => {
     expect(changes(invalid)).toEqual([]);
   });
 
+  it("resumes a stream filtered to a client from that client's version: other clients' changes are not its", async () => {
+    const owner = "resumeFiltered";
+    await pipeline.publish(clientCreated(owner, "mine"));
+    await pipeline.publish(clientCreated(owner, "other"));
+    await eventually(async () => ((await pipeline.store.version(owner, "other")) > 0 ? true : undefined));
+    const mineAt = await pipeline.store.version(owner, "mine");
+    const filtered = `${replica.url}/dashboard/events?clientId=mine`;
+
+    // Only the other client changed since: nothing to catch up on.
+    const quiet = await open(filtered, owner, { "Last-Event-ID": String(mineAt) });
+    await eventually(async () => (quiet.comments.length > 0 ? true : undefined));
+    expect(changes(quiet)).toEqual([]);
+
+    // Its own client changed since: one change naming it, at its version.
+    await pipeline.publish(clientEvent(owner, "mine", { name: "Mine v2" }, { version: 2 }));
+    await eventually(async () => ((await pipeline.store.version(owner, "mine")) > mineAt ? true : undefined));
+    const version = await pipeline.store.version(owner, "mine");
+    const resumed = await open(filtered, owner, { "Last-Event-ID": String(mineAt) });
+    expect((await resumed.next((e) => e.event === "changed", 1000)).data).toEqual({ version, clients: ["mine"] });
+  });
+
   it("ends the stream with `event: expired` when the token expires", async () => {
     const token = await tokenFor({ userId: "expiringOwner" }, { expiresIn: "3s" });
     const exp = JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()).exp as number;

@@ -18,7 +18,7 @@ import { withTimeout, type Logger } from "@keybox/runtime";
 import {
   changedEvent,
   changeFor,
-  changeOfAll,
+  missedChange,
   coalesce,
   EXPIRED_EVENT,
   HEARTBEAT,
@@ -106,6 +106,13 @@ class LiveStream {
   }
 }
 
+const SHUTTING_DOWN: LiveOpening = {
+  streaming: false,
+  status: 503,
+  message: "The server is shutting down; reconnect",
+  retryAfterSeconds: 1,
+};
+
 /**
  * The live streams of one process.
  *
@@ -117,6 +124,8 @@ class LiveStream {
 export class LiveUpdates {
   private readonly owners = new Map<string, OwnerNotices>();
   private streamCount = 0;
+  /** Set by close(): no stream opens after it, so shutdown is not held up by a late one. */
+  private closing = false;
   private readonly heartbeats: NodeJS.Timeout;
   private readonly statuses: AsyncIterable<Status> & { stop?: () => void };
   private readonly now: () => number;
@@ -145,6 +154,9 @@ export class LiveUpdates {
    */
   async open(request: LiveStreamRequest, res: ServerResponse): Promise<LiveOpening> {
     const { limits } = this.deps;
+    // The client may have left while the request was authorized: its 'close' is not emitted again.
+    if (res.closed || res.destroyed) return { streaming: true };
+    if (this.closing) return SHUTTING_DOWN;
     const existing = this.owners.get(request.ownerId);
     if (existing && existing.streams.size >= limits.perOwner) {
       metrics.liveRefused.inc({ limit: "owner" });
@@ -166,12 +178,20 @@ export class LiveUpdates {
       await withTimeout(owner.confirmed, SUBSCRIBE_CONFIRM_MS).catch(() => undefined);
       const stored = await this.deps.store.version(request.ownerId);
       owner.knownVersion = Math.max(owner.knownVersion, stored);
-      if (request.lastEventId !== undefined && stored > request.lastEventId) stream.offer(changeOfAll(stored));
+      if (request.lastEventId !== undefined) {
+        const mine = request.clientId ? await this.deps.store.version(request.ownerId, request.clientId) : stored;
+        const missed = missedChange(request.clientId, mine, request.lastEventId);
+        if (missed) stream.offer(missed);
+      }
     } catch (error) {
       this.release(request.ownerId, stream);
       throw error;
     }
     if (stream.closed) return { streaming: true }; // the client left meanwhile; nothing to answer
+    if (this.closing) {
+      this.release(request.ownerId, stream);
+      return SHUTTING_DOWN;
+    }
     res.writeHead(200, STREAM_HEADERS);
     res.flushHeaders();
     stream.started = true;
@@ -182,6 +202,7 @@ export class LiveUpdates {
 
   /** Ends every stream (their clients reconnect elsewhere) and stops listening; for shutdown. */
   close(): void {
+    this.closing = true;
     clearInterval(this.heartbeats);
     this.statuses.stop?.();
     for (const owner of [...this.owners.values()])
@@ -279,11 +300,22 @@ export class LiveUpdates {
       for (const [ownerId, owner] of [...this.owners]) {
         try {
           const stored = await this.deps.store.version(ownerId);
-          metrics.liveRechecks.inc({ moved: String(stored > owner.knownVersion) });
-          if (stored <= owner.knownVersion) continue;
+          const known = owner.knownVersion;
+          metrics.liveRechecks.inc({ moved: String(stored > known) });
+          if (stored <= known) continue;
           moved++;
           owner.knownVersion = stored;
-          for (const stream of owner.streams) stream.offer(changeOfAll(stored));
+          // A filtered stream hears of its client's changes only: that client's version says.
+          const clientVersions = new Map<string, number>();
+          for (const stream of [...owner.streams]) {
+            let mine = stored;
+            if (stream.clientId !== undefined) {
+              mine = clientVersions.get(stream.clientId) ?? (await this.deps.store.version(ownerId, stream.clientId));
+              clientVersions.set(stream.clientId, mine);
+            }
+            const missed = missedChange(stream.clientId, mine, known);
+            if (missed) stream.offer(missed);
+          }
         } catch (error) {
           this.deps.log.warn(
             { err: error, ownerId },

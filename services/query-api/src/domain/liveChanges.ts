@@ -31,6 +31,17 @@ export function changeFor(notice: DashboardChanged, clientFilter: string | undef
 /** A change of unknown extent up to `version`: the client should refetch everything it shows. */
 export const changeOfAll = (version: number): LiveChange => ({ version, clients: "all" });
 
+/**
+ * The change a stream missed while it could not hear notices (before a resume, during a NATS
+ * outage), from a stored version: the client's for a stream filtered to it (it moves with that
+ * client's changes only, so it names just that client), else the owner's, of unknown extent.
+ * Undefined when the version has not moved past `seen`.
+ */
+export function missedChange(clientFilter: string | undefined, stored: number, seen: number): LiveChange | undefined {
+  if (stored <= seen) return undefined;
+  return clientFilter === undefined ? changeOfAll(stored) : { version: stored, clients: new Set([clientFilter]) };
+}
+
 /** One change standing for both: the newer version, the clients of either (bounded). */
 export function coalesce(pending: LiveChange | undefined, next: LiveChange): LiveChange {
   if (!pending) return next;
