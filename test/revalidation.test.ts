@@ -306,15 +306,20 @@ describe("If-None-Match and tags, on their own", () => {
     const until = "2030-01-01T00:00:00.000Z";
     const tag = dashboardTag(scope, 7, until);
     expect(tag).toBe(`7.${Date.parse(until)}.${scope}`);
-    expect(stillCurrent([tag], scope, 7, Date.parse(until) - 1)).toBe(tag);
-    expect(stillCurrent([tag], scope, 7, Date.parse(until))).toBeUndefined();
-    expect(stillCurrent([tag], scope, 8, 0)).toBeUndefined();
-    expect(stillCurrent([tag], dashboardScope("o", undefined), 7, 0)).toBeUndefined();
+    expect(stillCurrent([tag], scope, 7, Date.parse(until) - 1, "identity")).toBe(tag);
+    expect(stillCurrent([tag], scope, 7, Date.parse(until), "identity")).toBeUndefined();
+    expect(stillCurrent([tag], scope, 8, 0, "identity")).toBeUndefined();
+    expect(stillCurrent([tag], dashboardScope("o", undefined), 7, 0, "identity")).toBeUndefined();
     const forever = dashboardTag(scope, 7, undefined);
     expect(forever).toBe(`7.-.${scope}`);
-    expect(stillCurrent(["x", forever], scope, 7, Number.MAX_SAFE_INTEGER)).toBe(forever);
+    expect(stillCurrent(["x", forever], scope, 7, Number.MAX_SAFE_INTEGER, "identity")).toBe(forever);
     // The 7 of "17" is not version 7.
-    expect(stillCurrent([`17.-.${scope}`], scope, 7, 0)).toBeUndefined();
+    expect(stillCurrent([`17.-.${scope}`], scope, 7, 0, "identity")).toBeUndefined();
+    // A coded tag is current only for a request that would get that coding.
+    expect(stillCurrent([`${forever}.br`], scope, 7, 0, "br")).toBe(`${forever}.br`);
+    expect(stillCurrent([`${forever}.br`], scope, 7, 0, "gzip")).toBeUndefined();
+    expect(stillCurrent([`${forever}.gzip`], scope, 7, 0, "identity")).toBeUndefined();
+    expect(stillCurrent([forever], scope, 7, 0, "br")).toBe(forever);
   });
 });
 

@@ -301,11 +301,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const scope = dashboardScope(ownerId, clientId, pageQuery);
     const extra = freshness ? freshnessHeaders(freshness) : {};
     const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
+    const negotiated = negotiateCoding(c.req.header("Accept-Encoding"));
     // The owner's version, or the client's for one client's view: one point read.
     let version = await deps.store.version(ownerId, clientId);
     if (conditions && !conditions.any) {
       // A tag of this version and scope whose validity has not run out: nothing to read or render.
-      const current = stillCurrent(conditions.tags, scope, version, at.getTime());
+      const current = stillCurrent(conditions.tags, scope, version, at.getTime(), negotiated);
       if (current !== undefined) {
         metrics.dashboardReads.inc({ source: "revalidated" });
         return notModified(c, current, extra);
@@ -327,11 +328,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const tag = dashboardTag(scope, version, dashboard.validUntil);
     // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
-    if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t) === tag)))
+    if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag)))
       return notModified(c, tag, extra);
     const { compression } = deps;
     if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard, tag, extra);
-    const coding = negotiateCoding(c.req.header("Accept-Encoding"));
+    const coding = negotiated;
     if (coding === "identity") return send(c, dashboard, tag, extra);
     const outgoing = c.env?.outgoing;
     if (dashboard.pieces.length === 1 || !outgoing)

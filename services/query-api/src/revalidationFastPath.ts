@@ -14,6 +14,7 @@ import {
   parseIfNoneMatch,
   stillCurrent,
 } from "./domain/revalidation.ts";
+import { negotiateCoding } from "./domain/contentCoding.ts";
 import { MIN_SEQ_HEADER } from "./domain/freshness.ts";
 import { queryApiMetrics as metrics } from "./metrics.ts";
 
@@ -54,7 +55,8 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
       const { ownerId } = owner;
       // One point read: the owner's version, or the client's.
       const version = await deps.store.version(ownerId, clientId);
-      const tag = stillCurrent(tags, dashboardScope(ownerId, clientId), version, now());
+      const negotiated = negotiateCoding(req.headers["accept-encoding"]);
+      const tag = stillCurrent(tags, dashboardScope(ownerId, clientId), version, now(), negotiated);
       if (tag === undefined) return false;
       revalidated.inc();
       res

@@ -94,8 +94,17 @@ export const etagValue = (tag: string) => `"${tag}"`;
 export const codedTag = (tag: string, coding: "identity" | "gzip" | "br") =>
   coding === "identity" ? tag : `${tag}.${coding}`;
 
-/** A tag without its coding: every coding of a current body is current (its content is the same). */
-export const uncodedTag = (tag: string) => tag.replace(/\.(?:gzip|br)$/, "");
+/**
+ * A tag without its coding, when the client may use the representation it names: one without a
+ * coding, or one in the coding this request would be answered in (`negotiated`). Every coding of a
+ * current body has the same content, but a 304 must not point a client at a coding it no longer
+ * accepts. Undefined for a tag of another coding.
+ */
+export function uncodedTag(tag: string, negotiated: "identity" | "gzip" | "br"): string | undefined {
+  const coding = /\.(gzip|br)$/.exec(tag);
+  if (coding === null) return tag;
+  return coding[1] === negotiated ? tag.slice(0, coding.index) : undefined;
+}
 
 /**
  * The first of `tags` that still names the current body of `scope` at `version`: made by
@@ -107,12 +116,13 @@ export function stillCurrent(
   scope: string,
   version: number,
   nowMs: number,
+  negotiated: "identity" | "gzip" | "br",
 ): string | undefined {
   const prefix = `${version}.`;
   const suffix = `.${scope}`;
   for (const tag of tags) {
-    const uncoded = uncodedTag(tag);
-    if (!uncoded.startsWith(prefix) || !uncoded.endsWith(suffix)) continue;
+    const uncoded = uncodedTag(tag, negotiated);
+    if (uncoded === undefined || !uncoded.startsWith(prefix) || !uncoded.endsWith(suffix)) continue;
     const until = uncoded.slice(prefix.length, uncoded.length - suffix.length);
     if (until === "-" || (/^[1-9][0-9]{0,15}$/.test(until) && nowMs < Number(until))) return tag;
   }
