@@ -5,12 +5,11 @@ import http from "node:http";
 import net from "node:net";
 import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { freePort } from "../scripts/natsServer.ts";
 import { clientCreated, licenseEvent, projectCreated } from "./support/events.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
-import { eventually, startPipeline, TEST_JWT_SECRET, tokenFor, type Pipeline } from "./support/pipeline.ts";
-import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
+import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
 
 const nats = useNats();
 let pipeline: Pipeline;
@@ -30,17 +29,7 @@ const LARGE_LICENSES = 48;
 
 beforeAll(async () => {
   pipeline = await startPipeline(nats.url);
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}`;
-  api = spawnService("services/query-api/src/main.ts", {
-    NATS_URL: nats.url,
-    DATA_DIR: pipeline.config.DATA_DIR,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    JWT_SECRET: TEST_JWT_SECRET,
-    COMPRESSION_MAX_STREAMS: "1",
-  });
-  await waitUntilReady(url, api);
+  ({ url, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, { COMPRESSION_MAX_STREAMS: "1" }));
 
   const owned = (owner: string) => ({ clientId: `${owner}Client`, projectId: `${owner}Project` });
   for (const owner of [SMALL, LARGE]) {

@@ -12,8 +12,8 @@ import { freePort, startLocalNats } from "../scripts/natsServer.ts";
 import { clientCreated, clientEvent } from "./support/events.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
-import { eventually, startPipeline, TEST_JWT_SECRET, tokenFor, type Pipeline } from "./support/pipeline.ts";
-import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
+import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
 import { openSse, type SseStream } from "./support/sse.ts";
 import { toEvent } from "./support/inMemory.ts";
 
@@ -34,24 +34,14 @@ afterAll(async () => {
 
 /** Another query-API process on the pipeline's NATS and LMDB folder. */
 async function queryApiProcess(env: Record<string, string> = {}, nodeOptions?: string[]) {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const service = spawnService(
-    "services/query-api/src/main.ts",
-    {
-      NATS_URL: nats.url,
-      DATA_DIR: pipeline.config.DATA_DIR,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      JWT_SECRET: TEST_JWT_SECRET,
-      LIVE_HEARTBEAT_SECONDS: "1",
-      ...env,
-    },
+  const replica = await spawnQueryApi(
+    nats.url,
+    pipeline.config.DATA_DIR,
+    { LIVE_HEARTBEAT_SECONDS: "1", ...env },
     nodeOptions,
   );
-  running.push(service);
-  await waitUntilReady(url, service);
-  return { url, service };
+  running.push(replica.service);
+  return replica;
 }
 
 async function open(url: string, ownerId: string, headers: Record<string, string> = {}, token?: string) {

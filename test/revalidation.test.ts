@@ -5,7 +5,6 @@ import { startQueryApi } from "@keybox/query-api";
 import type { Envelope } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { createLogger } from "@keybox/runtime";
-import { freePort } from "../scripts/natsServer.ts";
 import {
   dashboardScope,
   dashboardTag,
@@ -16,8 +15,8 @@ import { createRevalidator } from "../services/query-api/src/revalidationFastPat
 import { clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { bearer, httpGet, type HttpResult } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
-import { eventually, startPipeline, TEST_JWT_SECRET, tokenFor, type Pipeline } from "./support/pipeline.ts";
-import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
+import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
 
 const nats = useNats();
 let pipeline: Pipeline;
@@ -27,17 +26,7 @@ beforeAll(async () => {
   // The projector (and its store) in this process; the query API as a process of its own on the
   // same LMDB folder, as deployed.
   pipeline = await startPipeline(nats.url);
-  const port = await freePort();
-  apiUrl = `http://127.0.0.1:${port}`;
-  api = spawnService("services/query-api/src/main.ts", {
-    NATS_URL: nats.url,
-    DATA_DIR: pipeline.config.DATA_DIR,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    JWT_SECRET: TEST_JWT_SECRET,
-    LOG_LEVEL: "warn",
-  });
-  await waitUntilReady(apiUrl, api);
+  ({ url: apiUrl, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, { LOG_LEVEL: "warn" }));
 });
 afterAll(async () => {
   if (api && api.child.exitCode === null) {

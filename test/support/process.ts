@@ -2,7 +2,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { eventually } from "./pipeline.ts";
+import { freePort } from "../../scripts/natsServer.ts";
+import { eventually, TEST_JWT_SECRET } from "./pipeline.ts";
 import { httpGet } from "./http.ts";
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -45,4 +46,32 @@ export async function waitUntilReady(baseUrl: string, service: ServiceProcess, t
     const res = await httpGet(`${baseUrl}/readyz`);
     return res.status === 200 ? true : undefined;
   }, timeoutMs);
+}
+
+/**
+ * A query-API process on a free loopback port, reading `dataDir` (a pipeline's LMDB folder, as a
+ * replica beside the projector is deployed), with the tests' JWT secret and `env` added; ready.
+ */
+export async function spawnQueryApi(
+  natsUrl: string,
+  dataDir: string,
+  env: Record<string, string> = {},
+  nodeOptions?: string[],
+): Promise<{ url: string; service: ServiceProcess }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const service = spawnService(
+    "services/query-api/src/main.ts",
+    {
+      NATS_URL: natsUrl,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      JWT_SECRET: TEST_JWT_SECRET,
+      ...env,
+    },
+    nodeOptions,
+  );
+  await waitUntilReady(url, service);
+  return { url, service };
 }
