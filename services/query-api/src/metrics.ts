@@ -18,13 +18,13 @@ export const queryApiMetrics = {
   }),
   httpSeconds: new Histogram({
     name: "keybox_query_http_request_duration_seconds",
-    help: "From a request's arrival at the app to its response handed to the socket, by route and status",
+    help: "From a request's arrival to its answer started (a streamed body may still be on its way), by route and status",
     labelNames: requestLabels,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   }),
   dashboardCompressions: new Counter({
     name: "keybox_query_dashboard_compressions_total",
-    help: "GET /dashboard bodies compressed, by coding and how: whole (a body up to 1 MiB, then kept in the response cache) or streamed (a larger one, compressed for each request)",
+    help: "GET /dashboard bodies compressed, by coding and how: whole (a body up to 1 MiB, kept beside it in the response cache when the cache keeps the body) or streamed (a larger one, compressed for each request)",
     labelNames: ["coding", "body"] as const,
   }),
   compressedStreams: new Gauge({

@@ -36,12 +36,12 @@ const CURSOR_PATTERN = /^[A-Za-z0-9_-]+$/;
 const WHOLE_NUMBER = /^[1-9][0-9]*$/;
 
 /** The cursor of the position after `order`: base64url of `[time, id]` as JSON. Opaque to clients. */
-export function encodeCursor(order: OrderKey): string {
+function encodeCursor(order: OrderKey): string {
   return Buffer.from(JSON.stringify(order), "utf8").toString("base64url");
 }
 
 /** The order key a cursor holds, or undefined for anything this API did not issue. */
-export function decodeCursor(cursor: string): OrderKey | undefined {
+function decodeCursor(cursor: string): OrderKey | undefined {
   if (cursor.length > MAX_CURSOR_LENGTH || !CURSOR_PATTERN.test(cursor)) return undefined;
   const text = Buffer.from(cursor, "base64url").toString("utf8");
   // Node's decoder skips what it cannot read; only the one canonical spelling is accepted.
