@@ -41,6 +41,7 @@ function faulty(inner: DashboardStore): FaultyStore {
       return inner.checkWritable();
     },
     version: (ownerId, clientId) => inner.version(ownerId, clientId),
+    identity: () => inner.identity(),
     readDashboard: (ownerId, clientId) => inner.readDashboard(ownerId, clientId),
     partStats: (ownerId) => inner.partStats(ownerId),
     appliedSeq: () => inner.appliedSeq(),

@@ -335,12 +335,27 @@ for (const adapter of adapters) {
       expect(after.fragments.map((f) => f.clientId)).toEqual([...ids.slice(1), "zz"]);
     });
 
-    it("keeps everything across a restart", async () => {
+    it("keeps everything across a restart, its identity included", async () => {
       const seq = await store.appliedSeq();
+      const identity = store.identity();
+      expect(identity).toMatch(/^\d+$/);
       await store.close();
       store = await adapter.reopen();
       expect((await store.readDashboard("o1")).fragments).toHaveLength(4);
       expect(await store.appliedSeq()).toBe(seq);
+      expect(store.identity()).toBe(identity);
+    });
+
+    it("has an identity of its own: another store (a rebuild) counts versions again, under another", async () => {
+      const other = await storeAdapters().then((all) => all.find((a) => a.name === adapter.name)!);
+      const rebuilt = await other.open();
+      try {
+        expect(rebuilt.identity()).toMatch(/^\d+$/);
+        expect(rebuilt.identity()).not.toBe(store.identity());
+      } finally {
+        await rebuilt.close();
+        await other.cleanup();
+      }
     });
 
     // Issue 6: ids are any [A-Za-z0-9_-]{1,64}, "__proto__" included. Stored parts must keep them

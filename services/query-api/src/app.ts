@@ -298,7 +298,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const at = now();
     const pageQuery = page ? pageKey(page) : undefined;
-    const scope = dashboardScope(ownerId, clientId, pageQuery);
+    const scope = dashboardScope(deps.store.identity(), ownerId, clientId, pageQuery);
     const extra = freshness ? freshnessHeaders(freshness) : {};
     const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
     const negotiated = negotiateCoding(c.req.header("Accept-Encoding"));

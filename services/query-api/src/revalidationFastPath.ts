@@ -22,7 +22,7 @@ import { queryApiMetrics as metrics } from "./metrics.ts";
 const MIN_SEQ_HEADER_NAME = MIN_SEQ_HEADER.toLowerCase();
 
 export interface RevalidationDeps {
-  store: Pick<DashboardStore, "version">;
+  store: Pick<DashboardStore, "version" | "identity">;
   verifyOwner: OwnerVerifier;
   /** The clock, in milliseconds (for tests). */
   now?: () => number;
@@ -56,7 +56,13 @@ export function createRevalidator(deps: RevalidationDeps): Revalidate {
       // One point read: the owner's version, or the client's.
       const version = await deps.store.version(ownerId, clientId);
       const negotiated = negotiateCoding(req.headers["accept-encoding"]);
-      const tag = stillCurrent(tags, dashboardScope(ownerId, clientId), version, now(), negotiated);
+      const tag = stillCurrent(
+        tags,
+        dashboardScope(deps.store.identity(), ownerId, clientId),
+        version,
+        now(),
+        negotiated,
+      );
       if (tag === undefined) return false;
       revalidated.inc();
       res

@@ -1,5 +1,6 @@
 // The embedded read model: LMDB in DATA_DIR. Needs no server, survives restarts, and is shared
 // safely by several processes on one machine (LMDB serialises writers with a file lock).
+import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { setImmediate } from "node:timers/promises";
@@ -38,6 +39,8 @@ const CLIENT_VERSION = "c";
 const COMMITS = "commits";
 const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
+/** The store's identity (see DashboardStore.identity): a random 48-bit number. */
+const IDENTITY = "identity";
 const WRITE_CHECK = "writeCheck";
 /** A large owner's fragments are read this many at a time (under a MB) per event-loop turn. */
 const FRAGMENTS_PER_TURN = 250;
@@ -130,6 +133,7 @@ export class LmdbDashboardStore implements DashboardStore {
         const hasData = parts.getKeysCount({ limit: 1 }) > 0;
         const isNew = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
         if (isNew && !readOnly) meta.putSync(FORMAT, READ_MODEL_FORMAT);
+        if (!readOnly && meta.get(IDENTITY) === undefined) meta.putSync(IDENTITY, randomInt(2 ** 48 - 1));
       });
     } catch (error) {
       void env.close(); // the format error is what the caller needs to see
@@ -336,6 +340,11 @@ export class LmdbDashboardStore implements DashboardStore {
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
     return { ok: true, rev, ownerVersions, written: { records: writes.length, bytes } };
+  }
+
+  identity(): string {
+    // Read each time (one in-memory lookup): a reader may open before the writer creates the store.
+    return String(this.meta.get(IDENTITY) ?? "");
   }
 
   async version(ownerId: string, clientId?: string): Promise<number> {

@@ -172,6 +172,7 @@ export class MongoDashboardStore implements DashboardStore {
     private readonly registers: Collection<RecordDoc>,
     private readonly meta: Collection<SeqDoc>,
     private readonly readPreference: ReadPreferenceMode,
+    private readonly storeIdentity: string,
   ) {}
 
   static async open(options: MongoStoreOptions): Promise<MongoDashboardStore> {
@@ -194,13 +195,21 @@ export class MongoDashboardStore implements DashboardStore {
           if (!hasCode(error, NAMESPACE_EXISTS)) throw error;
         });
       }
-      const format = db.collection<{ _id: string; version: number }>("meta");
+      const format = db.collection<{ _id: string; version: number; identity?: number }>("meta");
       const recorded = await format.findOne({ _id: FORMAT });
       const hasData = (await db.collection("parts").findOne({}, { projection: { _id: 1 } })) !== null;
       const isNew = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
       if (isNew && !options.readOnly) {
         await format.updateOne({ _id: FORMAT }, { $setOnInsert: { version: READ_MODEL_FORMAT } }, { upsert: true });
       }
+      if (!options.readOnly && recorded?.identity === undefined) {
+        // Only where none is recorded yet: replicas opening at once agree on the first one written.
+        await format.updateOne(
+          { _id: FORMAT, identity: { $exists: false } },
+          { $set: { identity: randomInt(2 ** 48 - 1) } },
+        );
+      }
+      const identity = (await format.findOne({ _id: FORMAT }))?.identity;
       // The built-in _id index is the only index needed: every read is by _id or an _id range.
       return new MongoDashboardStore(
         client,
@@ -209,6 +218,7 @@ export class MongoDashboardStore implements DashboardStore {
         db.collection<RecordDoc>("registers"),
         db.collection<SeqDoc>("meta"),
         options.readPreference ?? "primary",
+        identity === undefined ? "" : String(identity),
       );
     } catch (error) {
       await client.close();
@@ -368,6 +378,11 @@ export class MongoDashboardStore implements DashboardStore {
     const _id = docId(key);
     await this.insertNew(session, collection, { _id, rev: 0, json: "null" }, key);
     await collection.deleteOne({ _id }, { session });
+  }
+
+  /** Read at open: a reader that opened before the store was created has none until it restarts. */
+  identity(): string {
+    return this.storeIdentity;
   }
 
   async version(ownerId: string, clientId?: string): Promise<number> {

@@ -131,6 +131,12 @@ export interface DashboardStore {
    */
   version(ownerId: string, clientId?: string): Promise<number>;
   /**
+   * This store's identity: drawn at random when the store is created, so a store rebuilt from the
+   * stream (whose versions start again from 0) has another. Versions are only comparable within
+   * one identity: ETags name it. Empty while a reader finds no store created yet.
+   */
+  identity(): string;
+  /**
    * One owner's dashboard fragments, or one client's when `clientId` is given, with the matching
    * version (the owner's, or the client's): one range read, from one snapshot. Every commit keeps
    * each part's fragment in step with the part.

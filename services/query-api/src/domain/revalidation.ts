@@ -64,12 +64,19 @@ const SCOPES_KEPT = 10_000;
 const scopes = new Map<string, string>();
 
 /**
- * The scope part of a dashboard's tags: 16 base64url characters (96 bits) of the SHA-256 of owner,
- * client and page (see paging.ts). Remembered, since a revalidation is answered with little more work than this.
+ * The scope part of a dashboard's tags: 16 base64url characters (96 bits) of the SHA-256 of the
+ * store's identity (a rebuilt store counts versions from 0 again), owner, client and page (see
+ * paging.ts). Remembered, since a revalidation is answered with little more work than this.
  */
-export function dashboardScope(ownerId: string, clientId: string | undefined, page?: string): string {
-  // Ids never contain "/" or "?", so owner, client and page (`?limit=…`) cannot run into each other.
-  const key = `${ownerId}/${clientId ?? ""}${page ?? ""}`;
+export function dashboardScope(
+  storeIdentity: string,
+  ownerId: string,
+  clientId: string | undefined,
+  page?: string,
+): string {
+  // The identity is digits and ids never contain ":", "/" or "?", so store, owner, client and page
+  // (`?limit=…`) cannot run into each other.
+  const key = `${storeIdentity}:${ownerId}/${clientId ?? ""}${page ?? ""}`;
   let scope = scopes.get(key);
   if (scope === undefined) {
     scope = createHash("sha256").update(key).digest("base64url").slice(0, 16);
