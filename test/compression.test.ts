@@ -26,10 +26,15 @@ const TINY = "tinyOwner";
  */
 const LARGE = "largeOwner";
 const LARGE_LICENSES = 48;
+/** How long the API waits for a client that reads nothing of a large body (long enough for the tests' own reads). */
+const STALL_MS = 5000;
 
 beforeAll(async () => {
   pipeline = await startPipeline(nats.url);
-  ({ url, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, { COMPRESSION_MAX_STREAMS: "1" }));
+  ({ url, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, {
+    COMPRESSION_MAX_STREAMS: "1",
+    STALLED_BODY_TIMEOUT_MS: String(STALL_MS),
+  }));
 
   const owned = (owner: string) => ({ clientId: `${owner}Client`, projectId: `${owner}Project` });
   for (const owner of [SMALL, LARGE]) {
@@ -196,6 +201,14 @@ describe("a client that stops reading a large compressed dashboard", () => {
       expectUncompressed(res);
       expect(res.json().data[0].projects[0].licenses).toHaveLength(LARGE_LICENSES);
     });
+  });
+
+  it("is abandoned once it has read nothing for STALLED_BODY_TIMEOUT_MS, freeing the stream, though it stays connected", async () => {
+    const started = Date.now();
+    await withStalledStream(async () => {
+      await eventually(async () => ((await openStreams()) === 0 ? true : undefined), STALL_MS * 3);
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(STALL_MS - 500);
   });
 
   it("frees the compressor when it leaves, and the next request is streamed compressed in full", async () => {

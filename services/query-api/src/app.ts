@@ -47,6 +47,8 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
+  /** How long a large body may wait for its client to read before it is abandoned (default 60 s). */
+  stalledBodyTimeoutMs?: number;
   /** When to compress bodies the request accepts compressed; without it, none are. */
   compression?: CompressionLimits;
   /** Waits for a request's minSeq; without it no sequence is known to be visible (fresh: false). */
@@ -218,6 +220,22 @@ async function sendCompressedWhole(
  * Streams a large body through a compressor to the socket, chunked (its compressed length is not
  * known up front); resolves once it is sent, or cut short by the client leaving.
  */
+/**
+ * Closes the connection when the client reads nothing of a large body for `ms`: the body's pieces
+ * (and a compressor) would otherwise stay held for as long as the client keeps the socket open.
+ * Every write resets the socket's timer; the timer is cleared once the response is over.
+ */
+function abandonIfStalled(outgoing: ServerResponse, ms: number): void {
+  const socket = outgoing.socket;
+  if (!socket) return;
+  const stalled = () => outgoing.destroy(new Error(`the client read nothing for ${ms} ms`));
+  socket.setTimeout(ms, stalled);
+  outgoing.once("close", () => {
+    socket.setTimeout(0);
+    socket.off("timeout", stalled);
+  });
+}
+
 async function sendStreamed(
   outgoing: ServerResponse,
   dashboard: RenderedDashboard,
@@ -330,11 +348,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
     if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag)))
       return notModified(c, tag, extra);
+    const outgoing = c.env?.outgoing;
+    if (dashboard.pieces.length > 1 && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
     const { compression } = deps;
     if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard, tag, extra);
     const coding = negotiated;
     if (coding === "identity") return send(c, dashboard, tag, extra);
-    const outgoing = c.env?.outgoing;
     if (dashboard.pieces.length === 1 || !outgoing)
       return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
     // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.

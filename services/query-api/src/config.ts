@@ -18,6 +18,9 @@ export const queryApiSettings = z.object({
   COMPRESSION_MIN_BYTES: intSetting(0, 2 ** 31 - 1).default(1024),
   // Large bodies streamed through a compressor at once (each holds one and keeps the threadpool busy).
   COMPRESSION_MAX_STREAMS: intSetting(0, 10_000).default(16),
+  // A large body whose client reads nothing of it for this long is abandoned: the connection is
+  // closed, freeing the body (and its compressor) that a stalled client would otherwise hold.
+  STALLED_BODY_TIMEOUT_MS: intSetting(1000, 3_600_000).default(60_000),
   // The most clients one page of GET /dashboard?limit=… may ask for.
   PAGE_MAX_LIMIT: intSetting(1, 100_000).default(DEFAULT_PAGE_MAX_LIMIT),
   // Read your own writes (minSeq): the projector's consumer whose acknowledgement floor says what
