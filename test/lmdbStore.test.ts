@@ -9,9 +9,10 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildEnvelope } from "@keybox/contract";
 import { applyBatch } from "@keybox/projector";
-import { partKey, StoreUnavailableError, type ClientPart, type DashboardStore, type Part } from "@keybox/read-model";
+import { partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
-import { toEvent } from "./support/inMemory.ts";
+import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
+import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-lmdb-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -113,47 +114,25 @@ describe("a batch whose commit was not flushed", () => {
   });
 });
 
-describe("a batch that loses a commit race on LMDB", () => {
-  const clientEvent = (version: number, name: string) =>
-    toEvent(
-      buildEnvelope({
-        entity: "client",
-        action: version === 1 ? "created" : "updated",
-        version,
-        data: { id: "c1", ownerId: "o3", name, email: "c1@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
-      }),
-    );
-
-  it("is projected again inside the write transaction and commits, keeping the other writer's work", async () => {
+describe("batches on LMDB", () => {
+  it("are prepared in the write transaction: concurrent ones keep each other's writes and never conflict", async () => {
     const store = LmdbDashboardStore.open(dir);
     try {
-      await applyBatch(store, [clientEvent(1, "one")], 1);
-      // Another writer commits between this batch's load and its commit.
-      let raced = false;
-      let racer = clientEvent(3, "three");
-      const racing: DashboardStore = Object.create(store, {
-        commit: {
-          value: async (...args: Parameters<DashboardStore["commit"]>) => {
-            if (!raced) {
-              raced = true;
-              await applyBatch(store, [racer], 2);
-            }
-            return store.commit(...args);
-          },
-        },
-      });
-      const outcome = await applyBatch(racing, [clientEvent(2, "two")], 3);
-      expect(outcome.conflicts).toBe(1);
-      expect(outcome.applied).toBe(0); // version 2 is older than the other writer's 3
-      const [stored] = await store.load([partKey("o3", "c1")]);
-      expect((stored!.value as ClientPart).client).toMatchObject({ v: 3, state: { name: "three" } });
-
-      raced = false;
-      racer = clientEvent(4, "four");
-      const newer = await applyBatch(racing, [clientEvent(5, "five")], 4);
-      expect(newer).toMatchObject({ conflicts: 1, applied: 1 });
-      const [after] = await store.load([partKey("o3", "c1")]);
-      expect((after!.value as ClientPart).client).toMatchObject({ v: 5, state: { name: "five" } });
+      const owner = "o5";
+      const parents = [clientCreated(owner, "c1"), projectCreated(owner, "p1", { clientId: "c1" })];
+      // Each batch renames the client and adds two licenses to the same project (the same chunk).
+      const batches = Array.from({ length: 20 }, (_, i) => [
+        clientEvent(owner, "c1", { name: `name ${i + 2}` }, { version: i + 2 }),
+        licenseEvent(owner, `l${2 * i}`, { clientId: "c1", projectId: "p1" }),
+        licenseEvent(owner, `l${2 * i + 1}`, { clientId: "c1", projectId: "p1" }),
+      ]);
+      await applyBatch(store, parents.map(toEvent), 1);
+      const outcomes = await Promise.all(batches.map((batch, i) => applyBatch(store, batch.map(toEvent), i + 2)));
+      expect(outcomes.map((o) => o.conflicts)).toEqual(batches.map(() => 0));
+      const now = new Date();
+      expect(renderBody((await store.readDashboard(owner)).fragments, now)).toEqual(
+        dashboardOf([...parents, ...batches.flat()], owner, now),
+      );
     } finally {
       await store.close();
     }

@@ -40,6 +40,7 @@ export {
   StoreUnavailableError,
   type Commit,
   type CommitResult,
+  type Committed,
   type DashboardRead,
   type DashboardStore,
   type PartStats,

@@ -6,18 +6,12 @@ import path from "node:path";
 import { setImmediate } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { encodeFragment } from "./fragments.ts";
-import {
-  checkReadModelFormat,
-  keyId,
-  READ_MODEL_FORMAT,
-  type Part,
-  type RecordKey,
-  type StoredRecord,
-} from "./shape.ts";
+import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
   StoreUnavailableError,
   type Commit,
   type CommitResult,
+  type Committed,
   type DashboardRead,
   type DashboardStore,
   type PartStats,
@@ -60,51 +54,15 @@ interface EnvSync {
 
 const NOTHING_THROWN = Symbol("nothing thrown");
 
-/** A commit queued and not yet resolved: what it writes, by keyId. */
-interface InFlightCommit {
-  serial: number;
-  writes: Map<string, StoredRecord | null>;
-}
-
-/**
- * How many commits' outcomes are remembered for later commits that expect their writes: a commit
- * prepared further behind than this conflicts, and its batch reloads.
- */
-const REMEMBERED_OUTCOMES = 16;
-
 function lmdbKey(key: RecordKey): LmdbKey {
   return key.type === "part"
     ? [key.ownerId, key.clientId, key.projectId, key.chunk]
     : [key.ownerId, key.entity, key.id];
 }
 
-/**
- * A revision that stands for "as in-flight commit `serial` leaves this record": negative, so never
- * a stored one; odd when that commit deletes it.
- */
-const pendingRev = (serial: number, deleted: boolean): number => -(serial * 2 + (deleted ? 1 : 0));
-const fromPendingRev = (rev: number) => ({ serial: Math.floor(-rev / 2), deleted: -rev % 2 === 1 });
-
-/** A record's key in the revisions database: parts and registers apart. */
-function revisionKey(key: RecordKey): LmdbKey {
-  return key.type === "part"
-    ? ["p", key.ownerId, key.clientId, key.projectId, key.chunk]
-    : ["r", key.ownerId, key.entity, key.id];
-}
-
 export class LmdbDashboardStore implements DashboardStore {
+  /** One commit being made durable while the next is prepared in the following write transaction. */
   readonly commitsInFlight = 2;
-  /**
-   * Commits queued in this process and not yet resolved, oldest first. A batch prepared meanwhile
-   * loads what they write, with a placeholder revision (pendingRev) that its own commit, queued
-   * after theirs, resolves to the revision they were given, or to a conflict if they failed.
-   */
-  private readonly inFlight: InFlightCommit[] = [];
-  /** Settles when the last commit queued has (see flush). */
-  private lastCommit: Promise<void> = Promise.resolve();
-  private serial = 0;
-  /** The revision each recent commit wrote with, by serial; absent: it failed or has not run. */
-  private readonly outcomes = new Map<number, number>();
 
   private constructor(
     private readonly env: RootDatabase,
@@ -113,8 +71,6 @@ export class LmdbDashboardStore implements DashboardStore {
     /** Each part's fragment (see fragments.ts), under the part's key: what readDashboard reads. */
     private readonly fragments: Database<Uint8Array, LmdbKey>,
     private readonly meta: Database<number, string | LmdbKey>,
-    /** Each stored part's and register's revision, kept beside it by every commit. */
-    private readonly revisions: Database<number, LmdbKey>,
   ) {}
 
   /** `readOnly`: never records the format (a reader only checks it; writing it is a writer's job). */
@@ -141,8 +97,7 @@ export class LmdbDashboardStore implements DashboardStore {
     }
     const registers = env.openDB<Stored, LmdbKey>({ name: "registers", sharedStructuresKey: SHARED_STRUCTURES });
     const fragments = env.openDB<Uint8Array, LmdbKey>({ name: "fragments", encoding: "binary" });
-    const revisions = env.openDB<number, LmdbKey>({ name: "revisions" });
-    return new LmdbDashboardStore(env, parts, registers, fragments, meta, revisions);
+    return new LmdbDashboardStore(env, parts, registers, fragments, meta);
   }
 
   private db(key: RecordKey): Database<Stored, LmdbKey> {
@@ -150,15 +105,7 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   async load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]> {
-    return keys.map((key) => {
-      const id = keyId(key);
-      for (let i = this.inFlight.length - 1; i >= 0; i--) {
-        const { serial, writes } = this.inFlight[i]!;
-        const value = writes.get(id);
-        if (value !== undefined) return { key, value, rev: pendingRev(serial, value === null) };
-      }
-      return this.read(key);
-    });
+    return keys.map((key) => this.read(key));
   }
 
   /** A record as stored (in a write transaction: as that transaction sees it). */
@@ -169,59 +116,28 @@ export class LmdbDashboardStore implements DashboardStore {
 
   /** Resolves only once the commit is on disk, so the projector may acknowledge its events then. */
   async commit(commit: Commit, streamSeq: number): Promise<CommitResult> {
-    return this.commitInFlight(commit, streamSeq);
+    return this.write(() => {
+      for (const read of commit.reads)
+        if (!this.unchanged(read.key, read.rev)) return { ok: false, conflict: read.key };
+      for (const write of commit.writes) {
+        if (!this.unchanged(write.key, write.baseRev)) return { ok: false, conflict: write.key };
+      }
+      return this.commitInTransaction(commit, streamSeq);
+    });
   }
 
   async commitInWriteTransaction(
     prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
     streamSeq: number,
-  ): Promise<CommitResult> {
-    return this.commitInFlight(() => prepare((keys) => keys.map((key) => this.read(key))), streamSeq);
-  }
-
-  /**
-   * Commits `commit`, or what `prepare` gives in the write transaction, as one of this process's
-   * commits in flight (its writes are what loads see until it resolves, known from when it is
-   * queued or from when it is prepared).
-   */
-  private async commitInFlight(commitOrPrepare: Commit | (() => Commit), streamSeq: number): Promise<CommitResult> {
-    const serial = ++this.serial;
-    this.outcomes.delete(serial - REMEMBERED_OUTCOMES);
-    const entry: InFlightCommit = { serial, writes: new Map() };
-    const noteWrites = (commit: Commit) => {
-      for (const w of commit.writes) entry.writes.set(keyId(w.key), w.value);
-    };
-    if (typeof commitOrPrepare !== "function") noteWrites(commitOrPrepare);
-    this.inFlight.push(entry);
-    const committed = this.write((): CommitResult => {
-      const commit = typeof commitOrPrepare === "function" ? commitOrPrepare() : commitOrPrepare;
-      if (typeof commitOrPrepare === "function") noteWrites(commit);
-      if (commit.writes.length === 0) return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
-      const result = this.commitInTransaction(commit, streamSeq);
-      if (result.ok) this.outcomes.set(serial, result.rev);
-      return result.ok ? { ok: true, ownerVersions: result.ownerVersions, written: result.written } : result;
-    });
-    this.lastCommit = committed.then(
-      () => undefined,
-      () => undefined,
+  ): Promise<Committed> {
+    // What `prepare` read is the latest state, and stays so until this transaction ends (LMDB has
+    // one writer at a time): there is nothing to check.
+    return this.write(() =>
+      this.commitInTransaction(
+        prepare((keys) => keys.map((key) => this.read(key))),
+        streamSeq,
+      ),
     );
-    try {
-      return await committed;
-    } catch (error) {
-      // Rolled back: its revision may be given to the next commit, so nothing may expect it.
-      this.outcomes.delete(serial);
-      throw error;
-    } finally {
-      this.inFlight.splice(this.inFlight.indexOf(entry), 1);
-    }
-  }
-
-  async flush(): Promise<void> {
-    // Commits run in the order they were queued: once the last has settled, all have.
-    await this.lastCommit;
-    await this.durable().catch((error: unknown) => {
-      throw new StoreUnavailableError(`LMDB cannot sync: ${(error as Error).message}`, { cause: error });
-    });
   }
 
   async checkWritable(): Promise<void> {
@@ -276,34 +192,16 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   /**
-   * A record's revision, from the small revisions database, so a check never decodes a part. Every
-   * record written since format 4 has its entry there (an older store is refused at start), so no
-   * entry means no record.
+   * Whether `key` is still at the revision it was loaded at. Decodes the record: only conditional
+   * commits check, and the projector prepares its commits in the write transaction instead.
    */
-  private revision(key: RecordKey): number {
-    return this.revisions.get(revisionKey(key)) ?? 0;
-  }
-
-  /** Whether `key` is still at the revision it was loaded at (a placeholder: as its commit left it). */
   private unchanged(key: RecordKey, loadedRev: number): boolean {
-    let expected = loadedRev;
-    if (loadedRev < 0) {
-      const { serial, deleted } = fromPendingRev(loadedRev);
-      const rev = this.outcomes.get(serial);
-      if (rev === undefined) return false;
-      expected = deleted ? 0 : rev;
-    }
-    return this.revision(key) === expected;
+    return this.read(key).rev === loadedRev;
   }
 
-  private commitInTransaction(
-    { writes, reads }: Commit,
-    streamSeq: number,
-  ): (CommitResult & { ok: false }) | (CommitResult & { ok: true; rev: number }) {
-    for (const read of reads) if (!this.unchanged(read.key, read.rev)) return { ok: false, conflict: read.key };
-    for (const write of writes) {
-      if (!this.unchanged(write.key, write.baseRev)) return { ok: false, conflict: write.key };
-    }
+  /** Writes a commit in the current write transaction; a commit with no writes writes nothing. */
+  private commitInTransaction({ writes }: Commit, streamSeq: number): Committed {
+    if (writes.length === 0) return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
     // Revisions come from one counter, so a record deleted and created again never reuses one.
     const rev = (this.meta.get(COMMITS) ?? 0) + 1;
     this.meta.putSync(COMMITS, rev);
@@ -312,12 +210,9 @@ export class LmdbDashboardStore implements DashboardStore {
     for (const write of writes) {
       const db = this.db(write.key);
       const k = lmdbKey(write.key);
-      if (write.value === null) {
-        db.removeSync(k);
-        this.revisions.removeSync(revisionKey(write.key));
-      } else {
+      if (write.value === null) db.removeSync(k);
+      else {
         db.putSync(k, { rev, value: write.value });
-        this.revisions.putSync(revisionKey(write.key), rev);
         bytes += db.getBinaryFast(k)?.length ?? 0;
       }
       if (write.key.type === "part") {
@@ -339,7 +234,7 @@ export class LmdbDashboardStore implements DashboardStore {
       ownerVersions.set(ownerId, version);
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
-    return { ok: true, rev, ownerVersions, written: { records: writes.length, bytes } };
+    return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
   }
 
   identity(): string {

@@ -25,9 +25,14 @@ export interface Commit {
   reads: readonly RecordRead[];
 }
 
-export type CommitResult =
-  | { ok: true; ownerVersions: Map<string, number>; written: { records: number; bytes: number } }
-  | { ok: false; conflict: RecordKey };
+/** A commit that was written: each owner's new version, and what it wrote. */
+export interface Committed {
+  ok: true;
+  ownerVersions: Map<string, number>;
+  written: { records: number; bytes: number };
+}
+
+export type CommitResult = Committed | { ok: false; conflict: RecordKey };
 
 /** A part's fragment (see fragments.ts), encoded, with where the part is filed under its owner. */
 export interface StoredFragment {
@@ -87,10 +92,10 @@ export interface PartStats {
  */
 export interface DashboardStore {
   /**
-   * How many commits of one process may be in flight at once (1 when absent). Above 1, a load sees
-   * the writes of this process's commits not yet resolved, and a commit queued after them is
-   * checked against what they wrote, so a batch can be prepared while the previous one is being
-   * made durable.
+   * How many commits of one process may be in flight at once (1 when absent): above 1, the next
+   * batch is handed over while the previous one is being made durable. Only for a store whose
+   * commits are prepared in its write transaction (commitInWriteTransaction), which then sees the
+   * writes of the commits before it.
    */
   readonly commitsInFlight?: number;
   /** Point reads, with the revisions a later commit is conditional on. */
@@ -105,23 +110,17 @@ export interface DashboardStore {
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
   /**
-   * Optional: runs `prepare` inside the store's write transaction, its `load` reading the latest
-   * state there, and commits what it returns, so the commit cannot conflict (other writers wait
-   * meanwhile). For a batch that lost a race, instead of retrying it optimistically. Resolves
-   * like `commit`, once durable; with no writes it commits nothing.
+   * Optional, for a store with one writer at a time (LMDB): runs `prepare` inside the store's write
+   * transaction, its `load` reading the latest state there, and commits what it returns, which
+   * cannot conflict (other writers wait meanwhile). The projector then prepares every batch this
+   * way. Resolves like `commit`, once durable; also with no writes (the batch's events were
+   * applied before), it resolves only once everything committed so far is durable: the commit
+   * that applied them may have failed to reach the disk.
    */
   commitInWriteTransaction?(
     prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,
     streamSeq: number,
-  ): Promise<CommitResult>;
-  /**
-   * Optional: resolves once everything this process has committed, or queued to commit, is durable;
-   * rejects with StoreUnavailableError when it cannot be made so. For a batch with nothing to write
-   * (duplicates of events already applied): the commit that applied them may have failed to reach
-   * the disk, or still be in flight, so their acknowledgement waits for this. A store whose commits
-   * are durable when they resolve needs none.
-   */
-  flush?(): Promise<void>;
+  ): Promise<Committed>;
   /**
    * One point read. Without `clientId`, the owner's read-model version: it grows with every commit
    * that writes anything of the owner (0 for an owner never written). With it, that client's: the

@@ -1,5 +1,6 @@
-// Applies a batch of events to the read model: load what the rules need, apply them purely,
-// commit conditionally. A lost race with another replica reloads and applies again.
+// Applies a batch of events to the read model: load what the rules need, apply them purely, and
+// commit, inside the store's write transaction where it has one (LMDB) or conditionally (MongoDB:
+// a lost race with another replica reloads and applies again).
 import type { KeyboxEvent } from "@keybox/contract";
 import {
   keyId,
@@ -94,6 +95,18 @@ function* prepare(
   return { commit: { writes, reads }, applied, loadedKeys: [...loaded.values()].map(({ entry }) => entry.key) };
 }
 
+/** Runs a projection to its end with synchronous loads (inside a store's write transaction). */
+function prepareWith(steps: ReturnType<typeof prepare>, load: (keys: readonly RecordKey[]) => RevisionedRecord[]) {
+  let step = steps.next();
+  while (!step.done) step = steps.next(load(step.value));
+  return step.value;
+}
+
+/**
+ * Applies a batch and commits it. A store that can prepares it inside its write transaction, where
+ * it reads the latest state and so cannot lose a race with another writer; otherwise it is loaded,
+ * projected and committed conditionally, again after a lost race.
+ */
 export async function applyBatch(
   store: DashboardStore,
   events: readonly KeyboxEvent[],
@@ -102,6 +115,18 @@ export async function applyBatch(
   /** Called once the batch's commit has been handed to the store (it may then take the next one). */
   onCommit: () => void = () => {},
 ): Promise<BatchOutcome> {
+  if (store.commitInWriteTransaction) {
+    let prepared: Prepared | undefined;
+    const committed = store.commitInWriteTransaction((load) => {
+      prepared = prepareWith(prepare(events, options, []), load);
+      return prepared.commit;
+    }, streamSeq);
+    onCommit();
+    const { ownerVersions, written } = await committed;
+    const { commit, applied } = prepared!; // set by the transaction that has just committed
+    return { changes: changesOf(commit, ownerVersions), applied, conflicts: 0, written };
+  }
+
   // What the last attempt loaded: a retry after a lost race loads it all again in one read.
   let preload: readonly RecordKey[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -109,41 +134,16 @@ export async function applyBatch(
     let step = steps.next();
     while (!step.done) step = steps.next(await store.load(step.value));
     const { commit, applied, loadedKeys } = step.value;
-    // Only duplicates or stale versions: nothing to write. What applied them must be durable before
-    // they are acknowledged (it may be in flight, or its sync may have failed).
-    if (commit.writes.length === 0) {
-      await store.flush?.();
+    // Only duplicates or stale versions: nothing to write (what applied them resolved once durable).
+    if (commit.writes.length === 0)
       return { changes: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
-    }
     const committed = store.commit(commit, streamSeq);
     onCommit();
     const result = await committed;
     if (result.ok)
       return { changes: changesOf(commit, result.ownerVersions), applied, conflicts: attempt, written: result.written };
-
-    // Lost to another replica. Where the store can, project again inside its write transaction,
-    // which reads the latest state and so cannot lose again.
-    if (store.commitInWriteTransaction) {
-      let appliedThere = 0;
-      let committedThere: Commit = { writes: [], reads: [] };
-      const fresh = await store.commitInWriteTransaction((load) => {
-        const again = prepare(events, options, loadedKeys);
-        let next = again.next();
-        while (!next.done) next = again.next(load(next.value));
-        appliedThere = next.value.applied;
-        committedThere = next.value.commit;
-        return committedThere;
-      }, streamSeq);
-      if (!fresh.ok) throw new Error("a commit prepared in the write transaction conflicted");
-      return {
-        changes: changesOf(committedThere, fresh.ownerVersions),
-        applied: appliedThere,
-        conflicts: attempt + 1,
-        written: fresh.written,
-      };
-    }
+    // Lost to another writer: back off a little, at random, so racing replicas spread out.
     preload = loadedKeys;
-    // Back off a little, at random, so racing replicas spread out.
     await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))));
   }
   throw new Error(`batch lost ${MAX_ATTEMPTS} commit races in a row`);
