@@ -133,7 +133,7 @@ describe("a query API whose read model does not answer", () => {
 });
 
 describe("a query API whose NATS connection is closed", () => {
-  it("is still ready: nothing it serves needs NATS", async () => {
+  it("is still ready: reads need only the read model", async () => {
     const closed = await connectNats(nats.url, "readiness-test-closed");
     await closed.close();
     const store = await LmdbDashboardStore.open(path.join(dataDir, "own"));

@@ -1,6 +1,7 @@
 // Readiness of a query API: it can serve reads, that is, the read model answers. The projector's
 // lag is no reason to take a replica out of a load balancer (a burst lags every replica at once,
-// and each can still serve), and nothing served needs NATS, so its state is only a detail.
+// and each can still serve), nor is NATS: GET /dashboard does not use it, what does (live streams,
+// minSeq) waits for it rather than fails, and all replicas share it, so its state is only a detail.
 import type { NatsConnection } from "nats";
 import type { DashboardStore } from "@keybox/read-model";
 import { withTimeout, type Logger, type Readiness } from "@keybox/runtime";
