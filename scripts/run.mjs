@@ -52,7 +52,8 @@ function ensureBuilt() {
   if (existsSync(stamp) && statSync(stamp).mtimeMs >= newestSource()) return;
   if (!existsSync(path.join(root, "node_modules", "esbuild"))) {
     console.error(
-      "dist/ is missing or stale and esbuild (a development dependency) is not installed: run `npm ci && npm run build`.",
+      "dist/ is missing or stale and esbuild (a development dependency) is not installed: " +
+        "run `npm ci && npm run build`.",
     );
     process.exit(1);
   }

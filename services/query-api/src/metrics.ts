@@ -18,13 +18,17 @@ export const queryApiMetrics = {
   }),
   httpSeconds: new Histogram({
     name: "keybox_query_http_request_duration_seconds",
-    help: "From a request's arrival to its answer started (a streamed body may still be on its way), by route and status",
+    help:
+      "From a request's arrival to its answer started (a streamed body may still be on its way), " +
+      "by route and status",
     labelNames: requestLabels,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   }),
   dashboardCompressions: new Counter({
     name: "keybox_query_dashboard_compressions_total",
-    help: "GET /dashboard bodies compressed, by coding and how: whole (a body up to 1 MiB, kept beside it in the response cache when the cache keeps the body) or streamed (a larger one, compressed for each request)",
+    help:
+      "GET /dashboard bodies compressed, by coding and how: whole (a body up to 1 MiB, kept beside it in the " +
+      "response cache when the cache keeps the body) or streamed (a larger one, compressed for each request)",
     labelNames: ["coding", "body"] as const,
   }),
   compressedStreams: new Gauge({
@@ -33,7 +37,9 @@ export const queryApiMetrics = {
   }),
   minSeqRequests: new Counter({
     name: "keybox_query_min_seq_requests_total",
-    help: "GET /dashboard requests with minSeq, by outcome: fresh, not_fresh (the wait ran out), rejected (too many waiting)",
+    help:
+      "GET /dashboard requests with minSeq, by outcome: fresh, not_fresh (the wait ran out), " +
+      "rejected (too many waiting)",
     labelNames: ["result"] as const,
   }),
   liveStreams: new Gauge({
@@ -55,7 +61,9 @@ export const queryApiMetrics = {
   }),
   liveRechecks: new Counter({
     name: "keybox_query_live_rechecks_total",
-    help: "Owners whose stored version was re-checked after a NATS reconnect, by whether it had moved (a notice was lost)",
+    help:
+      "Owners whose stored version was re-checked after a NATS reconnect, " +
+      "by whether it had moved (a notice was lost)",
     labelNames: ["moved"] as const,
   }),
 };

@@ -20,8 +20,8 @@ export function answerClientErrorsWithJson(server: Server): void {
     const [status, reason, message] = ANSWERS.get(error.code ?? "") ?? [400, "Bad Request", "Bad Request"];
     const body = JSON.stringify({ message });
     socket.write(
-      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-        `Connection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
     socket.destroy();
   });

@@ -2,7 +2,15 @@
 // before acknowledging it; operators list those copies and replay them into the event stream once
 // the cause is fixed (`npm run dlq`). The copy always fits the server's max payload, so
 // dead-lettering never fails for the size of what the stream accepted.
-import { headers, type JetStreamClient, type JetStreamManager, type MsgHdrs, type NatsConnection } from "nats";
+import {
+  ErrorCode,
+  headers,
+  NatsError,
+  type JetStreamClient,
+  type JetStreamManager,
+  type MsgHdrs,
+  type NatsConnection,
+} from "nats";
 import { deadLetterSubject, parseEventSubject } from "@keybox/contract";
 
 /**
@@ -172,7 +180,8 @@ export async function getDeadLetter(
     const stored = await jsm.streams.getMessage(dlqStream, { seq });
     return readLetter(stored.seq, stored.time, stored.data, stored.header);
   } catch (error) {
-    if ((error as { code?: string }).code === "404") return undefined;
+    // JetStream answers 404 for a sequence with no message (and for a missing stream: no letters either).
+    if (error instanceof NatsError && error.code === ErrorCode.JetStream404NoMessages) return undefined;
     throw error;
   }
 }
