@@ -1,5 +1,6 @@
 // Revalidation of GET /dashboard (ETag, Cache-Control, If-None-Match → 304) through a real
 // query-API process on the read model a real projector keeps from a real nats-server.
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startQueryApi } from "@keybox/query-api";
 import type { Envelope } from "@keybox/contract";
@@ -11,7 +12,8 @@ import {
   parseIfNoneMatch,
   stillCurrent,
 } from "../services/query-api/src/domain/revalidation.ts";
-import { createRevalidator } from "../services/query-api/src/revalidationFastPath.ts";
+import { createDashboardFastPath } from "../services/query-api/src/dashboardFastPath.ts";
+import { DashboardCache } from "../services/query-api/src/domain/dashboardCache.ts";
 import { clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { bearer, httpGet, type HttpResult } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
@@ -316,35 +318,55 @@ describe("If-None-Match and tags, on their own", () => {
   });
 });
 
-describe("the revalidation fast path, on its own", () => {
+describe("the dashboard fast path, on its own", () => {
   const scope = dashboardScope("1", "o1", undefined);
-  const current = `"${dashboardTag(scope, 5, undefined)}"`;
-  const revalidate = createRevalidator({
-    store: {
-      version: async (ownerId: string, clientId?: string) => (ownerId === "o1" && !clientId ? 5 : 0),
-      identity: () => "1",
-    },
-    verifyOwner: async (authorization) =>
-      authorization === "Bearer good" ? { ownerId: "o1", expiresAtMs: Number.POSITIVE_INFINITY } : undefined,
-  });
-  /** What the fast path does with a request: "304 <etag>", "left" (to the app) or "declined" (after looking). */
-  async function outcome(request: { method?: string; url?: string; headers?: Record<string, string> }) {
+  const tag = dashboardTag(scope, 5, undefined);
+  const current = `"${tag}"`;
+  const cachedBody = Buffer.from(`{"data":"${"x".repeat(2000)}"}`);
+  const gzipped = Buffer.from("pretend gzip");
+  /** A cache holding o1's whole dashboard at version 5, and (once `keepGzip`) its gzip form. */
+  function cacheAtVersion(version: number, keepGzip = false): DashboardCache {
+    const cache = new DashboardCache({ maxEntries: 10, maxBytes: 1024 * 1024 });
+    const dashboard = { pieces: [cachedBody], byteLength: cachedBody.byteLength, validUntil: undefined };
+    cache.set("o1/", { version, dashboard });
+    if (keepGzip) cache.keepEncodedForm("o1/", dashboard, "gzip", gzipped);
+    return cache;
+  }
+  const fastPath = (cache?: DashboardCache) =>
+    createDashboardFastPath({
+      store: {
+        version: async (ownerId: string, clientId?: string) => (ownerId === "o1" && !clientId ? 5 : 0),
+        identity: () => "1",
+      },
+      verifyOwner: async (authorization: string | undefined) =>
+        authorization === "Bearer good" ? { ownerId: "o1", expiresAtMs: Number.POSITIVE_INFINITY } : undefined,
+      ...(cache && { cache }),
+      compressionMinBytes: 1024,
+    });
+  /**
+   * What the fast path does with a request: "<status> <etag> <coding> <body bytes>", "left" (to the
+   * app without looking) or "declined" (after looking).
+   */
+  async function outcome(
+    request: { method?: string; url?: string; headers?: Record<string, string | undefined> },
+    answering = fastPath(),
+  ) {
     const headers = { authorization: "Bearer good", "if-none-match": current, ...request.headers };
     const written: string[] = [];
     const res = {
-      writeHead: (status: number, h: Record<string, string>) => {
-        written.push(`${status} ${h.ETag}`);
-        return { end: () => undefined };
-      },
+      writeHead: (status: number, h: Record<string, string>) => ({
+        end: (body?: Uint8Array) =>
+          written.push(`${status} ${h.ETag} ${h["Content-Encoding"] ?? "-"} ${body?.byteLength ?? 0}`),
+      }),
     };
-    const answered = revalidate({ method: "GET", url: "/dashboard", ...request, headers } as never, res as never);
+    const answered = answering({ method: "GET", url: "/dashboard", ...request, headers } as never, res as never);
     if (answered === false) return "left";
     return (await answered) ? written.join() : "declined";
   }
 
-  it("answers only a plain conditional GET /dashboard whose tag is current", async () => {
-    expect(await outcome({})).toBe(`304 ${current}`);
-    expect(await outcome({ headers: { "if-none-match": `W/${current}, "x"` } })).toBe(`304 ${current}`);
+  it("answers 304 only to a plain conditional GET /dashboard whose tag is current", async () => {
+    expect(await outcome({})).toBe(`304 ${current} - 0`);
+    expect(await outcome({ headers: { "if-none-match": `W/${current}, "x"` } })).toBe(`304 ${current} - 0`);
     expect(await outcome({ headers: { "if-none-match": '"5.-.other"' } })).toBe("declined");
     expect(await outcome({ headers: { authorization: "Bearer bad" } })).toBe("declined");
     expect(await outcome({ url: "/dashboard?clientId=c1" })).toBe("declined"); // c1 is at 0
@@ -356,5 +378,70 @@ describe("the revalidation fast path, on its own", () => {
     expect(await outcome({ headers: { "transfer-encoding": "chunked" } })).toBe("left");
     expect(await outcome({ headers: { "if-none-match": "*" } })).toBe("left");
     expect(await outcome({ headers: { "if-none-match": "garbage" } })).toBe("left");
+    expect(await outcome({ headers: { "keybox-min-seq": "3" } })).toBe("left");
+  });
+
+  it("answers 200 from the response cache only with the body cached at the current version, in a coding it keeps", async () => {
+    const plain = { headers: { "if-none-match": undefined } };
+    const gzip = { headers: { "if-none-match": undefined, "accept-encoding": "gzip" } };
+    expect(await outcome(plain)).toBe("left"); // no cache: nothing to answer from
+    expect(await outcome(plain, fastPath(cacheAtVersion(5)))).toBe(`200 ${current} - ${cachedBody.byteLength}`);
+    expect(await outcome(plain, fastPath(cacheAtVersion(4)))).toBe("declined"); // the store moved on
+    expect(
+      await outcome(
+        { ...plain, headers: { ...plain.headers, authorization: "Bearer bad" } },
+        fastPath(cacheAtVersion(5)),
+      ),
+    ).toBe("declined");
+    // Compressed only once the app has compressed it and kept the result.
+    expect(await outcome(gzip, fastPath(cacheAtVersion(5)))).toBe("declined");
+    expect(await outcome(gzip, fastPath(cacheAtVersion(5, true)))).toBe(`200 "${tag}.gzip" gzip ${gzipped.byteLength}`);
+  });
+});
+
+describe("a dashboard served from the response cache", () => {
+  const owner = "cachedAnswersOwner";
+  beforeAll(async () => {
+    // Above the compression threshold (1 KiB), so that gzip and br are sent compressed.
+    for (let i = 0; i < 12; i++)
+      await pipeline.publish(clientNamed(owner, `c${i}`, `Client ${i} ${"n".repeat(60)}`, 1));
+    await when({ ownerId: owner }, (b) => b.clientsCount === 12);
+  });
+
+  /** The raw answer: status, headers but Date, body bytes. */
+  async function raw(query: string, acceptEncoding?: string) {
+    const headers: Record<string, string> = bearer(await tokenFor({ userId: owner }));
+    if (acceptEncoding) headers["Accept-Encoding"] = acceptEncoding;
+    return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+      http
+        .get(`${apiUrl}/dashboard${query}`, { headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const { date: _date, ...rest } = res.headers;
+            resolve({ status: res.statusCode ?? 0, headers: rest, body: Buffer.concat(chunks) });
+          });
+        })
+        .on("error", reject);
+    });
+  }
+
+  it("is the very answer the app gives (status, headers, bytes), plain and compressed", async () => {
+    for (const coding of [undefined, "gzip", "br"]) {
+      // The second request of each is answered from the cache; `?clientId=c%31`, which the fast path
+      // leaves to the app (percent-encoded), asks the app for the same client's view.
+      for (const [fast, app] of [
+        ["", "?"],
+        ["?clientId=c1", "?clientId=c%31"],
+      ] as const) {
+        await raw(fast, coding);
+        const cached = await raw(fast, coding);
+        const fromApp = await raw(app, coding);
+        expect(cached.status).toBe(200);
+        // One client's view is below the threshold: sent as it is, whatever is accepted.
+        expect(cached.headers["content-encoding"]).toBe(fast === "" ? coding : undefined);
+        expect([coding, fast, cached]).toEqual([coding, fast, fromApp]);
+      }
+    }
   });
 });

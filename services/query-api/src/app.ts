@@ -29,11 +29,10 @@ import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
-  codedTag,
-  DASHBOARD_CACHE_CONTROL,
+  dashboardHeaders,
   dashboardScope,
   dashboardTag,
-  etagValue,
+  notModifiedHeaders,
   parseIfNoneMatch,
   stillCurrent,
   uncodedTag,
@@ -147,30 +146,9 @@ function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
   return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
 }
 
-/**
- * What every dashboard answer carries: its body depends on Accept-Encoding, compressed or not; its
- * validator names the representation sent (`tag` in `coding`); caches must ask before reuse.
- */
-function dashboardHeaders(
-  tag: string,
-  coding: ContentCoding | "identity",
-  extra: Record<string, string>,
-): Record<string, string> {
-  const headers: Record<string, string> = {
-    ...extra,
-    "Content-Type": "application/json",
-    Vary: "Accept-Encoding",
-    "Cache-Control": DASHBOARD_CACHE_CONTROL,
-    ETag: etagValue(codedTag(tag, coding)),
-  };
-  if (coding !== "identity") headers["Content-Encoding"] = coding;
-  return headers;
-}
-
 /** 304: the body the client holds under `tag` is still the current one. */
 function notModified(c: Context<Env>, tag: string, extra: Record<string, string>) {
-  const headers = { ...extra, "Cache-Control": DASHBOARD_CACHE_CONTROL, ETag: etagValue(tag), Vary: "Accept-Encoding" };
-  return c.body(null, 304, headers);
+  return c.body(null, 304, notModifiedHeaders(tag, extra));
 }
 
 /**

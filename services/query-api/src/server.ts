@@ -11,7 +11,7 @@ import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
 import { DashboardCache } from "./domain/dashboardCache.ts";
-import { createRevalidator, withRevalidation } from "./revalidationFastPath.ts";
+import { createDashboardFastPath, withDashboardFastPath } from "./dashboardFastPath.ts";
 import type { QueryApiSettings } from "./config.ts";
 
 export interface QueryApi {
@@ -41,6 +41,10 @@ export async function startQueryApi(
       perProcess: config.LIVE_STREAMS_MAX,
     },
   });
+  const cache =
+    config.RESPONSE_CACHE_MB > 0
+      ? new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 })
+      : undefined;
   const app = createApp({
     store,
     log,
@@ -59,20 +63,24 @@ export async function startQueryApi(
       maxWaiters: config.MIN_SEQ_MAX_WAITERS,
       log,
     }),
-    ...(config.RESPONSE_CACHE_MB > 0 && {
-      cache: new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 }),
-    }),
+    ...(cache && { cache }),
   });
-  const revalidate = createRevalidator({ store, verifyOwner });
+  // The app's cache and compression threshold, so both paths answer a request alike.
+  const fastPath = createDashboardFastPath({
+    store,
+    verifyOwner,
+    ...(cache && { cache }),
+    compressionMinBytes: config.COMPRESSION_MIN_BYTES,
+  });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(
       {
         fetch: app.fetch,
         port: config.PORT,
         hostname: config.HOST,
-        // A conditional GET /dashboard whose tag is current is answered before Hono sees it.
+        // A GET /dashboard answered from memory (a current tag, a cached body) never reaches Hono.
         createServer: ((options: ServerOptions, listener: RequestListener) =>
-          createServer(options, withRevalidation(revalidate, listener))) as unknown as typeof createServer,
+          createServer(options, withDashboardFastPath(fastPath, listener))) as unknown as typeof createServer,
       },
       () => resolve(s),
     );

@@ -102,6 +102,34 @@ export const codedTag = (tag: string, coding: "identity" | "gzip" | "br") =>
   coding === "identity" ? tag : `${tag}.${coding}`;
 
 /**
+ * What every dashboard answer carries: its body depends on Accept-Encoding, compressed or not; its
+ * validator names the representation sent (`tag` in `coding`); caches must ask before reuse.
+ */
+export function dashboardHeaders(
+  tag: string,
+  coding: "identity" | "gzip" | "br",
+  extra: Record<string, string>,
+): Record<string, string> {
+  const headers: Record<string, string> = {
+    ...extra,
+    "Content-Type": "application/json",
+    Vary: "Accept-Encoding",
+    "Cache-Control": DASHBOARD_CACHE_CONTROL,
+    ETag: etagValue(codedTag(tag, coding)),
+  };
+  if (coding !== "identity") headers["Content-Encoding"] = coding;
+  return headers;
+}
+
+/** A 304's headers: the body the client holds under `tag` (as it sent it) is still the current one. */
+export const notModifiedHeaders = (tag: string, extra: Record<string, string>): Record<string, string> => ({
+  ...extra,
+  "Cache-Control": DASHBOARD_CACHE_CONTROL,
+  ETag: etagValue(tag),
+  Vary: "Accept-Encoding",
+});
+
+/**
  * A tag without its coding, when the client may use the representation it names: one without a
  * coding, or one in the coding this request would be answered in (`negotiated`). Every coding of a
  * current body has the same content, but a 304 must not point a client at a coding it no longer
