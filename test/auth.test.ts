@@ -30,6 +30,22 @@ describe("the owner verifier", () => {
     expect(await verify(bearer)).toBeUndefined();
   });
 
+  it("names a remembered token's owner at once, only once verified and never past its exp", async () => {
+    const clock = { nowMs: (T0 - 60) * 1000 };
+    const verify = verifierAt(clock);
+    const bearer = `Bearer ${await token({ userId: "owner1" }, T0)}`;
+    expect(verify.remembered?.(bearer)).toBeUndefined(); // not verified yet
+    await verify(bearer);
+    expect(verify.remembered?.(bearer)).toEqual({ ownerId: "owner1", expiresAtMs: T0 * 1000 });
+    expect(verify.remembered?.(`${bearer}x`)).toBeUndefined();
+    expect(verify.remembered?.(undefined)).toBeUndefined();
+    clock.nowMs = T0 * 1000; // at its exp: no longer vouched for without verifying again
+    expect(verify.remembered?.(bearer)).toBeUndefined();
+    const uncached = createOwnerVerifier({ secret, algorithms: ["HS256"], ownerClaim: "userId", cacheSize: 0 });
+    await uncached(bearer);
+    expect(uncached.remembered?.(bearer)).toBeUndefined();
+  });
+
   it("does not let a remembered token vouch for a copy with another signature or payload", async () => {
     const clock = { nowMs: (T0 - 60) * 1000 };
     const verify = verifierAt(clock);

@@ -1,6 +1,6 @@
 // Bearer-token authentication: which owner is asking. Algorithms are pinned, so "alg: none" and
 // algorithm-confusion tokens fail verification; `exp` is required, so no token is valid forever.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { jwtVerify, type JWTHeaderParameters } from "jose";
 import { idSchema } from "@keybox/contract";
 
@@ -26,7 +26,14 @@ export interface VerifiedOwner {
 }
 
 /** Resolves the owner of an `Authorization` header, or undefined when it does not prove one. */
-export type OwnerVerifier = (authorization: string | undefined) => Promise<VerifiedOwner | undefined>;
+export interface OwnerVerifier {
+  (authorization: string | undefined): Promise<VerifiedOwner | undefined>;
+  /**
+   * The owner of a token verified before and still within its `exp`, at once; undefined when the
+   * token would have to be verified (or is not one). Lets a caller answer in the same turn.
+   */
+  remembered?(authorization: string | undefined): VerifiedOwner | undefined;
+}
 
 const HASH_OF_ALGORITHM = new Map([
   ["HS256", "SHA-256"],
@@ -45,6 +52,7 @@ const HASH_OF_ALGORITHM = new Map([
  * @example
  * const verifyOwner = createOwnerVerifier({ secret, algorithms: ["HS256"], ownerClaim: "userId" });
  * const owner = await verifyOwner(request.headers.authorization); // undefined: answer 401
+ * const known = verifyOwner.remembered?.(request.headers.authorization); // no wait, or undefined
  */
 export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
   const secret = new TextEncoder().encode(settings.secret);
@@ -60,15 +68,23 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
   const cacheSize = settings.cacheSize ?? DEFAULT_CACHE_SIZE;
   const now = settings.now ?? Date.now;
   const verified = new Map<string, VerifiedOwner>();
-
-  return async (authorization) => {
-    const match = /^Bearer[ ]+([A-Za-z0-9_.~+/=-]+)[ ]*$/i.exec(authorization ?? "");
-    if (!match) return undefined;
-    const token = match[1]!;
-    const digest = cacheSize > 0 ? createHash("sha256").update(token).digest("base64") : "";
+  const tokenOf = (authorization: string | undefined) =>
+    /^Bearer[ ]+([A-Za-z0-9_.~+/=-]+)[ ]*$/i.exec(authorization ?? "")?.[1];
+  const digestOf = (token: string) => hash("sha256", token, "base64");
+  /** The cached owner of the token with `digest`, dropped once past its `exp`. */
+  const rememberedBy = (digest: string) => {
     const known = verified.get(digest);
     if (known && now() < known.expiresAtMs) return known;
     if (known) verified.delete(digest);
+    return undefined;
+  };
+
+  const verifyOwner: OwnerVerifier = async (authorization) => {
+    const token = tokenOf(authorization);
+    if (token === undefined) return undefined;
+    const digest = cacheSize > 0 ? digestOf(token) : "";
+    const known = cacheSize > 0 ? rememberedBy(digest) : undefined;
+    if (known) return known;
     try {
       const { payload } = await jwtVerify(token, keyFor, {
         algorithms: settings.algorithms,
@@ -88,4 +104,9 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
       return undefined;
     }
   };
+  verifyOwner.remembered = (authorization) => {
+    const token = cacheSize > 0 ? tokenOf(authorization) : undefined;
+    return token === undefined ? undefined : rememberedBy(digestOf(token));
+  };
+  return verifyOwner;
 }

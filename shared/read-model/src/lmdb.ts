@@ -63,6 +63,8 @@ function lmdbKey(key: RecordKey): LmdbKey {
 export class LmdbDashboardStore implements DashboardStore {
   /** One commit being made durable while the next is prepared in the following write transaction. */
   readonly commitsInFlight = 2;
+  /** The identity, once there is one (see identity()). */
+  private knownIdentity = "";
 
   private constructor(
     private readonly env: RootDatabase,
@@ -238,15 +240,17 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   identity(): string {
-    // Read each time (one in-memory lookup): a reader may open before the writer creates the store.
-    return String(this.meta.get(IDENTITY) ?? "");
+    // Read until there is one (a reader may open before the writer creates the store); it never
+    // changes once drawn, and every revalidation asks for it.
+    this.knownIdentity ||= String(this.meta.get(IDENTITY) ?? "");
+    return this.knownIdentity;
   }
 
   async version(ownerId: string, clientId?: string): Promise<number> {
     return this.versionNow(ownerId, clientId);
   }
 
-  private versionNow(ownerId: string, clientId: string | undefined): number {
+  versionNow(ownerId: string, clientId?: string): number {
     const key = clientId === undefined ? [ownerId, OWNER_VERSION] : [ownerId, CLIENT_VERSION, clientId];
     return this.meta.get(key) ?? 0;
   }

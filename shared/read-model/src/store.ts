@@ -130,6 +130,11 @@ export interface DashboardStore {
    */
   version(ownerId: string, clientId?: string): Promise<number>;
   /**
+   * Optional: `version` at once, for a store that reads from memory it maps (LMDB), so that a
+   * caller can answer in the same turn. Throws where `version` would reject.
+   */
+  versionNow?(ownerId: string, clientId?: string): number;
+  /**
    * This store's identity: drawn at random when the store is created, so a store rebuilt from the
    * stream (whose versions start again from 0) has another. Versions are only comparable within
    * one identity: ETags name it. Empty while a reader finds no store created yet.
