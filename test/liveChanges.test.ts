@@ -25,7 +25,9 @@ describe("live changes", () => {
     expect(missedChange("c1", 9, 7)).toEqual({ version: 9, clients: new Set(["c1"]) });
     expect(missedChange(undefined, 9, 7)).toEqual({ version: 9, clients: "all" });
     expect(missedChange("c1", 7, 7)).toBeUndefined();
-    expect(missedChange(undefined, 3, 7)).toBeUndefined();
+    // Below what the client saw: a rebuilt store counting again from 0.
+    expect(missedChange(undefined, 3, 7)).toEqual({ version: 3, clients: "all" });
+    expect(missedChange("c1", 0, 7)).toEqual({ version: 0, clients: new Set(["c1"]) });
   });
 
   it("coalesce to the newest version and the union of clients, and to 'all' past the bound", () => {

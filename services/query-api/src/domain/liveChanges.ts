@@ -1,5 +1,6 @@
 // What a live stream (GET /dashboard/events) tells its client, as pure functions: which change
 // notices concern it, how changes waiting for a slow client coalesce into one, and the SSE text.
+import { parseWholeNumber } from "./wholeNumber.ts";
 import type { DashboardChanged } from "@keybox/contract";
 
 /**
@@ -35,10 +36,12 @@ export const changeOfAll = (version: number): LiveChange => ({ version, clients:
  * The change a stream missed while it could not hear notices (before a resume, during a NATS
  * outage), from a stored version: the client's for a stream filtered to it (it moves with that
  * client's changes only, so it names just that client), else the owner's, of unknown extent.
- * Undefined when the version has not moved past `seen`.
+ * Undefined when the version is still `seen`. A version below `seen` is a change too: the store
+ * was rebuilt and counts again from 0 (or a reader's copy is behind), and what the client shows
+ * may not be what it holds.
  */
 export function missedChange(clientFilter: string | undefined, stored: number, seen: number): LiveChange | undefined {
-  if (stored <= seen) return undefined;
+  if (stored === seen) return undefined;
   return clientFilter === undefined ? changeOfAll(stored) : { version: stored, clients: new Set([clientFilter]) };
 }
 
@@ -67,6 +70,5 @@ export const HEARTBEAT = ": keep-alive\n\n";
 
 /** A Last-Event-ID (header or `lastEventId` query): a version, or undefined when absent or not one. */
 export function parseLastEventId(value: string | undefined): number | undefined {
-  if (value === undefined || !/^\d{1,15}$/.test(value.trim())) return undefined;
-  return Number(value.trim());
+  return value === undefined ? undefined : parseWholeNumber(value.trim());
 }
