@@ -2,6 +2,7 @@
 // acknowledgement) asks for a dashboard at least that fresh, with `?minSeq=` or the KeyBox-Min-Seq
 // header; the answer says in KeyBox-Fresh whether it is, and in KeyBox-Visible-Seq up to which
 // sequence every event is known to be committed.
+import { parseWholeNumber } from "./wholeNumber.ts";
 
 /** Whether a sequence is visible, and the highest sequence known visible (undefined: unknown). */
 export interface Freshness {
@@ -21,9 +22,6 @@ export class TooManyWaitersError extends Error {
 
 export const MIN_SEQ_HEADER = "KeyBox-Min-Seq";
 
-/** A positive whole number without leading zeros; the value is then checked against 2^53 - 1. */
-const SEQUENCE = /^[1-9][0-9]{0,15}$/;
-
 export type MinSeqInput = { ok: true; minSeq: number | undefined } | { ok: false };
 
 /**
@@ -34,9 +32,9 @@ export function readMinSeq(fromQuery: readonly string[] | undefined, fromHeader:
   if (fromQuery && fromQuery.length > 1) return { ok: false };
   const given = [fromQuery?.[0], fromHeader].filter((v) => v !== undefined);
   if (given.length === 0) return { ok: true, minSeq: undefined };
-  if (!given.every((v) => SEQUENCE.test(v) && v === given[0])) return { ok: false };
-  const minSeq = Number(given[0]);
-  return Number.isSafeInteger(minSeq) ? { ok: true, minSeq } : { ok: false };
+  if (!given.every((v) => v === given[0])) return { ok: false };
+  const minSeq = parseWholeNumber(given[0]!);
+  return minSeq !== undefined && minSeq > 0 ? { ok: true, minSeq } : { ok: false };
 }
 
 /** The response headers of an answer to a minSeq request. */

@@ -2,6 +2,7 @@
 // client served (its order key: createdAt, then id), never an offset, so a walk over a tenant that
 // changes meanwhile serves every client that exists throughout exactly once: clients created or
 // deleted before the position shift nothing after it.
+import { parseWholeNumber } from "./wholeNumber.ts";
 import { idSchema } from "@keybox/contract";
 import {
   compareOrder,
@@ -33,7 +34,6 @@ interface SelectedPage {
 /** Longer than any cursor this API issues (about 140 characters for 64-character ids). */
 const MAX_CURSOR_LENGTH = 256;
 const CURSOR_PATTERN = /^[A-Za-z0-9_-]+$/;
-const WHOLE_NUMBER = /^[1-9][0-9]*$/;
 
 /** The cursor of the position after `order`: base64url of `[time, id]` as JSON. Opaque to clients. */
 function encodeCursor(order: OrderKey): string {
@@ -77,9 +77,9 @@ export function readPageRequest(
   const invalidLimit = { ok: false, message: `Invalid limit: must be a whole number from 1 to ${maxLimit}` } as const;
   let limit = maxLimit;
   if (limits !== undefined) {
-    if (limits.length !== 1 || !WHOLE_NUMBER.test(limits[0]!)) return invalidLimit;
-    limit = Number(limits[0]);
-    if (limit > maxLimit) return invalidLimit;
+    const asked = limits.length === 1 ? parseWholeNumber(limits[0]!) : undefined;
+    if (asked === undefined || asked < 1 || asked > maxLimit) return invalidLimit;
+    limit = asked;
   }
   const cursor = cursors?.[0];
   const after = cursor === undefined ? undefined : decodeCursor(cursor);

@@ -17,6 +17,7 @@
 // A tag whose version and scope are the current ones still names the current body while its
 // validUntil is ahead: that is decided from the tag and one point read of the version, with no
 // fragment read and no render.
+import { parseWholeNumber } from "./wholeNumber.ts";
 import { createHash } from "node:crypto";
 
 /**
@@ -159,7 +160,7 @@ export function stillCurrent(
     const uncoded = uncodedTag(tag, negotiated);
     if (uncoded === undefined || !uncoded.startsWith(prefix) || !uncoded.endsWith(suffix)) continue;
     const until = uncoded.slice(prefix.length, uncoded.length - suffix.length);
-    if (until === "-" || (/^[1-9][0-9]{0,15}$/.test(until) && nowMs < Number(until))) return tag;
+    if (until === "-" || nowMs < (parseWholeNumber(until) ?? 0)) return tag;
   }
   return undefined;
 }
