@@ -96,6 +96,8 @@ for (const adapter of adapters) {
             { key: partKey("o1", "c1"), value: client("c1"), baseRev: 0 },
             { key: partKey("o2", "c9"), value: client("c9"), baseRev: 0 },
             { key: registerKey("o1", "project", "p1"), value: { kind: "project", clientId: "c1" }, baseRev: 0 },
+            // An owner written to with no client part: its version moves, naming no client.
+            { key: registerKey("o3r", "project", "p9"), value: { kind: "project", clientId: "c9" }, baseRev: 0 },
           ],
           ...noReads,
         },
@@ -103,11 +105,12 @@ for (const adapter of adapters) {
       );
       expect(result).toMatchObject({
         ok: true,
-        ownerVersions: new Map([
-          ["o1", 1],
-          ["o2", 1],
+        changes: new Map([
+          ["o1", { version: 1, clients: ["c2", "c1"] }],
+          ["o2", { version: 1, clients: ["c9"] }],
+          ["o3r", { version: 1, clients: [] }],
         ]),
-        written: { records: 6 },
+        written: { records: 7 },
       });
       const read = await store.readDashboard("o1");
       expect(read.version).toBe(1);

@@ -41,6 +41,7 @@ export {
   type Commit,
   type CommitResult,
   type Committed,
+  type DashboardChange,
   type DashboardRead,
   type DashboardStore,
   type PartStats,
@@ -48,6 +49,5 @@ export {
   type RecordWrite,
   type RevisionedRecord,
   type StoredFragment,
-  writtenClients,
 } from "./store.ts";
 export { openStore, storeSettings, type OpenStoreOptions, type StoreSettings } from "./openStore.ts";

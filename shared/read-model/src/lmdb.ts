@@ -12,12 +12,13 @@ import {
   type Commit,
   type CommitResult,
   type Committed,
+  type DashboardChange,
   type DashboardRead,
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
   type StoredFragment,
-  writtenClients,
+  writtenOwners,
 } from "./store.ts";
 
 interface Stored {
@@ -203,11 +204,10 @@ export class LmdbDashboardStore implements DashboardStore {
 
   /** Writes a commit in the current write transaction; a commit with no writes writes nothing. */
   private commitInTransaction({ writes }: Commit, streamSeq: number): Committed {
-    if (writes.length === 0) return { ok: true, ownerVersions: new Map(), written: { records: 0, bytes: 0 } };
+    if (writes.length === 0) return { ok: true, changes: new Map(), written: { records: 0, bytes: 0 } };
     // Revisions come from one counter, so a record deleted and created again never reuses one.
     const rev = (this.meta.get(COMMITS) ?? 0) + 1;
     this.meta.putSync(COMMITS, rev);
-    const ownerVersions = new Map<string, number>();
     let bytes = 0;
     for (const write of writes) {
       const db = this.db(write.key);
@@ -225,18 +225,16 @@ export class LmdbDashboardStore implements DashboardStore {
           bytes += fragment.byteLength;
         }
       }
-      ownerVersions.set(write.key.ownerId, 0);
     }
-    const clients = writtenClients(writes);
-    for (const ownerId of ownerVersions.keys()) {
+    const changes = new Map<string, DashboardChange>();
+    for (const [ownerId, clients] of writtenOwners(writes)) {
       const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
       this.meta.putSync([ownerId, OWNER_VERSION], version);
-      for (const clientId of clients.get(ownerId) ?? [])
-        this.meta.putSync([ownerId, CLIENT_VERSION, clientId], version);
-      ownerVersions.set(ownerId, version);
+      for (const clientId of clients) this.meta.putSync([ownerId, CLIENT_VERSION, clientId], version);
+      changes.set(ownerId, { version, clients: [...clients] });
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
-    return { ok: true, ownerVersions, written: { records: writes.length, bytes } };
+    return { ok: true, changes, written: { records: writes.length, bytes } };
   }
 
   identity(): string {

@@ -26,12 +26,13 @@ import {
   StoreUnavailableError,
   type Commit,
   type CommitResult,
+  type DashboardChange,
   type DashboardRead,
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
   type StoredFragment,
-  writtenClients,
+  writtenOwners,
 } from "./store.ts";
 
 /**
@@ -283,7 +284,6 @@ export class MongoDashboardStore implements DashboardStore {
             if (updated.matchedCount === 0) throw new Conflict(read.key);
           }
         }
-        const ownerVersions = new Map<string, number>();
         let bytes = 0;
         for (const { key, value, baseRev } of writes) {
           current = key;
@@ -309,11 +309,10 @@ export class MongoDashboardStore implements DashboardStore {
             if (updated.matchedCount === 0) throw new Conflict(key);
             bytes += BSON.calculateObjectSize(doc);
           }
-          ownerVersions.set(key.ownerId, 0);
         }
         current = undefined;
-        const clients = writtenClients(writes);
-        for (const ownerId of ownerVersions.keys()) {
+        const changes = new Map<string, DashboardChange>();
+        for (const [ownerId, clients] of writtenOwners(writes)) {
           const after = await this.versions.findOneAndUpdate(
             { _id: versionId(ownerId) },
             { $inc: { version: 1 } },
@@ -321,8 +320,8 @@ export class MongoDashboardStore implements DashboardStore {
           );
           // With upsert and returnDocument "after" the document always comes back.
           const version = after?.version ?? 1;
-          ownerVersions.set(ownerId, version);
-          const written = [...(clients.get(ownerId) ?? [])];
+          const written = [...clients];
+          changes.set(ownerId, { version, clients: written });
           if (written.length === 0) continue;
           // The owner's version document serialises the owner's commits, so it only ever grows.
           await this.versions.bulkWrite(
@@ -333,7 +332,7 @@ export class MongoDashboardStore implements DashboardStore {
           );
         }
         await this.meta.updateOne({ _id: APPLIED_SEQ }, { $max: { seq: streamSeq } }, { upsert: true, session });
-        result = { ok: true, ownerVersions, written: { records: writes.length, bytes } };
+        result = { ok: true, changes, written: { records: writes.length, bytes } };
       }, TRANSACTION);
     } catch (error) {
       if (error instanceof Conflict) return { ok: false, conflict: error.key };

@@ -25,10 +25,16 @@ export interface Commit {
   reads: readonly RecordRead[];
 }
 
-/** A commit that was written: each owner's new version, and what it wrote. */
+/** What a commit changed of one owner's dashboard: the owner's new version, and the clients written. */
+export interface DashboardChange {
+  version: number;
+  clients: string[];
+}
+
+/** A commit that was written: what it changed, per owner, and what it wrote. */
 export interface Committed {
   ok: true;
-  ownerVersions: Map<string, number>;
+  changes: Map<string, DashboardChange>;
   written: { records: number; bytes: number };
 }
 
@@ -53,21 +59,21 @@ export interface DashboardRead {
 }
 
 /**
- * The clients, per owner, whose parts `writes` writes: every commit gives each of them the owner's
- * new version as its client version (see DashboardStore.version). Change notices name the same.
+ * Every owner `writes` writes to, with the clients whose parts it writes: a commit bumps each
+ * owner's version and gives each of those clients the new version as its client version (see
+ * DashboardStore.version); change notices name the same clients.
  */
-export function writtenClients(writes: readonly RecordWrite[]): Map<string, Set<string>> {
-  const clients = new Map<string, Set<string>>();
+export function writtenOwners(writes: readonly RecordWrite[]): Map<string, Set<string>> {
+  const owners = new Map<string, Set<string>>();
   for (const { key } of writes) {
-    if (key.type !== "part") continue;
-    let written = clients.get(key.ownerId);
-    if (!written) {
-      written = new Set();
-      clients.set(key.ownerId, written);
+    let clients = owners.get(key.ownerId);
+    if (!clients) {
+      clients = new Set();
+      owners.set(key.ownerId, clients);
     }
-    written.add(key.clientId);
+    if (key.type === "part") clients.add(key.clientId);
   }
-  return clients;
+  return owners;
 }
 
 /**
@@ -104,8 +110,8 @@ export interface DashboardStore {
    * Writes everything or nothing: nothing when any record written or read has moved past the
    * revision it was loaded at (another replica won the race; reload and apply again). Bumps the
    * version of every owner written to, sets the version of every client whose parts it writes
-   * (writtenClients) to its owner's new version, and records `streamSeq` as applied, in the same
-   * transaction.
+   * (writtenOwners) to its owner's new version, and records `streamSeq` as applied, in the same
+   * transaction; resolves with those changes per owner (what the change notices say).
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;

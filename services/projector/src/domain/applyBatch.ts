@@ -5,12 +5,12 @@ import type { KeyboxEvent } from "@keybox/contract";
 import {
   keyId,
   type Commit,
+  type DashboardChange,
   type DashboardStore,
   type RecordKey,
   type RecordRead,
   type RecordWrite,
   type RevisionedRecord,
-  writtenClients,
 } from "@keybox/read-model";
 import { DEFAULT_PROJECTION, projectEvent, type ProjectionOptions } from "./applyEvent.ts";
 import type { SliceEntry } from "./slice.ts";
@@ -26,24 +26,7 @@ export interface BatchOutcome {
   written: { records: number; bytes: number };
 }
 
-export interface DashboardChange {
-  version: number;
-  clients: string[];
-}
-
 const MAX_ATTEMPTS = 100;
-
-/**
- * What a committed batch changed, per owner: the store's new version and the clients written, the
- * same ones the store gave that version as their client version (writtenClients).
- */
-function changesOf(commit: Commit, ownerVersions: Map<string, number>): Map<string, DashboardChange> {
-  const clients = writtenClients(commit.writes);
-  const changes = new Map<string, DashboardChange>();
-  for (const [ownerId, version] of ownerVersions)
-    changes.set(ownerId, { version, clients: [...(clients.get(ownerId) ?? [])] });
-  return changes;
-}
 
 /** A batch projected against what was loaded: the conditional commit, and how many events changed something. */
 interface Prepared {
@@ -122,9 +105,8 @@ export async function applyBatch(
       return prepared.commit;
     }, streamSeq);
     onCommit();
-    const { ownerVersions, written } = await committed;
-    const { commit, applied } = prepared!; // set by the transaction that has just committed
-    return { changes: changesOf(commit, ownerVersions), applied, conflicts: 0, written };
+    const { changes, written } = await committed;
+    return { changes, applied: prepared!.applied, conflicts: 0, written }; // prepared: by that transaction
   }
 
   // What the last attempt loaded: a retry after a lost race loads it all again in one read.
@@ -140,8 +122,7 @@ export async function applyBatch(
     const committed = store.commit(commit, streamSeq);
     onCommit();
     const result = await committed;
-    if (result.ok)
-      return { changes: changesOf(commit, result.ownerVersions), applied, conflicts: attempt, written: result.written };
+    if (result.ok) return { changes: result.changes, applied, conflicts: attempt, written: result.written };
     // Lost to another writer: back off a little, at random, so racing replicas spread out.
     preload = loadedKeys;
     await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))));
