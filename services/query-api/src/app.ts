@@ -23,7 +23,7 @@ import {
   type Freshness,
   type FreshnessSource,
 } from "./domain/freshness.ts";
-import { pageKey, readPageRequest, renderPage } from "./domain/paging.ts";
+import { pageKey, readPageRequest, renderPage, type PageRequest } from "./domain/paging.ts";
 import type { LiveUpdates } from "./adapters/liveUpdates.ts";
 import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
@@ -223,15 +223,12 @@ async function sendStreamed(
   log: Logger,
 ) {
   metrics.dashboardCompressions.inc({ coding, body: "streamed" });
-  metrics.compressedStreams.inc();
   outgoing.writeHead(200, dashboardHeaders(tag, coding, extra));
   try {
     await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
   } catch (error) {
     // The head is sent: all there is to do is log why the body was cut short (usually the client left).
     log.debug({ err: error }, "compressed dashboard not sent whole");
-  } finally {
-    metrics.compressedStreams.dec();
   }
   return RESPONSE_ALREADY_SENT;
 }
@@ -240,8 +237,63 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const now = deps.now ?? (() => new Date());
   const maxPageLimit = deps.maxPageLimit ?? DEFAULT_PAGE_MAX_LIMIT;
   const app = new Hono<Env>();
-  /** Large bodies being streamed through a compressor now. */
+  /** Large bodies being streamed through a compressor now (also the gauge's value). */
   let compressedStreams = 0;
+
+  /**
+   * The body to answer with at `version`: the cached one, or one read and rendered now (its
+   * version then the snapshot's, as a commit may have landed since the point read).
+   */
+  const currentBody = async (
+    {
+      ownerId,
+      clientId,
+      page,
+      at,
+    }: { ownerId: string; clientId: string | undefined; page: PageRequest | undefined; at: Date },
+    key: string,
+    version: number,
+  ): Promise<{ dashboard: RenderedDashboard; version: number }> => {
+    const cached = deps.cache?.get(key, version, at.toISOString());
+    metrics.dashboardReads.inc({ source: cached ? "cache" : "store" });
+    if (cached) return { dashboard: cached, version };
+    const read = await deps.store.readDashboard(ownerId, clientId);
+    const dashboard = joinSmall(page ? renderPage(read.fragments, page, at) : renderDashboard(read.fragments, at));
+    // A large body took a while to assemble: let other requests run before it is written.
+    if (dashboard.pieces.length > 1) await setImmediate();
+    // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
+    // more memory than the cache would count.
+    if (dashboard.pieces.length === 1) deps.cache?.set(key, { version: read.version, dashboard });
+    return { dashboard, version: read.version };
+  };
+
+  /** Sends a 200: as it is, compressed whole (kept in the cache), or streamed through a compressor. */
+  const sendBody = async (
+    c: Context<Env>,
+    dashboard: RenderedDashboard,
+    {
+      tag,
+      negotiated,
+      extra,
+      key,
+    }: { tag: string; negotiated: ContentCoding | "identity"; extra: Record<string, string>; key: string },
+  ) => {
+    const outgoing = c.env?.outgoing;
+    if (dashboard.pieces.length > 1 && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
+    const { compression } = deps;
+    if (!compression || dashboard.byteLength < compression.minBytes || negotiated === "identity")
+      return send(c, dashboard, tag, extra);
+    if (dashboard.pieces.length === 1 || !outgoing)
+      return sendCompressedWhole(c, dashboard, tag, negotiated, extra, deps.cache, key);
+    // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
+    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra);
+    metrics.compressedStreams.set(++compressedStreams);
+    try {
+      return await sendStreamed(outgoing, dashboard, tag, negotiated, extra, deps.log);
+    } finally {
+      metrics.compressedStreams.set(--compressedStreams);
+    }
+  };
 
   app.use(async (c, next) => {
     const started = performance.now();
@@ -268,6 +320,24 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return { owner, clientId: input.clientId };
   };
 
+  /** Waits for the request's minSeq, if it names one: how fresh the answer is, or the answer refusing it. */
+  const awaitMinSeq = async (c: Context<Env>): Promise<Freshness | undefined | Response> => {
+    const input = readMinSeq(c.req.queries("minSeq"), c.req.header(MIN_SEQ_HEADER));
+    if (!input.ok) return c.json(INVALID_MIN_SEQ, 400);
+    if (input.minSeq === undefined) return undefined;
+    try {
+      const freshness = deps.freshness
+        ? await deps.freshness.waitFor(input.minSeq)
+        : { fresh: false, visibleSeq: undefined };
+      metrics.minSeqRequests.inc({ result: freshness.fresh ? "fresh" : "not_fresh" });
+      return freshness;
+    } catch (error) {
+      if (!(error instanceof TooManyWaitersError)) throw error;
+      metrics.minSeqRequests.inc({ result: "rejected" });
+      return c.json(TOO_MANY_WAITING, 503, { "Retry-After": "1" });
+    }
+  };
+
   app.get("/dashboard", async (c) => {
     const asked = await authorize(c);
     if (asked instanceof Response) return asked;
@@ -278,20 +348,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const paging = readPageRequest(c.req.queries("limit"), c.req.queries("cursor"), maxPageLimit);
     if (!paging.ok) return c.json({ message: paging.message }, 400);
     const { page } = paging;
-    const minSeqInput = readMinSeq(c.req.queries("minSeq"), c.req.header(MIN_SEQ_HEADER));
-    if (!minSeqInput.ok) return c.json(INVALID_MIN_SEQ, 400);
-    const { minSeq } = minSeqInput;
-    let freshness: Freshness | undefined;
-    if (minSeq !== undefined) {
-      try {
-        freshness = deps.freshness ? await deps.freshness.waitFor(minSeq) : { fresh: false, visibleSeq: undefined };
-      } catch (error) {
-        if (!(error instanceof TooManyWaitersError)) throw error;
-        metrics.minSeqRequests.inc({ result: "rejected" });
-        return c.json(TOO_MANY_WAITING, 503, { "Retry-After": "1" });
-      }
-      metrics.minSeqRequests.inc({ result: freshness.fresh ? "fresh" : "not_fresh" });
-    }
+    const freshness = await awaitMinSeq(c);
+    if (freshness instanceof Response) return freshness;
     const at = now();
     const pageQuery = page ? pageKey(page) : undefined;
     const scope = dashboardScope(deps.store.identity(), ownerId, clientId, pageQuery);
@@ -299,7 +357,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
     const negotiated = negotiateCoding(c.req.header("Accept-Encoding"));
     // The owner's version, or the client's for one client's view: one point read.
-    let version = await deps.store.version(ownerId, clientId);
+    const version = await deps.store.version(ownerId, clientId);
     if (conditions && !conditions.any) {
       // A tag of this version and scope whose validity has not run out: nothing to read or render.
       const current = stillCurrent(conditions.tags, scope, version, at.getTime(), negotiated);
@@ -309,39 +367,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
     }
     const key = dashboardKey(ownerId, clientId) + (pageQuery ?? "");
-    let dashboard = deps.cache?.get(key, version, at.toISOString());
-    metrics.dashboardReads.inc({ source: dashboard ? "cache" : "store" });
-    if (!dashboard) {
-      const read = await deps.store.readDashboard(ownerId, clientId);
-      // The version of the snapshot the body comes from (a commit may have landed since the point read).
-      version = read.version;
-      dashboard = joinSmall(page ? renderPage(read.fragments, page, at) : renderDashboard(read.fragments, at));
-      // A large body took a while to assemble: let other requests run before it is written.
-      if (dashboard.pieces.length > 1) await setImmediate();
-      // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
-      // more memory than the cache would count.
-      if (dashboard.pieces.length === 1) deps.cache?.set(key, { version, dashboard });
-    }
-    const tag = dashboardTag(scope, version, dashboard.validUntil);
+    const body = await currentBody({ ownerId, clientId, page, at }, key, version);
+    const tag = dashboardTag(scope, body.version, body.dashboard.validUntil);
     // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
     if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag)))
       return notModified(c, tag, extra);
-    const outgoing = c.env?.outgoing;
-    if (dashboard.pieces.length > 1 && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
-    const { compression } = deps;
-    if (!compression || dashboard.byteLength < compression.minBytes) return send(c, dashboard, tag, extra);
-    const coding = negotiated;
-    if (coding === "identity") return send(c, dashboard, tag, extra);
-    if (dashboard.pieces.length === 1 || !outgoing)
-      return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
-    // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
-    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra);
-    compressedStreams++;
-    try {
-      return await sendStreamed(outgoing, dashboard, tag, coding, extra, deps.log);
-    } finally {
-      compressedStreams--;
-    }
+    return sendBody(c, body.dashboard, { tag, negotiated, extra, key });
   });
 
   app.get("/dashboard/events", async (c) => {
