@@ -17,6 +17,12 @@ export interface StoreAdapter {
   cleanup(): Promise<void>;
 }
 
+/** The MongoDB adapter also says where its database is, for a test to open or inspect it itself. */
+export interface MongoStoreAdapter extends StoreAdapter {
+  /** Undefined when skipped. */
+  connection?: { url: string; dbName: string };
+}
+
 function lmdb(): StoreAdapter {
   const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-store-"));
   return {
@@ -32,7 +38,7 @@ function lmdb(): StoreAdapter {
  * throwaway single-node replica set from testcontainers; else skipped, saying why. Without a
  * container runtime testcontainers fails at once, so the skip costs no time.
  */
-async function mongo(): Promise<StoreAdapter> {
+export async function mongoAdapter(): Promise<MongoStoreAdapter> {
   const name = "MongoDB";
   const dbName = `keybox_test_${Date.now()}_${process.pid}`;
   let url = process.env.MONGODB_URL || undefined; // empty means unset, as in loadConfig
@@ -62,6 +68,7 @@ async function mongo(): Promise<StoreAdapter> {
   const open = async () => MongoDashboardStore.open({ url: mongoUrl, dbName, appName: "keybox-conformance" });
   return {
     name,
+    connection: { url: mongoUrl, dbName },
     open,
     reopen: open,
     cleanup: async () => {
@@ -81,5 +88,5 @@ async function mongo(): Promise<StoreAdapter> {
 }
 
 export async function storeAdapters(): Promise<StoreAdapter[]> {
-  return [lmdb(), await mongo()];
+  return [lmdb(), await mongoAdapter()];
 }
