@@ -174,7 +174,10 @@ describe("create and update", () => {
   });
 });
 
-/** Each entity with the events it needs first, a live state labelled `label`, a tombstone, and how to read the label back. */
+/**
+ * Each entity with the events it needs first, a live state labelled `label`, a tombstone,
+ * and how to read the label back.
+ */
 const lifecycles = [
   {
     entity: "client",
@@ -304,7 +307,7 @@ describe.each(["__proto__", "constructor", "prototype", "toString"])("the id %s"
 });
 
 describe("children before parents", () => {
-  it("keeps a license that arrives before its project, and a project before its client, until the parents arrive", () => {
+  it("keeps a license arriving before its project, and a project before its client, until the parents arrive", () => {
     const events = [license("l1", "p1"), projectOf("p1", "c1"), client("c1")];
     expect(dashboard(events.slice(0, 1)).data).toEqual([]);
     expect(dashboard(events.slice(0, 2))).toMatchObject({ clientsCount: 0, projectsCount: 0, data: [] });

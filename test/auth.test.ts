@@ -1,5 +1,6 @@
 // The owner verifier on its own, with a controlled clock: it names the owner and the token's `exp`
-// (a live stream ends there); remembered tokens never outlive their `exp`, and a remembered token does not vouch for a tampered copy of itself.
+// (a live stream ends there); remembered tokens never outlive their `exp`, and a remembered token
+// does not vouch for a tampered copy of itself.
 import { SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { createOwnerVerifier } from "@keybox/query-api";

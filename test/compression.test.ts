@@ -120,7 +120,7 @@ describe.each([
   ["a small dashboard", SMALL],
   ["a dashboard over 1 MiB", LARGE],
 ])("%s", (_name, owner) => {
-  it("is sent uncompressed, with its Content-Length, without Accept-Encoding or when it asks for identity", async () => {
+  it("is sent uncompressed, with Content-Length, without Accept-Encoding or when it asks for identity", async () => {
     for (const acceptEncoding of [undefined, "identity", "identity;q=0", "gzip;q=0, br;q=0", "gzip;q=abc"]) {
       const res = await get(owner, acceptEncoding);
       expectUncompressed(res);
@@ -195,7 +195,7 @@ describe("a dashboard under COMPRESSION_MIN_BYTES", () => {
 });
 
 describe("a client that stops reading a large compressed dashboard", () => {
-  it("holds the only stream allowed (COMPRESSION_MAX_STREAMS=1): another large body goes uncompressed meanwhile", async () => {
+  it("holds the only stream (COMPRESSION_MAX_STREAMS=1): another large body goes uncompressed meanwhile", async () => {
     await withStalledStream(async () => {
       const res = await get(LARGE, "br");
       expectUncompressed(res);
@@ -203,7 +203,7 @@ describe("a client that stops reading a large compressed dashboard", () => {
     });
   });
 
-  it("is abandoned once it has read nothing for STALLED_BODY_TIMEOUT_MS, freeing the stream, though it stays connected", async () => {
+  it("is abandoned when connected but reading nothing for STALLED_BODY_TIMEOUT_MS, freeing the stream", async () => {
     const started = Date.now();
     await withStalledStream(async () => {
       await eventually(async () => ((await openStreams()) === 0 ? true : undefined), STALL_MS * 3);

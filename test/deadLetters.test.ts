@@ -129,7 +129,7 @@ describe("npm run dlq", () => {
     await publishEvent(js, clientCreated(other, "untouched"));
   });
 
-  it("replays only the letters there when it starts, though replayed events fail and are dead-lettered again", async () => {
+  it("replays only the letters there at start, though replayed events fail and are dead-lettered again", async () => {
     const owner = "dlqAgain";
     const js = pipeline.nc.jetstream();
     const count = 300; // more than one page of the read

@@ -21,7 +21,7 @@ describe("live changes", () => {
     expect(changeFor(notice(3, ["__proto__"]), "__proto__")).toEqual({ version: 3, clients: new Set(["__proto__"]) });
   });
 
-  it("a missed change: the client's version for a filtered stream, naming it; the owner's, of unknown extent, otherwise", () => {
+  it("a missed change: the client's version for a filtered stream, naming it; else the owner's, extent unknown", () => {
     expect(missedChange("c1", 9, 7)).toEqual({ version: 9, clients: new Set(["c1"]) });
     expect(missedChange(undefined, 9, 7)).toEqual({ version: 9, clients: "all" });
     expect(missedChange("c1", 7, 7)).toBeUndefined();

@@ -150,7 +150,7 @@ describe("GET /dashboard/events on a replica without the projector", () => {
     expect(changes(invalid)).toEqual([]);
   });
 
-  it("resumes a stream filtered to a client from that client's version: other clients' changes are not its", async () => {
+  it("resumes a client-filtered stream from that client's version: other clients' changes are not its", async () => {
     const owner = "resumeFiltered";
     await pipeline.publish(clientCreated(owner, "mine"));
     await pipeline.publish(clientCreated(owner, "other"));
@@ -302,7 +302,11 @@ describe("resources", () => {
     expect(closed.handles).toBeLessThanOrEqual(before.handles + 2);
     expect(closed.heap).toBeLessThan(before.heap + 2 * 1024 * 1024);
     console.log(
-      `1,000 streams: RSS +${((open.rss - before.rss) / 1000 / 1024).toFixed(1)} KiB and heap +${((open.heap - before.heap) / 1000 / 1024).toFixed(1)} KiB per stream while open; after closing, heap ${((closed.heap - before.heap) / 1024).toFixed(0)} KiB and RSS ${((closed.rss - before.rss) / 1024 / 1024).toFixed(1)} MiB from before, handles ${closed.handles - before.handles}`,
+      `1,000 streams: RSS +${((open.rss - before.rss) / 1000 / 1024).toFixed(1)} KiB ` +
+        `and heap +${((open.heap - before.heap) / 1000 / 1024).toFixed(1)} KiB per stream while open; ` +
+        `after closing, heap ${((closed.heap - before.heap) / 1024).toFixed(0)} KiB ` +
+        `and RSS ${((closed.rss - before.rss) / 1024 / 1024).toFixed(1)} MiB from before, ` +
+        `handles ${closed.handles - before.handles}`,
     );
   }, 60_000);
 });

@@ -71,7 +71,7 @@ describe("the API document's example", () => {
     expect(body).toEqual(expected);
   });
 
-  it("is the same when events arrive shuffled and duplicated (new message ids, so the projector de-duplicates)", async () => {
+  it("is the same with events shuffled and duplicated (new message ids, so the projector de-duplicates)", async () => {
     const owner = "shuffledOwner01";
     const events = exampleEvents(owner);
     const redelivered = events.map((e) => ({ ...e, id: `${e.id}-again` }));
@@ -177,9 +177,9 @@ describe("authentication", () => {
       "alg: none",
       async () => {
         const part = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
-        return bearer(
-          `${part({ alg: "none", typ: "JWT" })}.${part({ userId: DEMO_OWNER_ID, exp: Math.floor(Date.now() / 1000) + 3600 })}.`,
-        );
+        const header = part({ alg: "none", typ: "JWT" });
+        const payload = part({ userId: DEMO_OWNER_ID, exp: Math.floor(Date.now() / 1000) + 3600 });
+        return bearer(`${header}.${payload}.`);
       },
       badToken,
     ],

@@ -228,7 +228,7 @@ describe("several events the store refuses in one batch", () => {
 });
 
 describe("a store outage", () => {
-  it("holds every event, dead-letters none, reports not ready, and applies them all when the store is back", async () => {
+  it("holds every event, dead-letters none, reports not ready, and applies all once the store is back", async () => {
     const owner = "outageOwner";
     const durable = "faults-outage";
     const { store, nc, projector } = await startProjector({
@@ -362,7 +362,8 @@ describe("dead letters", () => {
     }
   }
 
-  it("are not needed for an event JetStream gave up on (crashed deliveries) that the store takes: it is applied", async () => {
+  // JetStream gave up on the event because its deliveries crashed (maxDeliver reached).
+  it("are not needed for an event JetStream gave up on that the store takes: it is applied", async () => {
     const owner = "crashOwner";
     await eventJetStreamGivesUpOn("faults-crashes", owner, "crasher");
     // A healthy replica is running when JetStream gives up (after the second ack wait, 2 s).

@@ -90,7 +90,7 @@ describe("GET /dashboard?minSeq= through real processes", () => {
     expect(viaHeader.body.clientsCount).toBe(1);
   });
 
-  it("answers after the configured wait, not fresh, for a sequence not yet written; and refuses waiters beyond the limit", async () => {
+  it("answers an unwritten sequence after the configured wait, not fresh; refuses waiters over the limit", async () => {
     const started = Date.now();
     const answers = await Promise.all(
       [1, 2, 3].map(async () => {
@@ -113,7 +113,7 @@ describe("GET /dashboard?minSeq= through real processes", () => {
     expect(refused.elapsed).toBeLessThan(1000);
   });
 
-  it("waits for minSeq before revalidating: a current ETag with an unseen sequence gets a 304 that says so", async () => {
+  it("waits for minSeq before revalidating: a current ETag with an unseen sequence gets a 304 saying so", async () => {
     const { headers } = await dashboard("");
     const started = Date.now();
     const res = await dashboard("", {

@@ -147,7 +147,7 @@ describe("ETag and Cache-Control", () => {
     expectNotModified(await ask({ ...c1, ifNoneMatch: newTag }), newTag);
   });
 
-  it("never shares an ETag between the whole dashboard and a clientId given in a JSON body, nor between owners", async () => {
+  it("never shares an ETag between the whole dashboard and a JSON body's clientId, nor between owners", async () => {
     const whole = expectFull(await ask({ ownerId: owner }));
     const viaBody = { ownerId: owner, body: JSON.stringify({ clientId: "c1" }) };
     const bodyTag = expectFull(await ask(viaBody));
@@ -400,7 +400,7 @@ describe.each([
     expect(await outcome({ headers: { "keybox-min-seq": "3" } })).toBe("left");
   });
 
-  it("answers 200 from the response cache only with the body cached at the current version, in a coding it keeps", async () => {
+  it("answers 200 from the response cache only with a body of the current version, in a coding it keeps", async () => {
     const plain = { headers: { "if-none-match": undefined } };
     const gzip = { headers: { "if-none-match": undefined, "accept-encoding": "gzip" } };
     expect(await outcome(plain)).toBe("left"); // no cache: nothing to answer from

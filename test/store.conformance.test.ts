@@ -213,7 +213,7 @@ for (const adapter of adapters) {
         expect(await projectsOf("c")).toEqual({ version: 1, projects: [] });
       });
 
-      it("moves with every change to what a client's view shows, for any delivery of a history, and as the notices say", async () => {
+      it("moves with every change to a client's view, for any delivery of a history, as the notices say", async () => {
         const scenario = historyArb.chain((history) =>
           fc.tuple(deliveryOf(history), fc.integer({ min: 1, max: 6 }), fc.constantFrom(...CHUNKINGS)),
         );
@@ -260,7 +260,7 @@ for (const adapter of adapters) {
       }, 120_000);
     });
 
-    it("refuses a commit whose written or read records changed since they were loaded, and writes nothing of it", async () => {
+    it("refuses a commit whose written or read records changed since loaded, and writes nothing of it", async () => {
       await store.commit({ writes: [{ key: partKey("o3", "c1"), value: client("c1"), baseRev: 0 }], ...noReads }, 8);
       const [loaded] = await store.load([partKey("o3", "c1")]);
       expect(loaded!.rev).toBeGreaterThan(0);
@@ -366,7 +366,10 @@ for (const adapter of adapters) {
     describe("ids such as __proto__, through the store's encoding", () => {
       let seq = 2_000_000;
 
-      /** Applies each event in a batch of its own, so each reads what the one before stored; gives "id status" per license served. */
+      /**
+       * Applies each event in a batch of its own, so each reads what the one before stored;
+       * gives "id status" per license served.
+       */
       async function served(events: Envelope[]) {
         for (const envelope of events) await applyBatch(store, [toEvent(envelope)], ++seq);
         const body = JSON.parse(
@@ -449,7 +452,7 @@ for (const adapter of adapters) {
         });
       });
 
-      it("serves what the reference model says for any delivery of a history with such ids, whole and per client", async () => {
+      it("matches the reference model for any delivery of a history with such ids, whole and per client", async () => {
         const scenario = historyArb.chain((history) =>
           fc.tuple(deliveryOf(history), fc.integer({ min: 1, max: 12 }), fc.constantFrom(...CHUNKINGS)),
         );
@@ -575,7 +578,8 @@ for (const adapter of adapters) {
       it(`keeps every stored part under ${PART_MAX_BYTES} bytes`, async () => {
         const stats = await store.partStats(OWNER);
         console.log(
-          `${adapter.name} large tenant: ${stats.parts} parts, ${stats.bytes} bytes stored, largest part ${stats.largestPartBytes} bytes`,
+          `${adapter.name} large tenant: ${stats.parts} parts, ${stats.bytes} bytes stored, ` +
+            `largest part ${stats.largestPartBytes} bytes`,
         );
         expect(stats.parts).toBeGreaterThan(2999); // clients, project heads and several chunks
         expect(stats.largestPartBytes).toBeLessThan(PART_MAX_BYTES);
@@ -596,8 +600,10 @@ for (const adapter of adapters) {
           }),
         ]);
         console.log(
-          `${adapter.name} bytes written per event: license update in the 20,000-license client ${update.written.bytes}, ` +
-            `new license there ${created.written.bytes}, license update in a 80-license client ${small.written.bytes}, client rename ${rename.written.bytes}`,
+          `${adapter.name} bytes written per event: ` +
+            `license update in the 20,000-license client ${update.written.bytes}, ` +
+            `new license there ${created.written.bytes}, ` +
+            `license update in a 80-license client ${small.written.bytes}, client rename ${rename.written.bytes}`,
         );
         expect(update.written.records).toBe(1);
         expect(small.written.records).toBe(1);
