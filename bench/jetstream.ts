@@ -140,7 +140,8 @@ export async function timeDrain(
     await sleep(DRAIN_POLL_MS);
   }
   throw new Error(
-    `${options.durable} did not drain within ${options.timeoutMs / 1000} s (acknowledged up to ${acked} of ${options.lastSeq})`,
+    `${options.durable} did not drain within ${options.timeoutMs / 1000} s (acknowledged up to ${acked} of ` +
+      `${options.lastSeq})`,
   );
 }
 

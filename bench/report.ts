@@ -63,10 +63,16 @@ export function renderReport(input: {
 }): string {
   const { options, environment: env, figures } = input;
   const mode = options.quick ? "quick run (`npm run bench -- --quick`)" : "full run (`npm run bench`)";
+  const quickNote = options.quick
+    ? ` Quick: fewer and shorter rounds (${options.httpSeconds} s load runs, ` +
+      `${options.perEventUpdates.toLocaleString("en-US")} updates per drain in row 7) and the large tenant at 1/10 ` +
+      `(${options.largeTenant.licenses.toLocaleString("en-US")} licenses, one client with ` +
+      `${options.largeTenant.bigClientLicenses.toLocaleString("en-US")}): for trying changes, not for the record.`
+    : "";
   const lines = [
     `# KeyBox read model: benchmark, ${options.quick ? "quick" : "full"} run`,
     "",
-    `${mode}, ${env.date}, took ${formatNumber(input.seconds)} s.${options.quick ? ` Quick: fewer and shorter rounds (${options.httpSeconds} s load runs, ${options.perEventUpdates.toLocaleString("en-US")} updates per drain in row 7) and the large tenant at 1/10 (${options.largeTenant.licenses.toLocaleString("en-US")} licenses, one client with ${options.largeTenant.bigClientLicenses.toLocaleString("en-US")}): for trying changes, not for the record.` : ""}`,
+    `${mode}, ${env.date}, took ${formatNumber(input.seconds)} s.${quickNote}`,
     "",
     "| machine | |",
     "| --- | --- |",
@@ -77,7 +83,13 @@ export function renderReport(input: {
     `| code | ${env.commit} |`,
     `| load average (1, 5, 15 min) | ${env.loadAverageAtStart} at the start, ${loadAverage()} at the end |`,
     "",
-    `Every figure is the median over ${options.rounds} interleaved rounds (measured, baseline, measured, baseline, …; row 8: ${options.freshness.rounds}) with its range (min–max) in parentheses, or a single value where it was measured once; the baseline ran in the same rounds. The ratio is measured ÷ baseline of the medians, with the range of the per-round ratios. The services run as built (\`dist/*.mjs\` bundles, \`node --enable-source-maps\`), each in its own process, against a nats-server of the benchmark's own, on loopback.`,
+    `Every figure is the median over ${options.rounds} interleaved rounds ` +
+      `(measured, baseline, measured, baseline, …; row 8: ${options.freshness.rounds}) ` +
+      `with its range (min–max) in parentheses, or a single value where it was measured once; ` +
+      `the baseline ran in the same rounds. The ratio is measured ÷ baseline of the medians, ` +
+      `with the range of the per-round ratios. ` +
+      `The services run as built (\`dist/*.mjs\` bundles, \`node --enable-source-maps\`), ` +
+      `each in its own process, against a nats-server of the benchmark's own, on loopback.`,
     "",
     "| row | figure | unit | KeyBox | baseline | baseline is | ratio (per round) |",
     "| --- | --- | --- | --- | --- | --- | --- |",
@@ -102,12 +114,16 @@ export function renderReport(input: {
 }
 
 function tableRow(figure: Figure): string {
+  const perRoundRange = ({ min, max }: { min: number; max: number }) => ` (${formatNumber(min)}–${formatNumber(max)})`;
   const ratio = ratios(figure);
   const ratioText = ratio
     ? Number.isFinite(ratio.ofMedians)
-      ? `${formatNumber(ratio.ofMedians)}${figure.measured.length > 1 ? ` (${formatNumber(ratio.perRound.min)}–${formatNumber(ratio.perRound.max)})` : ""}`
+      ? `${formatNumber(ratio.ofMedians)}${figure.measured.length > 1 ? perRoundRange(ratio.perRound) : ""}`
       : "n/a (baseline 0)"
     : "";
   const baseline = figure.baseline ? formatSummary(figure.baseline) : "";
-  return `| ${figure.row} | ${figure.what} | ${figure.unit} | ${formatSummary(figure.measured)} | ${baseline} | ${figure.baselineName ?? ""} | ${ratioText} |`;
+  return (
+    `| ${figure.row} | ${figure.what} | ${figure.unit} | ${formatSummary(figure.measured)} | ${baseline} | ` +
+    `${figure.baselineName ?? ""} | ${ratioText} |`
+  );
 }

@@ -140,7 +140,8 @@ async function main(): Promise<number> {
   const tokens = new Map<string, string>();
   for (const owner of owners) tokens.set(owner, await tokenFor(owner));
   log(
-    `${total.toLocaleString("en-US")} events at ${options.rate}/s over ${options.owners} owners, ${options.minutes} min`,
+    `${total.toLocaleString("en-US")} events at ${options.rate}/s over ${options.owners} owners, ${options.minutes} ` +
+      `min`,
   );
 
   let publishing = true;
@@ -226,7 +227,8 @@ async function main(): Promise<number> {
       log("nats-server started again");
     }
     log(
-      `published ${sent.length.toLocaleString("en-US")} (+${tally.duplicates} duplicates, ${tally.poison} poison), reads ${tally.reads.toLocaleString("en-US")} (non-200: ${tally.nonOkReads})`,
+      `published ${sent.length.toLocaleString("en-US")} (+${tally.duplicates} duplicates, ${tally.poison} poison), ` +
+        `reads ${tally.reads.toLocaleString("en-US")} (non-200: ${tally.nonOkReads})`,
     );
   }
   publishing = false;

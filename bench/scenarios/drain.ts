@@ -81,7 +81,12 @@ export async function measureDrain(bench: Bench): Promise<Measured> {
       },
     ],
     notes: [
-      `Rows 5–6: the window runs from the first delivery the consumer reports to the last acknowledgement (consumer info polled every 20 ms), so process start-up is excluded; from spawn to drained took ${seconds(one.map((r) => r.timing.secondsFromStart))} for one projector, ${seconds(bare.map((r) => r.timing.secondsFromStart))} for the bare consumer, ${seconds(two.map((r) => r.timing.secondsFromStart))} for two projectors (medians). CPU is utime + stime from /proc/<pid>/stat over the window.`,
+      `Rows 5–6: the window runs from the first delivery the consumer reports to the last acknowledgement (consumer ` +
+        `info polled every 20 ms), so process start-up is excluded; from spawn to drained took ` +
+        `${seconds(one.map((r) => r.timing.secondsFromStart))} for one projector, ` +
+        `${seconds(bare.map((r) => r.timing.secondsFromStart))} for the bare consumer, ` +
+        `${seconds(two.map((r) => r.timing.secondsFromStart))} for two projectors (medians). CPU is utime + stime ` +
+        `from /proc/<pid>/stat over the window.`,
       `Row 6, per round: ${two.map(describePair).join("; ")}.`,
       `Row 5, commit conflicts of the single projector: ${one.map((r) => r.conflicts[0] ?? "?").join(", ")} per round.`,
     ],

@@ -65,7 +65,9 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
   const api: LoadedRoundResult[] = [];
   const bare: RoundResult[] = [];
   for (const round of range(rounds)) {
-    const what = `${formatNumber(freshness.eventsPerSecond)} events/s over ${freshness.owners} owners for ${freshness.seconds} s`;
+    const what =
+      `${formatNumber(freshness.eventsPerSecond)} events/s over ${freshness.owners} owners for ` +
+      `${freshness.seconds} s`;
     bench.progress(`row 8, round ${round + 1}/${rounds}: ${what}, projector + query API at ${apiRate} req/s`);
     api.push(await throughTheReadModel(bench, seeded, apiRate, licenseUpdates(licenses, eventsPerRound, random)));
     bench.progress(`row 8, round ${round + 1}/${rounds}: ${what}, bare consumer`);
@@ -76,15 +78,20 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
     row: "8",
     what:
       p === 50
-        ? `freshness at ${formatNumber(freshness.eventsPerSecond)} events/s over ${freshness.owners} owners, the query API meanwhile serving the seed example at ${formatNumber(apiRate)} req/s (half its row-1 median): publish → GET /dashboard shows it, p50`
+        ? `freshness at ${formatNumber(freshness.eventsPerSecond)} events/s over ${freshness.owners} owners, the ` +
+          `query API meanwhile serving the seed example at ${formatNumber(apiRate)} req/s (half its row-1 median): ` +
+          `publish → GET /dashboard shows it, p50`
         : `freshness, p${p}`,
     unit: "ms",
     measured: api.map((r) => percentile(r.latencies, p)),
     baseline: bare.map((r) => percentile(r.latencies, p)),
     baselineName: "publish → a bare consumer got it",
-    ratioMeans: `p${p} through projector and query API ÷ p${p} of a bare consumer${p === 99 ? " (target: p99 ≤ 50 ms with the query API at half its maximum)" : ""}`,
+    ratioMeans:
+      `p${p} through projector and query API ÷ p${p} of a bare ` +
+      `consumer${p === 99 ? " (target: p99 ≤ 50 ms with the query API at half its maximum)" : ""}`,
   });
   const lagLimit = freshness.eventsPerSecond; // one second of events
+  const ackLatencies = api.flatMap((r) => r.ackLatencies);
   return {
     figures: [
       percentileFigure(50),
@@ -97,7 +104,9 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
         measured: api.map((r) => r.maxLag),
         baseline: bare.map((r) => r.maxLag),
         baselineName: "the bare consumer's",
-        ratioMeans: `projector's max lag ÷ bare consumer's (target: never above 1 s of events, ${formatNumber(lagLimit)}, with the query API at half its maximum)`,
+        ratioMeans:
+          `projector's max lag ÷ bare consumer's (target: never above 1 s of events, ` +
+          `${formatNumber(lagLimit)}, with the query API at half its maximum)`,
       },
       {
         row: "8",
@@ -107,14 +116,19 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
       },
     ],
     notes: [
-      `Row 8: every ${freshness.sampleEvery}th event after the first second (a warm-up) is a sample, timed from its publish call (a bare consumer's echo often arrives in the same socket read as the publish ack, before the ack's promise settles, so timing from the ack would make the baseline 0; the publish → ack time itself was p50 ${ms(
-        api.flatMap((r) => r.ackLatencies),
-        50,
-      )}, p99 ${ms(
-        api.flatMap((r) => r.ackLatencies),
-        99,
-      )} in the projector rounds). The dashboard is fetched when the owner's change notice arrives (or every ${FALLBACK_CHECK_MS} ms), and a sample counts as shown when its license has that version or a later one, so the figure includes one GET. From the first publish until every sample has shown, each projector round also loads the same query API with the seed example's GET /dashboard, autocannon ${connections} connections at ${formatNumber(apiRate)} req/s in all: half the API's row-1 median, as in row 3; the probes come on top. The bare rounds run without HTTP load.`,
-      `Row 8: publish rate held ${rates(api)} events/s (projector rounds), ${rates(bare)} (bare rounds); samples shown ${shown(api)} (projector), ${shown(bare)} (bare); the query API's load held ${api.map((r) => formatNumber(r.load.requestsPerSecond)).join(", ")} req/s, p99 ${api.map((r) => formatNumber(r.load.p99)).join(", ")} ms.`,
+      `Row 8: every ${freshness.sampleEvery}th event after the first second (a warm-up) is a sample, timed from its ` +
+        `publish call (a bare consumer's echo often arrives in the same socket read as the publish ack, before the ` +
+        `ack's promise settles, so timing from the ack would make the baseline 0; the publish → ack time itself was ` +
+        `p50 ${ms(ackLatencies, 50)}, p99 ${ms(ackLatencies, 99)} in the projector rounds). The dashboard is fetched ` +
+        `when the owner's change notice arrives (or every ${FALLBACK_CHECK_MS} ms), and a sample counts as shown ` +
+        `when its license has that version or a later one, so the figure includes one GET. From the first publish ` +
+        `until every sample has shown, each projector round also loads the same query API with the seed example's ` +
+        `GET /dashboard, autocannon ${connections} connections at ${formatNumber(apiRate)} req/s in all: half the ` +
+        `API's row-1 median, as in row 3; the probes come on top. The bare rounds run without HTTP load.`,
+      `Row 8: publish rate held ${rates(api)} events/s (projector rounds), ${rates(bare)} (bare rounds); samples ` +
+        `shown ${shown(api)} (projector), ${shown(bare)} (bare); the query API's load held ` +
+        `${api.map((r) => formatNumber(r.load.requestsPerSecond)).join(", ")} req/s, p99 ` +
+        `${api.map((r) => formatNumber(r.load.p99)).join(", ")} ms.`,
     ],
   };
 }

@@ -59,12 +59,15 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
     const peakRss = memoryBytes(api.pid).peak;
 
     const scale = quick ? " (quick run: the 1/10 tenant)" : "";
-    const tenant = `${formatNumber(largeTenant.licenses)} licenses, ${formatNumber(largeTenant.clients)} clients${scale}`;
+    const tenant =
+      `${formatNumber(largeTenant.licenses)} licenses, ${formatNumber(largeTenant.clients)} ` + `clients${scale}`;
     const baselineName = "bare node:http, same bytes";
     const figures: Figure[] = [
       {
         row: "4",
-        what: `large tenant (${tenant}), full GET /dashboard of ${formatNumber(large.bytes.length / MIB)} MiB: one request`,
+        what:
+          `large tenant (${tenant}), full GET /dashboard of ${formatNumber(large.bytes.length / MIB)} MiB: one ` +
+          `request`,
         unit: "ms",
         measured: results.apiFull,
         baseline: results.bareFull,
@@ -73,7 +76,9 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
       },
       {
         row: "4",
-        what: `its big client (${formatNumber(largeTenant.bigClientLicenses)} licenses, ${formatNumber(bigClient.bytes.length / MIB)} MiB) via ?clientId=: one request`,
+        what:
+          `its big client (${formatNumber(largeTenant.bigClientLicenses)} licenses, ` +
+          `${formatNumber(bigClient.bytes.length / MIB)} MiB) via ?clientId=: one request`,
         unit: "ms",
         measured: results.apiClient,
         baseline: results.bareClient,
@@ -88,7 +93,9 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
       },
       {
         row: "4",
-        what: `query API memory: peak VmHWM ${formatNumber(peakRss / MIB)} MiB over idle VmRSS ${formatNumber(idleRss / MIB)} MiB, growth`,
+        what:
+          `query API memory: peak VmHWM ${formatNumber(peakRss / MIB)} MiB over idle VmRSS ` +
+          `${formatNumber(idleRss / MIB)} MiB, growth`,
         unit: "MiB",
         measured: [(peakRss - idleRss) / MIB],
         baseline: [large.bytes.length / MIB],
@@ -98,7 +105,9 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
       },
       {
         row: "4",
-        what: `seeding: one projector applying ${formatNumber(seeded.seedDrain.events)} events (every tenant, mostly the large one), one run`,
+        what:
+          `seeding: one projector applying ${formatNumber(seeded.seedDrain.events)} events (every tenant, mostly ` +
+          `the large one), one run`,
         unit: "events/s",
         measured: [seeded.seedDrain.eventsPerSecond],
       },
@@ -106,7 +115,12 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
     return {
       figures,
       notes: [
-        `Row 4: the query API of this row runs with RESPONSE_CACHE_MB=0 (no response cache), so every read is read and rendered; after a warm-up of ${sequentialReads} unmeasured GETs of each body on each server, each round's figure is the median of ${sequentialReads} sequential GETs on one keep-alive connection, timed to the last byte and checked for status and length; memory is from /proc/<pid>/status of a query API started for this row (idle after start, peak at the end of all rounds); the seeding drain used ${formatNumber(seeded.seedDrain.cpuMicrosPerEvent)} µs of CPU per event.`,
+        `Row 4: the query API of this row runs with RESPONSE_CACHE_MB=0 (no response cache), so every read is read ` +
+          `and rendered; after a warm-up of ${sequentialReads} unmeasured GETs of each body on each server, each ` +
+          `round's figure is the median of ${sequentialReads} sequential GETs on one keep-alive connection, timed to ` +
+          `the last byte and checked for status and length; memory is from /proc/<pid>/status of a query API started ` +
+          `for this row (idle after start, peak at the end of all rounds); the seeding drain used ` +
+          `${formatNumber(seeded.seedDrain.cpuMicrosPerEvent)} µs of CPU per event.`,
       ],
     };
   } finally {

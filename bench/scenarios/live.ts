@@ -98,7 +98,8 @@ async function measureDelivery(bench: Bench, seeded: Seeded): Promise<Measured> 
   const bare: RoundResult[] = [];
   try {
     for (const round of range(freshness.rounds)) {
-      const what = `${formatNumber(freshness.eventsPerSecond)} events/s, ${loadStreams.length + probeStreams.length} streams open`;
+      const streams = loadStreams.length + probeStreams.length;
+      const what = `${formatNumber(freshness.eventsPerSecond)} events/s, ${streams} streams open`;
       bench.progress(`row 10, round ${round + 1}/${freshness.rounds}: ${what}, projector + query API → SSE`);
       const { events, probeOf } = roundEvents();
       const samples: { sentAt: number; latencyMs?: number }[] = [];
@@ -133,7 +134,8 @@ async function measureDelivery(bench: Bench, seeded: Seeded): Promise<Measured> 
     row: "10",
     what:
       p === 50
-        ? `live push at ${formatNumber(freshness.eventsPerSecond)} events/s over ${formatNumber(loadStreams.length)} owners with a stream open: publish → \`changed\` on the owner's SSE stream, p50`
+        ? `live push at ${formatNumber(freshness.eventsPerSecond)} events/s over ${formatNumber(loadStreams.length)} ` +
+          `owners with a stream open: publish → \`changed\` on the owner's SSE stream, p50`
         : `live push, p${p}`,
     unit: "ms",
     measured: api.map((r) => percentile(r.latencies, p)),
@@ -144,7 +146,14 @@ async function measureDelivery(bench: Bench, seeded: Seeded): Promise<Measured> 
   return {
     figures: [figure(50), figure(95), figure(99)],
     notes: [
-      `Row 9: ${formatNumber(loadStreams.length)} load owners and ${live.probes} probe owners each have one stream open on the query API; every ${freshness.sampleEvery}th event after the first second goes to the next probe (one event in flight per probe, about ${formatNumber(live.probes / (freshness.eventsPerSecond / freshness.sampleEvery))} s apart), timed from its publish call to the first \`changed\` on that probe's stream. Samples: ${api.map((r) => `${r.latencies.length}/${r.samples}`).join(", ")}; publish rate held ${api.map((r) => formatNumber(r.publishedPerSecond)).join(", ")} events/s; the load streams received ${formatNumber(loadChanges)} \`changed\` events in all.`,
+      `Row 9: ${formatNumber(loadStreams.length)} load owners and ${live.probes} probe owners each have one stream ` +
+        `open on the query API; every ${freshness.sampleEvery}th event after the first second goes to the next probe ` +
+        `(one event in flight per probe, about ` +
+        `${formatNumber(live.probes / (freshness.eventsPerSecond / freshness.sampleEvery))} s apart), timed from its ` +
+        `publish call to the first \`changed\` on that probe's stream. Samples: ` +
+        `${api.map((r) => `${r.latencies.length}/${r.samples}`).join(", ")}; publish rate held ` +
+        `${api.map((r) => formatNumber(r.publishedPerSecond)).join(", ")} events/s; the load streams received ` +
+        `${formatNumber(loadChanges)} \`changed\` events in all.`,
     ],
   };
 }
@@ -170,7 +179,9 @@ async function measureIdleStreams(bench: Bench, seeded: Seeded): Promise<Measure
       figures: [
         {
           row: "11",
-          what: `${formatNumber(idleStreams)} idle SSE streams (${IDLE_OWNERS} owners × ${idleStreams / IDLE_OWNERS}) on one query API: RSS growth`,
+          what:
+            `${formatNumber(idleStreams)} idle SSE streams (${IDLE_OWNERS} owners × ` +
+            `${idleStreams / IDLE_OWNERS}) on one query API: RSS growth`,
           unit: "MiB",
           measured: [(after - before) / 1024 / 1024],
         },
@@ -186,7 +197,10 @@ async function measureIdleStreams(bench: Bench, seeded: Seeded): Promise<Measure
         },
       ],
       notes: [
-        `Row 10: RSS from /proc before the streams and 2 s after the last opened (${formatNumber(before / 1024 / 1024)} → ${formatNumber(after / 1024 / 1024)} MiB); CPU (utime + stime) over ${idleSeconds} s, during which the streams received ${formatNumber(heartbeats)} keep-alive comments in all.`,
+        `Row 10: RSS from /proc before the streams and 2 s after the last opened ` +
+          `(${formatNumber(before / 1024 / 1024)} → ${formatNumber(after / 1024 / 1024)} MiB); CPU (utime + stime) ` +
+          `over ${idleSeconds} s, during which the streams received ${formatNumber(heartbeats)} keep-alive comments ` +
+          `in all.`,
       ],
     };
   } finally {

@@ -73,7 +73,9 @@ export async function measurePerEventCost(bench: Bench, seeded: Seeded): Promise
   return {
     figures,
     notes: [
-      "Row 7: updates are published while the projector is stopped, then the read model's projector is started and timed like row 5 (first delivery to last acknowledgement); the order in each round is large tenant, small tenant, big client.",
+      "Row 7: updates are published while the projector is stopped, then the read model's projector is started " +
+        "and timed like row 5 (first delivery to last acknowledgement); " +
+        "the order in each round is large tenant, small tenant, big client.",
     ],
   };
 }

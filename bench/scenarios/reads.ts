@@ -99,15 +99,21 @@ export async function measureReads(
     });
     const achieved = (results: LoadResult[]) => formatNumber(median(results.map((r) => r.requestsPerSecond)));
     const cacheNote = cacheUse.size
-      ? `the default query API answered rows 1–2 (warm-up included) ${[...cacheUse].map(([labels, n]) => `${formatNumber(n)} times ${labels}`).join(", ")}`
+      ? `the default query API answered rows 1–2 (warm-up included) ` +
+        `${[...cacheUse].map(([labels, n]) => `${formatNumber(n)} times ${labels}`).join(", ")}`
       : "the query API reports no response-cache metric (keybox_query_dashboard_reads_total)";
     return {
       halfMaximumRate: rate,
       figures,
       notes: [
-        `Rows 1–3: autocannon ${connections} connections, ${httpSeconds} s per run after a ${warmupSeconds} s warm-up of each server; bodies ${formatNumber(seed.body.bytes.length)} B and ${formatNumber(targets[1]!.body.bytes.length)} B, the bare server sends them with the API's Content-Type (${seeded.contentType}) and Content-Length. Latencies are autocannon's, in whole milliseconds.`,
-        `Rows 1–2 ran on two query API processes on the same read model: one as configured by default and one with RESPONSE_CACHE_MB=0 (its response cache off, so every request reads and renders); ${cacheNote}.`,
-        `Row 3: rate held — API ${achieved(apiAtRate)} req/s, bare ${achieved(bareAtRate)} req/s (medians); latencies are each response's own (no coordinated-omission correction).`,
+        `Rows 1–3: autocannon ${connections} connections, ${httpSeconds} s per run after a ${warmupSeconds} s ` +
+          `warm-up of each server; bodies ${formatNumber(seed.body.bytes.length)} B and ` +
+          `${formatNumber(targets[1]!.body.bytes.length)} B, the bare server sends them with the API's Content-Type ` +
+          `(${seeded.contentType}) and Content-Length. Latencies are autocannon's, in whole milliseconds.`,
+        `Rows 1–2 ran on two query API processes on the same read model: one as configured by default and one with ` +
+          `RESPONSE_CACHE_MB=0 (its response cache off, so every request reads and renders); ${cacheNote}.`,
+        `Row 3: rate held — API ${achieved(apiAtRate)} req/s, bare ${achieved(bareAtRate)} req/s (medians); ` +
+          `latencies are each response's own (no coordinated-omission correction).`,
       ],
     };
   } finally {
@@ -121,7 +127,9 @@ function loadFigures(
   bare: LoadResult[],
   { connections, variant }: { connections: number; variant: string },
 ): Figure[] {
-  const what = `GET /dashboard, ${target.label} (${formatNumber(target.body.bytes.length)} B), ${connections} connections${variant}`;
+  const what =
+    `GET /dashboard, ${target.label} (${formatNumber(target.body.bytes.length)} B), ${connections} ` +
+    `connections${variant}`;
   const baselineName = "bare node:http, same bytes";
   return [
     {

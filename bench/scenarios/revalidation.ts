@@ -73,7 +73,9 @@ export async function measureRevalidation(bench: Bench, seeded: Seeded, bare: Ru
         measured: api.map((r) => r.requestsPerSecond),
         baseline: baseline.map((r) => r.requestsPerSecond),
         baselineName,
-        ratioMeans: `API 304s per second ÷ bare node:http 304s per second for the same If-None-Match (target ${TARGET_RATIO})`,
+        ratioMeans:
+          `API 304s per second ÷ bare node:http 304s per second for the same If-None-Match (target ` +
+          `${TARGET_RATIO})`,
       },
       {
         row: "9",
@@ -89,7 +91,12 @@ export async function measureRevalidation(bench: Bench, seeded: Seeded, bare: Ru
   return {
     figures,
     notes: [
-      `Row 9: autocannon ${connections} connections, ${httpSeconds} s per run after a ${warmupSeconds} s warm-up of each server, every request with \`If-None-Match\` set to the ETag the API gave the body when seeding, every answer an empty 304 (checked before the runs; any other status is reported below as a problem). The bare server answers 304 with the same Cache-Control and ETag headers when the header equals that ETag. The query API answered the measured runs ${counted.length ? counted.join(", ") : "with nothing counted"} (keybox_query_dashboard_reads_total: \`revalidated\` is a 304 from the version alone).`,
+      `Row 9: autocannon ${connections} connections, ${httpSeconds} s per run after a ${warmupSeconds} s warm-up of ` +
+        `each server, every request with \`If-None-Match\` set to the ETag the API gave the body when seeding, every ` +
+        `answer an empty 304 (checked before the runs; any other status is reported below as a problem). The bare ` +
+        `server answers 304 with the same Cache-Control and ETag headers when the header equals that ETag. The query ` +
+        `API answered the measured runs ${counted.length ? counted.join(", ") : "with nothing counted"} ` +
+        `(keybox_query_dashboard_reads_total: \`revalidated\` is a 304 from the version alone).`,
     ],
   };
 }
