@@ -1,10 +1,6 @@
 // The store contract, held against every adapter: LMDB always; MongoDB where one is reachable
 // (MONGODB_URL, or testcontainers with a Docker engine), otherwise skipped with the reason printed.
-import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { open } from "lmdb";
 import { serve } from "@hono/node-server";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,14 +10,12 @@ import { buildEnvelope, type Envelope, type KeyboxEvent, type LicenseState } fro
 import {
   LICENSE_CHUNK_TARGET_BYTES,
   PART_MAX_BYTES,
-  READ_MODEL_FORMAT,
   partKey,
   registerKey,
   renderLicense,
   type DashboardStore,
   type Part,
 } from "@keybox/read-model";
-import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { createLogger } from "@keybox/runtime";
 import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
 import { bearer, httpGet } from "./support/http.ts";
@@ -619,23 +613,3 @@ for (const adapter of adapters) {
 // Printed, not silent: what was skipped and why.
 for (const adapter of adapters)
   if (adapter.skip) console.warn(`SKIPPED ${adapter.name} store conformance: ${adapter.skip}`);
-
-describe("a store written in another format", () => {
-  it("is refused at start with a message saying how to rebuild it", async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-format-"));
-    try {
-      const store = LmdbDashboardStore.open(dir);
-      await store.commit({ writes: [{ key: partKey("o1", "c1"), value: client("c1"), baseRev: 0 }], ...noReads }, 1);
-      await store.close();
-      // What an earlier version left: the same data with another format recorded.
-      const env = open({ path: path.join(dir, "lmdb"), maxDbs: 8 });
-      await env.openDB({ name: "meta" }).put("format", READ_MODEL_FORMAT - 1);
-      await env.close();
-      expect(() => LmdbDashboardStore.open(dir)).toThrow(
-        new RegExp(`has format ${READ_MODEL_FORMAT - 1} and this version needs format ${READ_MODEL_FORMAT}: delete it`),
-      );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-});

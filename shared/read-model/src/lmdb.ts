@@ -37,6 +37,8 @@ const FORMAT = "format";
 /** The store's identity (see DashboardStore.identity): a random 48-bit number. */
 const IDENTITY = "identity";
 const WRITE_CHECK = "writeCheck";
+/** A database that format 5 kept (see READ_MODEL_FORMAT), dropped by its upgrade. */
+const REVISIONS_OF_FORMAT_5 = "revisions";
 /** A large owner's fragments are read this many at a time (under a MB) per event-loop turn. */
 const FRAGMENTS_PER_TURN = 250;
 /**
@@ -76,7 +78,10 @@ export class LmdbDashboardStore implements DashboardStore {
     private readonly meta: Database<number, string | LmdbKey>,
   ) {}
 
-  /** `readOnly`: never records the format (a reader only checks it; writing it is a writer's job). */
+  /**
+   * `readOnly`: never records the format nor upgrades it (a reader only checks it, and reads a store
+   * of format 5 as it is; writing it is a writer's job).
+   */
   static open(dataDir: string, { readOnly = false }: { readOnly?: boolean } = {}): LmdbDashboardStore {
     const dir = path.join(dataDir, "lmdb");
     mkdirSync(dir, { recursive: true });
@@ -90,8 +95,13 @@ export class LmdbDashboardStore implements DashboardStore {
     try {
       env.transactionSync(() => {
         const hasData = parts.getKeysCount({ limit: 1 }) > 0;
-        const isNew = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
-        if (isNew && !readOnly) meta.putSync(FORMAT, READ_MODEL_FORMAT);
+        const format = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
+        if (format !== "current" && !readOnly) {
+          // Format 5 also kept every record's revision in a database of its own, which this version
+          // neither reads nor keeps up to date: it goes in the transaction that records format 6.
+          if (format === "upgrade") env.openDB({ name: REVISIONS_OF_FORMAT_5 }).dropSync();
+          meta.putSync(FORMAT, READ_MODEL_FORMAT);
+        }
         if (!readOnly && meta.get(IDENTITY) === undefined) meta.putSync(IDENTITY, randomInt(2 ** 48 - 1));
       });
     } catch (error) {

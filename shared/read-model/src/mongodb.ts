@@ -160,7 +160,8 @@ export interface MongoStoreOptions {
   appName?: string;
   /**
    * For readers (the query API), which may run with a read-only database role: never creates the
-   * collections or records the format, only checks it. Default false.
+   * collections or records the format (nor upgrades format 5, which it reads as it is), only
+   * checks it. Default false.
    */
   readOnly?: boolean;
 }
@@ -199,9 +200,11 @@ export class MongoDashboardStore implements DashboardStore {
       const format = db.collection<{ _id: string; version: number; identity?: number }>("meta");
       const recorded = await format.findOne({ _id: FORMAT });
       const hasData = (await db.collection("parts").findOne({}, { projection: { _id: 1 } })) !== null;
-      const isNew = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
-      if (isNew && !options.readOnly) {
-        await format.updateOne({ _id: FORMAT }, { $setOnInsert: { version: READ_MODEL_FORMAT } }, { upsert: true });
+      const found = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
+      if (found !== "current" && !options.readOnly) {
+        // A new store, or one of format 5, whose documents are those of format 6: only the number
+        // changes. $max: a writer opening at the same time may have recorded it already.
+        await format.updateOne({ _id: FORMAT }, { $max: { version: READ_MODEL_FORMAT } }, { upsert: true });
       }
       if (!options.readOnly && recorded?.identity === undefined) {
         // Only where none is recorded yet: replicas opening at once agree on the first one written.

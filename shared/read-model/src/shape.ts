@@ -122,22 +122,36 @@ export function keyId(key: RecordKey): string {
 /**
  * The stored shape's version. A store written in another shape is refused at start rather than
  * served wrong; it is rebuilt from the event stream (README, "Rebuild"). Format 5 added client
- * versions (DashboardStore.version), which a store written before has not kept.
+ * versions (DashboardStore.version), which a store written before has not kept. Format 6 is format
+ * 5 without LMDB's `revisions` database, which a build of format 5 relies on: so such a build
+ * refuses a store of format 6 instead of conflicting on it.
  */
-export const READ_MODEL_FORMAT = 5;
+export const READ_MODEL_FORMAT = 6;
 
 /**
- * Checks the format a store records (`hasData` without a record means the first format). Returns
- * true when the store is new and should record the current format; throws on a mismatch.
+ * The earlier format whose data this version reads as it is: a writer upgrades it in place (LMDB
+ * drops its `revisions` database; MongoDB has nothing else to change) and records READ_MODEL_FORMAT.
  */
-export function checkReadModelFormat(recorded: number | undefined, hasData: boolean, where: string): boolean {
+const UPGRADABLE_READ_MODEL_FORMAT = 5;
+
+/**
+ * Checks the format a store records (`hasData` without a record means the first format): "new"
+ * for a store to record the current format in, "upgrade" for one in UPGRADABLE_READ_MODEL_FORMAT,
+ * "current" for one in READ_MODEL_FORMAT. Throws on any other, older or newer.
+ */
+export function checkReadModelFormat(
+  recorded: number | undefined,
+  hasData: boolean,
+  where: string,
+): "new" | "upgrade" | "current" {
   const found = recorded ?? (hasData ? 1 : undefined);
-  if (found === undefined) return true;
+  if (found === undefined) return "new";
+  if (found === UPGRADABLE_READ_MODEL_FORMAT) return "upgrade";
   if (found !== READ_MODEL_FORMAT) {
     throw new Error(
       `the read model in ${where} has format ${found} and this version needs format ${READ_MODEL_FORMAT}: ` +
         `delete it and the projector's durable consumer to rebuild it from the event stream (README, "Rebuild")`,
     );
   }
-  return false;
+  return "current";
 }
