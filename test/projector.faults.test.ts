@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { JetStreamManager, NatsConnection } from "nats";
 import { ConsumerLostError, deliveryPolicy, ensureConsumer, Projector, projectorSettings } from "@keybox/projector";
 import { buildEnvelope, ensureStreams, publishEvent, type Envelope } from "@keybox/contract";
-import type { Commit, DashboardStore, RecordKey } from "@keybox/read-model";
+import { partKey, type Commit, type DashboardStore, type RecordKey } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { register } from "prom-client";
@@ -21,9 +21,12 @@ import { eventually } from "./support/pipeline.ts";
 
 const nats = useNats();
 
-/** The real store, with hooks that run before each commit and write check (to fail or stall them). */
+/**
+ * The real store, with hooks that run before each commit and write check (to fail or stall them).
+ * Without commitInWriteTransaction, so the projector commits conditionally, as on MongoDB.
+ */
 interface FaultyStore extends DashboardStore {
-  beforeCommit: (commit: Commit) => Promise<void>;
+  beforeCommit: (commit: Commit, streamSeq: number) => Promise<void>;
   beforeWriteCheck: () => Promise<void>;
 }
 
@@ -33,7 +36,7 @@ function faulty(inner: DashboardStore): FaultyStore {
     beforeWriteCheck: async () => {},
     load: (keys) => inner.load(keys),
     commit: async (commit, streamSeq) => {
-      await store.beforeCommit(commit);
+      await store.beforeCommit(commit, streamSeq);
       return inner.commit(commit, streamSeq);
     },
     checkWritable: async () => {
@@ -266,6 +269,38 @@ describe("a store outage", () => {
     // Held, not handed back: each event was delivered once.
     expect(await deliveries(jsm, durable)).toBe((await jsm.streams.info(TEST_STREAMS.eventsStream)).state.messages);
     expect((await projector.readiness()).ready).toBe(true);
+  });
+});
+
+describe("a batch with nothing left to write", () => {
+  it("is committed all the same (its reads and stream sequence), and acknowledged only after that", async () => {
+    const owner = "supersededOwner";
+    const durable = "faults-superseded";
+    const { store, nc } = await startProjector({ PROJECTOR_DURABLE: durable, PROJECTOR_ACK_WAIT_MS: "1000" });
+    const jsm = await nc.jetstreamManager();
+    const js = nc.jetstream();
+    await publishEvent(js, clientCreated(owner, "c1"));
+    await waitForClients(store, owner, 1);
+    await eventually(() => settled(jsm, durable), 20_000);
+
+    // The same event again, under another message id: superseded, so there is nothing to write.
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const emptyCommits: { reads: RecordKey[]; streamSeq: number }[] = [];
+    store.beforeCommit = async (commit, streamSeq) => {
+      if (commit.writes.length > 0) return;
+      emptyCommits.push({ reads: commit.reads.map((r) => r.key), streamSeq });
+      await released;
+    };
+    const { seq } = await publishEvent(js, clientCreated(owner, "c1"));
+    await eventually(async () => (emptyCommits.length > 0 ? true : undefined));
+    expect(emptyCommits).toEqual([{ reads: [partKey(owner, "c1")], streamSeq: seq }]);
+    // Not acknowledged while its commit is in hand.
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await jsm.consumers.info(TEST_STREAMS.eventsStream, durable)).num_ack_pending).toBe(1);
+    release();
+    await eventually(() => settled(jsm, durable));
+    expect(await clientIds(store, owner)).toEqual(["c1"]);
   });
 });
 

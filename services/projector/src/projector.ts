@@ -287,8 +287,10 @@ export class Projector {
         running.delete(done);
       });
       running.add(done);
-      // The next batch is prepared once this one has handed its commit to the store, so that it
-      // loads what this one writes (before that, it would conflict and reload).
+      // The next batch is taken once this one has handed its commit to the store (or ended before
+      // that: all invalid, or failed). A store with more than one commit in flight (LMDB) prepares
+      // it in its next write transaction, which sees what this one writes; with one, the check at
+      // the top of the loop waits for this batch to end.
       await Promise.race([reachedCommit, done]);
     }
     await Promise.all(running);

@@ -111,7 +111,10 @@ export interface DashboardStore {
    * revision it was loaded at (another replica won the race; reload and apply again). Bumps the
    * version of every owner written to, sets the version of every client whose parts it writes
    * (writtenOwners) to its owner's new version, and records `streamSeq` as applied, in the same
-   * transaction; resolves with those changes per owner (what the change notices say).
+   * transaction; resolves with those changes per owner (what the change notices say). With no
+   * writes its reads are still checked: MongoDB then still commits them and `streamSeq` with
+   * majority write concern, so what was read is known to be majority-committed; LMDB writes nothing
+   * (not `streamSeq` either) and resolves once everything committed before is durable.
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
@@ -120,8 +123,9 @@ export interface DashboardStore {
    * transaction, its `load` reading the latest state there, and commits what it returns, which
    * cannot conflict (other writers wait meanwhile). The projector then prepares every batch this
    * way. Resolves like `commit`, once durable; also with no writes (the batch's events were
-   * applied before), it resolves only once everything committed so far is durable: the commit
-   * that applied them may have failed to reach the disk.
+   * applied before), when it writes nothing (not `streamSeq` either), it resolves only once
+   * everything committed so far is durable: the commit that applied them may have failed to reach
+   * the disk.
    */
   commitInWriteTransaction?(
     prepare: (load: (keys: readonly RecordKey[]) => RevisionedRecord[]) => Commit,

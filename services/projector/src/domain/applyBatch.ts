@@ -116,9 +116,10 @@ export async function applyBatch(
     let step = steps.next();
     while (!step.done) step = steps.next(await store.load(step.value));
     const { commit, applied, loadedKeys } = step.value;
-    // Only duplicates or stale versions: nothing to write (what applied them resolved once durable).
-    if (commit.writes.length === 0)
-      return { changes: new Map(), applied, conflicts: attempt, written: { records: 0, bytes: 0 } };
+    // Committed even with nothing to write (only duplicates or stale versions): on MongoDB what was
+    // loaded may not be majority-committed yet (a failover could still roll it back), and the
+    // commit confirms it with majority write concern (DashboardStore.commit) before the events are
+    // acknowledged.
     const committed = store.commit(commit, streamSeq);
     onCommit();
     const result = await committed;
