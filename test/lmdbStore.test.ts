@@ -138,3 +138,21 @@ describe("batches on LMDB", () => {
     }
   });
 });
+
+describe("a client's version on LMDB", () => {
+  it("is a record in `meta` only while the client has a part: its last part's deletion removes it", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      // Where the README says client versions are: [ownerId, "c", clientId] in the database `meta`.
+      const meta = (store as unknown as { meta: { get(key: string[]): number | undefined } }).meta;
+      const record = () => meta.get(["o6", "c", "c1"]);
+      await store.commit({ writes: [{ key: partKey("o6", "c1"), value: client("c1"), baseRev: 0 }], reads: [] }, 1);
+      expect(record()).toBe(1);
+      const [part] = await store.load([partKey("o6", "c1")]);
+      await store.commit({ writes: [{ key: partKey("o6", "c1"), value: null, baseRev: part!.rev }], reads: [] }, 2);
+      expect(record()).toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -15,6 +15,7 @@ import {
   renderLicense,
   type DashboardStore,
   type Part,
+  type RecordKey,
 } from "@keybox/read-model";
 import { createLogger } from "@keybox/runtime";
 import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
@@ -57,6 +58,15 @@ const licenses = (...ids: string[]): Part => ({
   bytes: 0,
 });
 const noReads = { reads: [] };
+
+/** The query API's app on `store`, taking tokens made by tokenFor. */
+const queryApp = (store: DashboardStore) =>
+  createApp({
+    store,
+    verifyOwner: createOwnerVerifier({ secret: TEST_JWT_SECRET, algorithms: ["HS256"], ownerClaim: "userId" }),
+    readiness: async () => ({ ready: true }),
+    log: createLogger("test", "silent"),
+  });
 
 const adapters = await storeAdapters();
 
@@ -161,11 +171,52 @@ for (const adapter of adapters) {
           32,
         );
         expect(await versions("cv1", ["c1", "c2"])).toEqual({ owner: 3, c1: 2, c2: 1 });
-        // Deleting a client's part moves its version too (its view changed: it is gone).
+        // Deleting a client's last part changes its version too (its view changed: it is gone), to 0.
         const [c2] = await store.load([partKey("cv1", "c2")]);
-        await store.commit({ writes: [{ key: partKey("cv1", "c2"), value: null, baseRev: c2!.rev }], ...noReads }, 33);
-        expect(await versions("cv1", ["c1", "c2"])).toEqual({ owner: 4, c1: 2, c2: 4 });
-        expect(await store.readDashboard("cv1", "c2")).toEqual({ version: 4, fragments: [] });
+        const deleted = await store.commit(
+          { writes: [{ key: partKey("cv1", "c2"), value: null, baseRev: c2!.rev }], ...noReads },
+          33,
+        );
+        expect(deleted).toMatchObject({ ok: true, changes: new Map([["cv1", { version: 4, clients: ["c2"] }]]) });
+        expect(await versions("cv1", ["c1", "c2"])).toEqual({ owner: 4, c1: 2, c2: 0 });
+        expect(await store.readDashboard("cv1", "c2")).toEqual({ version: 0, fragments: [] });
+      });
+
+      it("is dropped with a client's last part: a filtered tag taken before is not current", async () => {
+        const owner = "cvGone";
+        const app = queryApp(store);
+        const token = await tokenFor({ userId: owner });
+        const ask = async (ifNoneMatch?: string) =>
+          app.request("/dashboard?clientId=c1", {
+            headers: ifNoneMatch ? { ...bearer(token), "If-None-Match": ifNoneMatch } : bearer(token),
+          });
+        const tagOf = async (res: Response) => {
+          expect(res.status).toBe(200);
+          return { tag: res.headers.get("etag")!, clients: ((await res.json()) as DashboardBody).clientsCount };
+        };
+        const never = await tagOf(await ask());
+        expect(never.clients).toBe(0);
+        const write = (key: RecordKey, value: Part | null, baseRev: number) =>
+          store.commit({ writes: [{ key, value, baseRev }], ...noReads }, ++seq);
+        await write(partKey(owner, "c1"), client("c1"), 0);
+        await write(partKey(owner, "c1", "p1"), project("p1", "c1"), 0);
+        const shown = await tagOf(await ask());
+        expect(shown.clients).toBe(1);
+        expect((await ask(shown.tag)).status).toBe(304);
+        // One part left: the client's version is still its owner's of that commit.
+        const [head] = await store.load([partKey(owner, "c1", "p1")]);
+        await write(partKey(owner, "c1", "p1"), null, head!.rev);
+        expect(await versions(owner, ["c1"])).toEqual({ owner: 3, c1: 3 });
+        const [part] = await store.load([partKey(owner, "c1")]);
+        await write(partKey(owner, "c1"), null, part!.rev);
+        expect(await versions(owner, ["c1"])).toEqual({ owner: 4, c1: 0 });
+        // Gone: the view of a client never written, with its tag; no tag from while it was shown matches.
+        expect(await tagOf(await ask(shown.tag))).toEqual(never);
+        expect((await ask(never.tag)).status).toBe(304);
+        // Written again, it gets its owner's version then: above any it had, so no earlier tag matches.
+        await write(partKey(owner, "c1"), client("c1"), 0);
+        expect(await versions(owner, ["c1"])).toEqual({ owner: 5, c1: 5 });
+        for (const earlier of [never.tag, shown.tag]) expect((await ask(earlier)).status).toBe(200);
       });
 
       it("moves both clients' versions when a project moves between them, as the change notice says", async () => {
@@ -232,6 +283,7 @@ for (const adapter of adapters) {
                   return { version, text: dashboardText(renderDashboard(fragments, NOW)) };
                 }),
               );
+            const emptyView = dashboardText(renderDashboard([], NOW));
             let before = await seen();
             for (let i = 0; i < events.length; i += batchSize) {
               const { changes } = await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
@@ -239,9 +291,12 @@ for (const adapter of adapters) {
               for (const [n, [ownerId, clientId]] of views.entries()) {
                 const moved = after[n]!.version !== before[n]!.version;
                 const named = changes.get(ownerId)?.clients.includes(clientId) ?? false;
-                // The notice names exactly the clients whose version moved, and gives their new version.
+                // The notice names exactly the clients whose version moved, and gives their new version,
+                // unless the commit left the client with no part: then 0, as for a client never written.
                 expect([ownerId, clientId, moved]).toEqual([ownerId, clientId, named]);
-                if (named) expect(after[n]!.version).toBe(changes.get(ownerId)!.version);
+                if (named && after[n]!.version !== 0) expect(after[n]!.version).toBe(changes.get(ownerId)!.version);
+                // Version 0 (so its tag) always stands for the same body: the empty one.
+                if (after[n]!.version === 0) expect(after[n]!.text).toBe(emptyView);
                 // A view whose body changed has a new version (what its ETag is made from).
                 if (after[n]!.text !== before[n]!.text)
                   expect([ownerId, clientId, moved]).toEqual([ownerId, clientId, true]);
@@ -538,12 +593,7 @@ for (const adapter of adapters) {
       }, 600_000);
 
       it("is served whole by GET /dashboard", async () => {
-        const app = createApp({
-          store,
-          verifyOwner: createOwnerVerifier({ secret: TEST_JWT_SECRET, algorithms: ["HS256"], ownerClaim: "userId" }),
-          readiness: async () => ({ ready: true }),
-          log: createLogger("test", "silent"),
-        });
+        const app = queryApp(store);
         const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" });
         await new Promise((resolve) => server.once("listening", resolve));
         try {

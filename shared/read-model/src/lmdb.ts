@@ -240,11 +240,21 @@ export class LmdbDashboardStore implements DashboardStore {
     for (const [ownerId, clients] of writtenOwners(writes)) {
       const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
       this.meta.putSync([ownerId, OWNER_VERSION], version);
-      for (const clientId of clients) this.meta.putSync([ownerId, CLIENT_VERSION, clientId], version);
+      for (const clientId of clients) {
+        const key = [ownerId, CLIENT_VERSION, clientId];
+        if (this.hasParts(ownerId, clientId)) this.meta.putSync(key, version);
+        else this.meta.removeSync(key); // left with none: version 0 again (DashboardStore.version)
+      }
       changes.set(ownerId, { version, clients: [...clients] });
     }
     if (streamSeq > (this.meta.get(APPLIED_SEQ) ?? 0)) this.meta.putSync(APPLIED_SEQ, streamSeq);
     return { ok: true, changes, written: { records: writes.length, bytes } };
+  }
+
+  /** Whether a client has any part (in a write transaction: as that transaction leaves it). */
+  private hasParts(ownerId: string, clientId: string): boolean {
+    const prefix = [ownerId, clientId];
+    return this.parts.getKeysCount({ start: prefix, end: [...prefix, AFTER_ANY_ID], limit: 1 }) > 0;
   }
 
   identity(): string {

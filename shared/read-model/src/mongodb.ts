@@ -15,6 +15,7 @@ import {
   MongoTopologyClosedError,
   MongoWriteConcernError,
   WriteConcern,
+  type AnyBulkWriteOperation,
   type ClientSession,
   type Collection,
   type ReadPreferenceMode,
@@ -264,6 +265,13 @@ export class MongoDashboardStore implements DashboardStore {
     // 2^47 values one is never reused in practice, so a record deleted and created again never
     // passes a check against its earlier incarnation.
     const rev = randomInt(1, 2 ** 47);
+    // The clients (their version ids) some of whose parts this commit deletes: only they can be
+    // left with none.
+    const deletesPartOf = new Set(
+      writes.flatMap(({ key, value }) =>
+        key.type === "part" && value === null ? [versionId(key.ownerId, key.clientId)] : [],
+      ),
+    );
     let result: CommitResult | undefined;
     let current: RecordKey | undefined; // the record being handled, named if the server aborts
     const session = this.client.startSession();
@@ -326,13 +334,19 @@ export class MongoDashboardStore implements DashboardStore {
           const written = [...clients];
           changes.set(ownerId, { version, clients: written });
           if (written.length === 0) continue;
-          // The owner's version document serialises the owner's commits, so it only ever grows.
-          await this.versions.bulkWrite(
-            written.map((clientId) => ({
-              updateOne: { filter: { _id: versionId(ownerId, clientId) }, update: { $set: { version } }, upsert: true },
-            })),
-            { session, ordered: false },
-          );
+          // The owner's version document serialises the owner's commits, so it only ever grows. A
+          // client left with no part loses its document: version 0 again (DashboardStore.version).
+          const updates: AnyBulkWriteOperation<VersionDoc>[] = [];
+          for (const clientId of written) {
+            const _id = versionId(ownerId, clientId);
+            const emptied = deletesPartOf.has(_id) && !(await this.hasParts(session, ownerId, clientId));
+            updates.push(
+              emptied
+                ? { deleteOne: { filter: { _id } } }
+                : { updateOne: { filter: { _id }, update: { $set: { version } }, upsert: true } },
+            );
+          }
+          await this.versions.bulkWrite(updates, { session, ordered: false });
         }
         await this.meta.updateOne({ _id: APPLIED_SEQ }, { $max: { seq: streamSeq } }, { upsert: true, session });
         result = { ok: true, changes, written: { records: writes.length, bytes } };
@@ -354,6 +368,13 @@ export class MongoDashboardStore implements DashboardStore {
     }
     if (!result) throw new Error("MongoDB transaction ended without committing");
     return result;
+  }
+
+  /** Whether a client has any part, as the transaction of `session` sees it (its own writes too). */
+  private async hasParts(session: ClientSession, ownerId: string, clientId: string): Promise<boolean> {
+    // The client's version document opens its range; its parts follow it.
+    const range = { $gt: versionId(ownerId, clientId), $lt: `${ownerId}/${clientId}${AFTER_SLASH}` };
+    return (await this.parts.findOne({ _id: range }, { projection: { _id: 1 }, session })) !== null;
   }
 
   /** Inserts a record that must not exist yet; an existing one is a conflict. */

@@ -61,17 +61,18 @@ export interface DashboardRead {
 /**
  * Every owner `writes` writes to, with the clients whose parts it writes: a commit bumps each
  * owner's version and gives each of those clients the new version as its client version (see
- * DashboardStore.version); change notices name the same clients.
+ * DashboardStore.version); change notices name the same clients. A part deleted where there was
+ * none (base revision 0) changes nothing the client shows, and does not count.
  */
 export function writtenOwners(writes: readonly RecordWrite[]): Map<string, Set<string>> {
   const owners = new Map<string, Set<string>>();
-  for (const { key } of writes) {
+  for (const { key, value, baseRev } of writes) {
     let clients = owners.get(key.ownerId);
     if (!clients) {
       clients = new Set();
       owners.set(key.ownerId, clients);
     }
-    if (key.type === "part") clients.add(key.clientId);
+    if (key.type === "part" && (value !== null || baseRev !== 0)) clients.add(key.clientId);
   }
   return owners;
 }
@@ -110,11 +111,12 @@ export interface DashboardStore {
    * Writes everything or nothing: nothing when any record written or read has moved past the
    * revision it was loaded at (another replica won the race; reload and apply again). Bumps the
    * version of every owner written to, sets the version of every client whose parts it writes
-   * (writtenOwners) to its owner's new version, and records `streamSeq` as applied, in the same
-   * transaction; resolves with those changes per owner (what the change notices say). With no
-   * writes its reads are still checked: MongoDB then still commits them and `streamSeq` with
-   * majority write concern, so what was read is known to be majority-committed; LMDB writes nothing
-   * (not `streamSeq` either) and resolves once everything committed before is durable.
+   * (writtenOwners) to its owner's new version, or removes it for a client it leaves with no part,
+   * and records `streamSeq` as applied, in the same transaction; resolves with those changes per
+   * owner (what the change notices say). With no writes its reads are still checked: MongoDB then
+   * still commits them and `streamSeq` with majority write concern, so what was read is known to
+   * be majority-committed; LMDB writes nothing (not `streamSeq` either) and resolves once
+   * everything committed before is durable.
    * Rejects with StoreUnavailableError when the store itself failed (not this commit's content).
    */
   commit(commit: Commit, streamSeq: number): Promise<CommitResult>;
@@ -136,7 +138,9 @@ export interface DashboardStore {
    * that writes anything of the owner (0 for an owner never written). With it, that client's: the
    * owner's version as of the last commit that wrote one of the client's parts (0 for a client never
    * written), so it moves with every change to what the client's dashboard shows and with no change
-   * to another client's.
+   * to another client's. A commit that leaves a client with no part removes its version (0 again):
+   * its read shows nothing, as for a client never written, and a version it had before never comes
+   * back, since a later write gives it its owner's version then, above any before.
    */
   version(ownerId: string, clientId?: string): Promise<number>;
   /**
