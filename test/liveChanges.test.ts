@@ -15,10 +15,20 @@ const notice = (version: number, clients: string[]) => ({ ownerId: "o", version,
 
 describe("live changes", () => {
   it("concern an unfiltered stream always, a filtered one only when they name its client", () => {
-    expect(changeFor(notice(3, ["a", "b"]), undefined)).toEqual({ version: 3, clients: new Set(["a", "b"]) });
-    expect(changeFor(notice(3, ["a", "b"]), "b")).toEqual({ version: 3, clients: new Set(["b"]) });
-    expect(changeFor(notice(3, ["a"]), "b")).toBeUndefined();
-    expect(changeFor(notice(3, ["__proto__"]), "__proto__")).toEqual({ version: 3, clients: new Set(["__proto__"]) });
+    expect(changeFor(notice(3, ["a", "b"]), undefined, 0)).toEqual({ version: 3, clients: new Set(["a", "b"]) });
+    expect(changeFor(notice(3, ["a", "b"]), "b", 0)).toEqual({ version: 3, clients: new Set(["b"]) });
+    expect(changeFor(notice(3, ["a"]), "b", 0)).toBeUndefined();
+    expect(changeFor(notice(3, ["__proto__"]), "__proto__", 0)).toEqual({
+      version: 3,
+      clients: new Set(["__proto__"]),
+    });
+  });
+
+  it("tell a late notice as the version the stream last told, so its ids never go back", () => {
+    expect(changeFor(notice(5, ["a"]), undefined, 8)).toEqual({ version: 8, clients: new Set(["a"]) });
+    expect(changeFor(notice(5, ["a"]), "a", 8)).toEqual({ version: 8, clients: new Set(["a"]) });
+    expect(changeFor(notice(9, ["a"]), "a", 8)).toEqual({ version: 9, clients: new Set(["a"]) });
+    expect(changeFor(notice(9, ["b"]), "a", 8)).toBeUndefined();
   });
 
   it("a missed change: the client's version for a filtered stream, naming it; else the owner's, extent unknown", () => {
@@ -31,16 +41,16 @@ describe("live changes", () => {
   });
 
   it("coalesce to the newest version and the union of clients, and to 'all' past the bound", () => {
-    const first = changeFor(notice(4, ["a"]), undefined);
-    const second = changeFor(notice(7, ["b"]), undefined)!;
+    const first = changeFor(notice(4, ["a"]), undefined, 0);
+    const second = changeFor(notice(7, ["b"]), undefined, 0)!;
     expect(coalesce(first, second)).toEqual({ version: 7, clients: new Set(["a", "b"]) });
     expect(coalesce(second, first!)).toEqual({ version: 7, clients: new Set(["b", "a"]) });
     expect(coalesce(first, changeOfAll(5))).toEqual({ version: 5, clients: "all" });
     const many = Array.from({ length: MAX_CLIENTS_PER_CHANGE }, (_, i) => `c${i}`);
-    const full = changeFor(notice(1, many), undefined)!;
+    const full = changeFor(notice(1, many), undefined, 0)!;
     expect(full.clients).not.toBe("all");
     expect(coalesce(full, second)).toEqual({ version: 7, clients: "all" });
-    expect(changeFor(notice(1, [...many, "one more"]), undefined)!.clients).toBe("all");
+    expect(changeFor(notice(1, [...many, "one more"]), undefined, 0)!.clients).toBe("all");
   });
 
   it("are sent as `event: changed` with the version as id", () => {

@@ -326,28 +326,92 @@ describe("shutdown", () => {
 });
 
 describe("a NATS outage", () => {
-  it("re-checks the owners served once reconnected, and sends `changed` for the notice it missed", async () => {
+  interface OwnNats {
+    api: { url: string };
+    /** The store the API reads, written here directly (as the projector would, but without notices). */
+    store: LmdbDashboardStore;
+    write(event: Parameters<typeof toEvent>[0]): Promise<unknown>;
+    /** Stops the nats-server, runs `whileAway` (no notice can reach anyone meanwhile), starts it again. */
+    outage(whileAway: () => Promise<unknown>): Promise<void>;
+  }
+
+  /** Runs `body` with a query API on a nats-server of its own. */
+  async function withOwnNats(body: (own: OwnNats) => Promise<void>) {
     const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-live-outage-"));
     const natsPort = await freePort();
     let server = await startLocalNats(path.join(dir, "nats"), natsPort);
-    // The projector's side here writes the store directly: while NATS is down no notice can reach anyone.
     const store = await LmdbDashboardStore.open(path.join(dir, "data"));
+    let seq = 0;
     try {
       const api = await queryApiProcess({ NATS_URL: server.url, DATA_DIR: path.join(dir, "data") });
-      const owner = "outageOwner";
-      const stream = await open(`${api.url}/dashboard/events`, owner);
-      await server.stop();
-      await new Promise((r) => setTimeout(r, 500)); // the API notices the closed connection
-      await applyBatch(store, [toEvent(clientCreated(owner, "whileAway"))], 1);
-      const version = await store.version(owner);
-      expect(version).toBeGreaterThan(0);
-      server = await startLocalNats(path.join(dir, "nats"), natsPort);
-      const changed = await stream.next((e) => e.event === "changed", 10_000);
-      expect(changed.data).toEqual({ version, all: true });
+      await body({
+        api,
+        store,
+        write: (event) => applyBatch(store, [toEvent(event)], ++seq),
+        outage: async (whileAway) => {
+          await server.stop();
+          await new Promise((r) => setTimeout(r, 500)); // the API notices the closed connection
+          await whileAway();
+          server = await startLocalNats(path.join(dir, "nats"), natsPort);
+        },
+      });
     } finally {
       await server.stop();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
     }
+  }
+
+  /** Resolves after two more keep-alives: the second was written a heartbeat after anything written before. */
+  async function twoKeepAlives(stream: SseStream) {
+    const before = stream.comments.length;
+    await eventually(async () => (stream.comments.length >= before + 2 ? true : undefined));
+  }
+
+  it("re-checks the owners served once reconnected, and sends `changed` for the notice it missed", async () => {
+    await withOwnNats(async ({ api, store, write, outage }) => {
+      const owner = "outageOwner";
+      const stream = await open(`${api.url}/dashboard/events`, owner);
+      await outage(() => write(clientCreated(owner, "whileAway")));
+      const version = await store.version(owner);
+      expect(version).toBeGreaterThan(0);
+      const changed = await stream.next((e) => e.event === "changed", 10_000);
+      expect(changed.data).toEqual({ version, all: true });
+    });
   }, 30_000);
+
+  it("re-checks each stream against the version it last told: a client-filtered one, its client's", async () => {
+    await withOwnNats(async ({ api, store, write, outage }) => {
+      const owner = "outageFiltered";
+      await write(clientCreated(owner, "mine"));
+      await write(clientCreated(owner, "other"));
+      const url = `${api.url}/dashboard/events`;
+      const filtered = await open(`${url}?clientId=mine`, owner);
+      const whole = await open(url, owner);
+      // Only the other client changes while the replica is cut off; a stream opened meanwhile starts after it.
+      let late: SseStream | undefined;
+      await outage(async () => {
+        await write(clientEvent(owner, "other", { name: "Other v2" }, { version: 2 }));
+        late = await open(url, owner);
+      });
+      const version = await store.version(owner);
+      expect((await whole.next((e) => e.event === "changed", 10_000)).data).toEqual({ version, all: true });
+      await twoKeepAlives(filtered);
+      await twoKeepAlives(late!);
+      expect(changes(filtered)).toEqual([]);
+      expect(changes(late!)).toEqual([]);
+
+      // Its own client changes while cut off, then the other again: one change, at its client's version.
+      await outage(async () => {
+        await write(clientEvent(owner, "mine", { name: "Mine v2" }, { version: 2 }));
+        await write(clientEvent(owner, "other", { name: "Other v3" }, { version: 3 }));
+      });
+      const mine = await store.version(owner, "mine");
+      expect(mine).toBeLessThan(await store.version(owner));
+      const changed = await filtered.next((e) => e.event === "changed", 10_000);
+      expect(changed).toMatchObject({ id: String(mine), data: { version: mine, clients: ["mine"] } });
+      await twoKeepAlives(filtered);
+      expect(changes(filtered)).toEqual([changed]);
+    });
+  }, 40_000);
 });

@@ -62,8 +62,8 @@ export const queryApiMetrics = {
   liveRechecks: new Counter({
     name: "keybox_query_live_rechecks_total",
     help:
-      "Owners whose stored version was re-checked after a NATS reconnect, " +
-      "by whether it had moved (a notice was lost)",
+      "Owners whose live streams were re-checked after a NATS reconnect, " +
+      "by whether a version one of them follows had moved (a notice was lost)",
     labelNames: ["moved"] as const,
   }),
 };

@@ -62,14 +62,18 @@ interface OwnerNotices {
   subscription: Subscription;
   /** Resolves once the server has the subscription: notices published after it reach us. */
   confirmed: Promise<void>;
-  /** The highest version known for the owner (notices, reads): ids never go back, and a re-check compares with it. */
-  knownVersion: number;
   streams: Set<LiveStream>;
 }
 
 class LiveStream {
   /** Not yet sent: a slow client's changes coalesce here, never more than one. */
   pending: LiveChange | undefined;
+  /**
+   * The version last told to the client (queued or sent), or the one it started from: the owner's,
+   * or for a stream filtered to a client, that client's, since it hears of that client's changes
+   * only. A re-check compares it with the same kind of version.
+   */
+  seen = 0;
   /** Headers sent; before that, changes only queue. */
   started = false;
   waitingForDrain = false;
@@ -84,6 +88,7 @@ class LiveStream {
 
   offer(change: LiveChange): void {
     this.pending = coalesce(this.pending, change);
+    this.seen = this.pending.version;
     if (this.started && !this.waitingForDrain) this.flush();
   }
 
@@ -149,8 +154,9 @@ export class LiveUpdates {
   }
 
   /**
-   * Opens a stream on `res`: once the owner's notices are subscribed and its version is read, sends
-   * the headers and, when the client's Last-Event-ID is behind the stored version, a change at once.
+   * Opens a stream on `res`: once the owner's notices are subscribed and the stream's version (the
+   * owner's, or its client's) is read, sends the headers and, when the client's Last-Event-ID is
+   * another version, a change at once.
    */
   async open(request: LiveStreamRequest, res: ServerResponse): Promise<LiveOpening> {
     const { limits } = this.deps;
@@ -176,13 +182,13 @@ export class LiveUpdates {
     res.once("close", () => this.release(request.ownerId, stream));
     try {
       await withTimeout(owner.confirmed, SUBSCRIBE_CONFIRM_MS).catch(() => undefined);
-      const stored = await this.deps.store.version(request.ownerId);
-      owner.knownVersion = Math.max(owner.knownVersion, stored);
-      if (request.lastEventId !== undefined) {
-        const mine = request.clientId ? await this.deps.store.version(request.ownerId, request.clientId) : stored;
-        const missed = missedChange(request.clientId, mine, request.lastEventId);
-        if (missed) stream.offer(missed);
-      }
+      const stored = await this.deps.store.version(request.ownerId, request.clientId);
+      // The client starts from its Last-Event-ID, else from the dashboard it fetches once the stream is open.
+      const from = request.lastEventId ?? stored;
+      // A notice that arrived meanwhile is queued: what it tells counts as told.
+      stream.seen = Math.max(stream.pending?.version ?? 0, from);
+      const missed = missedChange(request.clientId, stored, from);
+      if (missed) stream.offer(missed);
     } catch (error) {
       this.release(request.ownerId, stream);
       throw error;
@@ -222,7 +228,6 @@ export class LiveUpdates {
         },
       }),
       confirmed: this.deps.nc.flush(),
-      knownVersion: 0,
       streams: new Set(),
     };
     this.owners.set(ownerId, owner);
@@ -243,11 +248,8 @@ export class LiveUpdates {
       this.deps.log.debug({ ownerId }, "change notices: ignored one that does not match the contract");
       return;
     }
-    // Notices from several projectors may arrive out of order: a late one is told as the newest version.
-    owner.knownVersion = Math.max(owner.knownVersion, notice.data.version);
-    const told = { ...notice.data, version: owner.knownVersion };
     for (const stream of owner.streams) {
-      const change = changeFor(told, stream.clientId);
+      const change = changeFor(notice.data, stream.clientId, stream.seen);
       if (change) stream.offer(change);
     }
   }
@@ -289,8 +291,10 @@ export class LiveUpdates {
 
   /**
    * Notices published while this process was cut off from NATS are lost to it: after a reconnect
-   * (once the server has the subscriptions again), every owner served is re-checked with one point
-   * read, and its streams are told of a change when the stored version moved past what was known.
+   * (once the server has the subscriptions again), every stream served is re-checked: the version
+   * it follows (its owner's, or its client's; one point read per version, however many streams
+   * follow it) is compared with the one it last told, and the stream is told of a change when
+   * they differ.
    */
   private async recheckOnReconnect(): Promise<void> {
     for await (const status of this.statuses) {
@@ -299,23 +303,24 @@ export class LiveUpdates {
       let moved = 0;
       for (const [ownerId, owner] of [...this.owners]) {
         try {
-          const stored = await this.deps.store.version(ownerId);
-          const known = owner.knownVersion;
-          metrics.liveRechecks.inc({ moved: String(stored > known) });
-          if (stored <= known) continue;
-          moved++;
-          owner.knownVersion = stored;
-          // A filtered stream hears of its client's changes only: that client's version says.
-          const clientVersions = new Map<string, number>();
-          for (const stream of [...owner.streams]) {
-            let mine = stored;
-            if (stream.clientId !== undefined) {
-              mine = clientVersions.get(stream.clientId) ?? (await this.deps.store.version(ownerId, stream.clientId));
-              clientVersions.set(stream.clientId, mine);
+          // Taken before any read: a notice arriving meanwhile names only its own clients, so a change
+          // lost before it is still a change.
+          const told = [...owner.streams].map((stream) => ({ stream, seen: stream.seen }));
+          const versions = new Map<string | undefined, number>();
+          let missedAny = false;
+          for (const { stream, seen } of told) {
+            let version = versions.get(stream.clientId);
+            if (version === undefined) {
+              version = await this.deps.store.version(ownerId, stream.clientId);
+              versions.set(stream.clientId, version);
             }
-            const missed = missedChange(stream.clientId, mine, known);
-            if (missed) stream.offer(missed);
+            const missed = missedChange(stream.clientId, version, seen);
+            if (!missed) continue;
+            stream.offer(missed);
+            missedAny = true;
           }
+          metrics.liveRechecks.inc({ moved: String(missedAny) });
+          if (missedAny) moved++;
         } catch (error) {
           this.deps.log.warn(
             { err: error, ownerId },

@@ -21,12 +21,19 @@ const limited = (clients: ReadonlySet<string>): LiveChange["clients"] =>
 
 /**
  * The change a notice makes for a stream, or undefined when it does not concern the stream: a
- * stream filtered to one client hears only of changes naming it, and names only it.
+ * stream filtered to one client hears only of changes naming it, and names only it. `seen` is the
+ * version the stream last told its client: notices from several projectors may arrive out of
+ * order, and a late one is told as that, so a stream's ids never go back.
  */
-export function changeFor(notice: DashboardChanged, clientFilter: string | undefined): LiveChange | undefined {
-  if (clientFilter === undefined) return { version: notice.version, clients: limited(new Set(notice.clients)) };
+export function changeFor(
+  notice: DashboardChanged,
+  clientFilter: string | undefined,
+  seen: number,
+): LiveChange | undefined {
+  const version = Math.max(notice.version, seen);
+  if (clientFilter === undefined) return { version, clients: limited(new Set(notice.clients)) };
   if (!notice.clients.includes(clientFilter)) return undefined;
-  return { version: notice.version, clients: new Set([clientFilter]) };
+  return { version, clients: new Set([clientFilter]) };
 }
 
 /** A change of unknown extent up to `version`: the client should refetch everything it shows. */
@@ -36,9 +43,10 @@ export const changeOfAll = (version: number): LiveChange => ({ version, clients:
  * The change a stream missed while it could not hear notices (before a resume, during a NATS
  * outage), from a stored version: the client's for a stream filtered to it (it moves with that
  * client's changes only, so it names just that client), else the owner's, of unknown extent.
- * Undefined when the version is still `seen`. A version below `seen` is a change too: the store
- * was rebuilt and counts again from 0 (or a reader's copy is behind), and what the client shows
- * may not be what it holds.
+ * `seen` is the stream's last version of the same kind (the client's, or the owner's): undefined
+ * when `stored` is still that. A version below `seen` is a change too: the store was rebuilt and
+ * counts again from 0 (or a reader's copy is behind), and what the client shows may not be what
+ * it holds.
  */
 export function missedChange(clientFilter: string | undefined, stored: number, seen: number): LiveChange | undefined {
   if (stored === seen) return undefined;
