@@ -12,11 +12,14 @@ import {
   parseIfNoneMatch,
   stillCurrent,
 } from "../services/query-api/src/domain/revalidation.ts";
-import { createDashboardFastPath } from "../services/query-api/src/dashboardFastPath.ts";
 import { DashboardCache } from "../services/query-api/src/domain/dashboardCache.ts";
 import type { OwnerVerifier } from "../services/query-api/src/auth.ts";
+import {
+  createDashboardFastPath,
+  type FastPathFindingsByRequest,
+} from "../services/query-api/src/dashboardFastPath.ts";
 import { clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
-import { bearer, httpGet, type HttpResult } from "./support/http.ts";
+import { bearer, httpGet, rawRequest, type HttpResult } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
 import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
@@ -82,12 +85,12 @@ async function when(request: Ask, done: (body: any) => boolean): Promise<HttpRes
   });
 }
 
-const metric = async (source: string) =>
-  Number(
-    new RegExp(`^keybox_query_dashboard_reads_total\\{source="${source}"\\} (\\d+)$`, "m").exec(
-      (await httpGet(`${apiUrl}/metrics`)).body,
-    )?.[1] ?? 0,
-  );
+/** The value of one series (`name{labels}`) on the query API's /metrics, 0 when absent. */
+const series = async (name: string) => {
+  const line = ((await httpGet(`${apiUrl}/metrics`)).body as string).split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.slice(name.length + 1) ?? 0);
+};
+const metric = (source: string) => series(`keybox_query_dashboard_reads_total{source="${source}"}`);
 
 const clientNamed = (owner: string, id: string, name: string, version: number) =>
   clientEvent(owner, id, { name, email: `${id}@x.io` }, { version });
@@ -261,6 +264,27 @@ describe("a 304 in the query API", () => {
     }
   });
 
+  it("reads the version once for a request the fast path leaves to the app", async () => {
+    const calls: string[] = [];
+    const api = await startQueryApi(pipeline.config, pipeline.nc, countedStore(calls), log);
+    try {
+      const etag = expectFull(await ask({ ownerId: owner }, api.url));
+      // Not cached yet (the fast path reads the version, the app the body); then a tag of another
+      // version (the app answers 200 from the cache); then the cached body, from the fast path.
+      for (const [request, expected] of [
+        [{ query: "?clientId=k1" }, [`version ${owner} k1`, `readDashboard ${owner} k1`]],
+        [{ ifNoneMatch: etag.replace(/^"\d+/, '"999') }, [`version ${owner} `]],
+        [{}, [`version ${owner} `]],
+      ] as const) {
+        calls.length = 0;
+        expectFull(await ask({ ownerId: owner, ...request }, api.url));
+        expect([request, calls]).toEqual([request, expected]);
+      }
+    } finally {
+      await api.close();
+    }
+  });
+
   it("leaves to the app what it cannot answer 304: a refused token, a bad clientId, a store failure", async () => {
     const etag = expectFull(await ask({ ownerId: owner }));
     const badToken = await httpGet(`${apiUrl}/dashboard`, {
@@ -280,6 +304,80 @@ describe("a 304 in the query API", () => {
     } finally {
       await api.close();
     }
+  });
+});
+
+describe("the dashboard fast path and the app, on one request", () => {
+  const owner = "fastAndAppOwner";
+  beforeAll(async () => {
+    await publishAll(clientNamed(owner, "f1", "F", 1));
+    await when({ ownerId: owner }, (b) => b.clientsCount === 1);
+  });
+
+  const verifications = (result: "accepted" | "refused") =>
+    series(`keybox_query_token_verifications_total{result="${result}"}`);
+
+  it("checks a token's signature once, whichever path answers", async () => {
+    const etag = expectFull(await ask({ ownerId: owner }));
+    const refusedToken = await tokenFor({ userId: owner }, { secret: "another-secret-of-at-least-32-chars!!" });
+    const refusedBefore = await verifications("refused");
+    for (const ifNoneMatch of [undefined, etag]) {
+      const headers: Record<string, string> = bearer(refusedToken);
+      if (ifNoneMatch) headers["If-None-Match"] = ifNoneMatch;
+      const res = await httpGet(`${apiUrl}/dashboard`, { headers });
+      expect(res.status).toBe(401);
+      expect(res.body).toEqual({ message: "Unauthorized" });
+    }
+    expect(await verifications("refused")).toBe(refusedBefore + 2);
+    // A new good token: checked once, then remembered (the fast path and the app share the cache).
+    const acceptedBefore = await verifications("accepted");
+    const fresh = { ...bearer(await tokenFor({ userId: owner, n: "fresh" })), "If-None-Match": etag };
+    for (let i = 0; i < 3; i++) expect((await httpGet(`${apiUrl}/dashboard`, { headers: fresh })).status).toBe(304);
+    expect(await verifications("accepted")).toBe(acceptedBefore + 1);
+  });
+
+  it("counts each answer once in the request counter and histogram, from either path", async () => {
+    const counts = async () => {
+      const result: number[] = [];
+      for (const status of ["200", "304"])
+        for (const name of ["keybox_query_http_requests_total", "keybox_query_http_request_duration_seconds_count"])
+          result.push(await series(`${name}{route="/dashboard",status="${status}"}`));
+      return result;
+    };
+    const etag = expectFull(await ask({ ownerId: owner })); // the body cached, the token remembered
+    const before = await counts();
+    // 200s: cached (the fast path), and a JSON body's clientId (the app); 304s: both paths too.
+    for (const request of [{}, {}, { body: JSON.stringify({ clientId: "f1" }) }])
+      expectFull(await ask({ ownerId: owner, ...request }));
+    for (const request of [{}, { body: "{}" }])
+      expectNotModified(await ask({ ownerId: owner, ...request, ifNoneMatch: etag }), etag);
+    const [ok, okTimed, notModified, notModifiedTimed] = before;
+    expect(await counts()).toEqual([ok! + 3, okTimed! + 3, notModified! + 2, notModifiedTimed! + 2]);
+  });
+
+  it("answers a request with two Authorization headers as the app does: 401, never 200 or 304", async () => {
+    const good = await tokenFor({ userId: owner });
+    const asked = (authorizations: string[], more = "") =>
+      rawRequest(
+        apiUrl,
+        "GET /dashboard HTTP/1.1\r\nHost: x\r\n" +
+          authorizations.map((token) => `Authorization: Bearer ${token}\r\n`).join("") +
+          `${more}Connection: close\r\n\r\n`,
+      );
+    await asked([good]);
+    // The body cached, the token remembered: alone, it is answered from memory.
+    const etag = expectFull(await asked([good]));
+    const other = await tokenFor({ userId: "fastAndAppOther" });
+    for (const second of [good, other])
+      for (const conditional of ["", `If-None-Match: ${etag}\r\n`]) {
+        const res = await asked([good, second], conditional);
+        expect([second === good, conditional, res.status, res.body]).toEqual([
+          second === good,
+          conditional,
+          401,
+          { message: "Unauthorized" },
+        ]);
+      }
   });
 });
 
@@ -345,9 +443,13 @@ describe.each([
     looked++;
     return authorization === "Bearer good" ? { ownerId: "o1", expiresAtMs: Number.POSITIVE_INFINITY } : undefined;
   };
+  /** What the fast path left for the app, by request. */
+  let findings: FastPathFindingsByRequest;
   const fastPath = (cache?: DashboardCache) => {
-    const verifyOwner: OwnerVerifier = async (authorization) => ownerOf(authorization);
-    if (atOnce) verifyOwner.remembered = ownerOf;
+    // At once: the good token is remembered; any other has its signature checked, as by the real verifier.
+    const verifyOwner: OwnerVerifier = (authorization) =>
+      atOnce && authorization === "Bearer good" ? ownerOf(authorization) : Promise.resolve(ownerOf(authorization));
+    findings = new WeakMap();
     return createDashboardFastPath({
       store: {
         version: async (ownerId: string, clientId?: string) => versionNow(ownerId, clientId),
@@ -357,14 +459,15 @@ describe.each([
       verifyOwner,
       ...(cache && { cache }),
       compressionMinBytes: 1024,
+      findings,
     });
   };
   /**
    * What the fast path does with a request: "<status> <etag> <coding> <body bytes>", "left" (to the
-   * app without looking) or "declined" (after looking).
+   * app without looking) or "declined: <what it tells the app>" (after looking).
    */
   async function outcome(
-    request: { method?: string; url?: string; headers?: Record<string, string | undefined> },
+    request: { method?: string; url?: string; headers?: Record<string, string | undefined>; rawHeaders?: string[] },
     answering = fastPath(),
   ) {
     const headers = { authorization: "Bearer good", "if-none-match": current, ...request.headers };
@@ -376,19 +479,22 @@ describe.each([
       }),
     };
     looked = 0;
-    const answered = answering({ method: "GET", url: "/dashboard", ...request, headers } as never, res as never);
+    const req = { method: "GET", url: "/dashboard", rawHeaders: [], ...request, headers };
+    const answered = answering(req as never, res as never);
     // At once (a boolean, not a promise) exactly when it can be: a remembered token, or no looking.
     expect(typeof answered === "boolean").toBe(looked === 0 || (atOnce && headers.authorization === "Bearer good"));
     if (await answered) return written.join();
-    return looked === 0 ? "left" : "declined";
+    const found = findings.get(req as never);
+    if (looked === 0) return found ? "left, with findings" : "left";
+    return `declined: ${found?.owner ? `${found.owner.ownerId} at ${found.version}` : "no owner"}`;
   }
 
   it("answers 304 only to a plain conditional GET /dashboard whose tag is current", async () => {
     expect(await outcome({})).toBe(`304 ${current} - 0`);
     expect(await outcome({ headers: { "if-none-match": `W/${current}, "x"` } })).toBe(`304 ${current} - 0`);
-    expect(await outcome({ headers: { "if-none-match": '"5.-.other"' } })).toBe("declined");
-    expect(await outcome({ headers: { authorization: "Bearer bad" } })).toBe("declined");
-    expect(await outcome({ url: "/dashboard?clientId=c1" })).toBe("declined"); // c1 is at 0
+    expect(await outcome({ headers: { "if-none-match": '"5.-.other"' } })).toBe("declined: o1 at 5");
+    expect(await outcome({ headers: { authorization: "Bearer bad" } })).toBe("declined: no owner");
+    expect(await outcome({ url: "/dashboard?clientId=c1" })).toBe("declined: o1 at 0"); // c1 is at 0
     expect(await outcome({ method: "HEAD" })).toBe("left");
     expect(await outcome({ url: "/dashboard/" })).toBe("left");
     expect(await outcome({ url: "/dashboards" })).toBe("left");
@@ -398,6 +504,10 @@ describe.each([
     expect(await outcome({ headers: { "if-none-match": "*" } })).toBe("left");
     expect(await outcome({ headers: { "if-none-match": "garbage" } })).toBe("left");
     expect(await outcome({ headers: { "keybox-min-seq": "3" } })).toBe("left");
+    // node:http keeps the first of two Authorization headers; the app sees both (and refuses them).
+    const twice = ["Authorization", "Bearer good", "If-None-Match", current, "authorization", "Bearer good"];
+    expect(await outcome({ rawHeaders: twice })).toBe("left");
+    expect(await outcome({ rawHeaders: twice.slice(0, 4) })).toBe(`304 ${current} - 0`);
   });
 
   it("answers 200 from the response cache only with a body of the current version, in a coding it keeps", async () => {
@@ -405,15 +515,15 @@ describe.each([
     const gzip = { headers: { "if-none-match": undefined, "accept-encoding": "gzip" } };
     expect(await outcome(plain)).toBe("left"); // no cache: nothing to answer from
     expect(await outcome(plain, fastPath(cacheAtVersion(5)))).toBe(`200 ${current} - ${cachedBody.byteLength}`);
-    expect(await outcome(plain, fastPath(cacheAtVersion(4)))).toBe("declined"); // the store moved on
+    expect(await outcome(plain, fastPath(cacheAtVersion(4)))).toBe("declined: o1 at 5"); // the store moved on
     expect(
       await outcome(
         { ...plain, headers: { ...plain.headers, authorization: "Bearer bad" } },
         fastPath(cacheAtVersion(5)),
       ),
-    ).toBe("declined");
+    ).toBe("declined: no owner");
     // Compressed only once the app has compressed it and kept the result.
-    expect(await outcome(gzip, fastPath(cacheAtVersion(5)))).toBe("declined");
+    expect(await outcome(gzip, fastPath(cacheAtVersion(5)))).toBe("declined: o1 at 5");
     expect(await outcome(gzip, fastPath(cacheAtVersion(5, true)))).toBe(`200 "${tag}.gzip" gzip ${gzipped.byteLength}`);
   });
 });

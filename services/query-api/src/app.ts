@@ -12,7 +12,7 @@ import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import { compressWhole, streamCompressed } from "./adapters/compression.ts";
-import { negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
+import { codingFor, negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
 import { DEFAULT_PAGE_MAX_LIMIT } from "./config.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
 import {
@@ -26,6 +26,7 @@ import {
 import { pageKey, readPageRequest, renderPage, type PageRequest } from "./domain/paging.ts";
 import type { LiveUpdates } from "./adapters/liveUpdates.ts";
 import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
+import type { FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
 import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
@@ -56,6 +57,8 @@ export interface AppDeps {
   maxPageLimit?: number;
   /** Live streams (GET /dashboard/events); without them the route is not there. */
   live?: LiveUpdates;
+  /** What the dashboard fast path found out about the requests it left to the app: not done again. */
+  fastPathFindings?: FastPathFindingsByRequest;
   now?: () => Date;
 }
 
@@ -281,22 +284,30 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const outgoing = c.env?.outgoing;
     if (dashboard.pieces.length > 1 && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
     const { compression } = deps;
-    if (!compression || dashboard.byteLength < compression.minBytes || negotiated === "identity")
-      return send(c, dashboard, tag, extra);
+    if (!compression) return send(c, dashboard, tag, extra);
+    const coding = codingFor(dashboard.byteLength, negotiated, compression.minBytes);
+    if (coding === "identity") return send(c, dashboard, tag, extra);
     if (dashboard.pieces.length === 1 || !outgoing)
-      return sendCompressedWhole(c, dashboard, tag, negotiated, extra, deps.cache, key);
+      return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
     // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
     if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra);
     metrics.compressedStreams.set(++compressedStreams);
     try {
-      return await sendStreamed(outgoing, dashboard, tag, negotiated, extra, deps.log);
+      return await sendStreamed(outgoing, dashboard, tag, coding, extra, deps.log);
     } finally {
       metrics.compressedStreams.set(--compressedStreams);
     }
   };
 
+  /** What the dashboard fast path found out about this request before leaving it to the app, if it did. */
+  const findingsOf = (c: Context<Env>) => {
+    const incoming = c.env?.incoming;
+    return incoming && deps.fastPathFindings?.get(incoming);
+  };
+
   app.use(async (c, next) => {
-    const started = performance.now();
+    // From its arrival, even when the fast path looked at it first.
+    const started = findingsOf(c)?.started ?? performance.now();
     await next();
     // A body written to the socket directly (a large dashboard) has its status there.
     const outgoing = c.env?.outgoing;
@@ -307,17 +318,23 @@ export function createApp(deps: AppDeps): Hono<Env> {
     metrics.httpSeconds.observe(labels, (performance.now() - started) / 1000);
   });
 
-  /** Who asks and for which client, or the answer refusing the request. */
+  /**
+   * Who asks and for which client (and the version the fast path read for them, if it did), or the
+   * answer refusing the request.
+   */
   const authorize = async (
     c: Context<Env>,
-  ): Promise<{ owner: VerifiedOwner; clientId: string | undefined } | Response> => {
+  ): Promise<{ owner: VerifiedOwner; clientId: string | undefined; version?: number } | Response> => {
     const authorization = c.req.header("Authorization");
-    const owner = await deps.verifyOwner(authorization);
+    const found = findingsOf(c);
+    const owner = found ? found.owner : await deps.verifyOwner(authorization);
     if (!owner) return unauthorized(c, authorization);
     const input = await readClientId(c);
     if (!input.ok)
       return input.tooLarge ? c.json({ message: "Request body too large" }, 413) : c.json(INVALID_CLIENT_ID, 400);
-    return { owner, clientId: input.clientId };
+    // The fast path leaves only requests with no body, page or minSeq: it read the version of this
+    // owner and this client (from the query), as the handler would.
+    return { owner, clientId: input.clientId, version: found?.owner && found.version };
   };
 
   /** Waits for the request's minSeq, if it names one: how fresh the answer is, or the answer refusing it. */
@@ -344,6 +361,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const {
       owner: { ownerId },
       clientId,
+      version: readBefore,
     } = asked;
     const paging = readPageRequest(c.req.queries("limit"), c.req.queries("cursor"), maxPageLimit);
     if (!paging.ok) return c.json({ message: paging.message }, 400);
@@ -356,8 +374,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const extra = freshness ? freshnessHeaders(freshness) : {};
     const conditions = parseIfNoneMatch(c.req.header("If-None-Match"));
     const negotiated = negotiateCoding(c.req.header("Accept-Encoding"));
-    // The owner's version, or the client's for one client's view: one point read.
-    const version = await deps.store.version(ownerId, clientId);
+    // The owner's version, or the client's for one client's view: one point read (or the fast path's).
+    const version = readBefore ?? (await deps.store.version(ownerId, clientId));
     if (conditions && !conditions.any) {
       // A tag of this version and scope whose validity has not run out: nothing to read or render.
       const current = stillCurrent(conditions.tags, scope, version, at.getTime(), negotiated);

@@ -3,6 +3,7 @@
 import { hash } from "node:crypto";
 import { jwtVerify, type JWTHeaderParameters } from "jose";
 import { idSchema } from "@keybox/contract";
+import { queryApiMetrics as metrics } from "./metrics.ts";
 
 export interface AuthSettings {
   secret: string;
@@ -25,15 +26,14 @@ export interface VerifiedOwner {
   expiresAtMs: number;
 }
 
-/** Resolves the owner of an `Authorization` header, or undefined when it does not prove one. */
-export interface OwnerVerifier {
-  (authorization: string | undefined): Promise<VerifiedOwner | undefined>;
-  /**
-   * The owner of a token verified before and still within its `exp`, at once; undefined when the
-   * token would have to be verified (or is not one). Lets a caller answer in the same turn.
-   */
-  remembered?(authorization: string | undefined): VerifiedOwner | undefined;
-}
+/**
+ * The owner of an `Authorization` header, or undefined when it does not prove one: at once when
+ * that is known without checking a signature (a token verified before and still within its `exp`,
+ * or no bearer token at all), else once the signature is checked: a caller answers in the same turn
+ * when it can, with one call either way.
+ */
+export type OwnerVerifier = (authorization: string | undefined) => OwnerAnswer | Promise<OwnerAnswer>;
+type OwnerAnswer = VerifiedOwner | undefined;
 
 const HASH_OF_ALGORITHM = new Map([
   ["HS256", "SHA-256"],
@@ -52,7 +52,6 @@ const HASH_OF_ALGORITHM = new Map([
  * @example
  * const verifyOwner = createOwnerVerifier({ secret, algorithms: ["HS256"], ownerClaim: "userId" });
  * const owner = await verifyOwner(request.headers.authorization); // undefined: answer 401
- * const known = verifyOwner.remembered?.(request.headers.authorization); // no wait, or undefined
  */
 export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
   const secret = new TextEncoder().encode(settings.secret);
@@ -67,6 +66,8 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
   const keyFor = (header: JWTHeaderParameters) => keys.get(header.alg)!;
   const cacheSize = settings.cacheSize ?? DEFAULT_CACHE_SIZE;
   const now = settings.now ?? Date.now;
+  const accepted = metrics.tokenVerifications.labels({ result: "accepted" });
+  const refused = metrics.tokenVerifications.labels({ result: "refused" });
   const verified = new Map<string, VerifiedOwner>();
   const tokenOf = (authorization: string | undefined) =>
     /^Bearer[ ]+([A-Za-z0-9_.~+/=-]+)[ ]*$/i.exec(authorization ?? "")?.[1];
@@ -79,12 +80,8 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
     return undefined;
   };
 
-  const verifyOwner: OwnerVerifier = async (authorization) => {
-    const token = tokenOf(authorization);
-    if (token === undefined) return undefined;
-    const digest = cacheSize > 0 ? digestOf(token) : "";
-    const known = cacheSize > 0 ? rememberedBy(digest) : undefined;
-    if (known) return known;
+  /** The owner a token's signature and claims prove, if any. */
+  const ownerOf = async (token: string): Promise<OwnerAnswer> => {
     try {
       const { payload } = await jwtVerify(token, keyFor, {
         algorithms: settings.algorithms,
@@ -93,20 +90,28 @@ export function createOwnerVerifier(settings: AuthSettings): OwnerVerifier {
         currentDate: new Date(now()),
       });
       const claim = Object.hasOwn(payload, settings.ownerClaim) ? payload[settings.ownerClaim] : payload.sub;
-      if (!idSchema.safeParse(claim).success) return undefined;
-      const owner = { ownerId: claim as string, expiresAtMs: payload.exp! * 1000 };
-      if (cacheSize > 0) {
-        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
-        verified.set(digest, owner);
-      }
-      return owner;
+      return idSchema.safeParse(claim).success
+        ? { ownerId: claim as string, expiresAtMs: payload.exp! * 1000 }
+        : undefined;
     } catch {
       return undefined;
     }
   };
-  verifyOwner.remembered = (authorization) => {
-    const token = cacheSize > 0 ? tokenOf(authorization) : undefined;
-    return token === undefined ? undefined : rememberedBy(digestOf(token));
+  const verify = async (token: string, digest: string): Promise<OwnerAnswer> => {
+    const owner = await ownerOf(token);
+    (owner ? accepted : refused).inc();
+    if (owner && cacheSize > 0) {
+      if (verified.size >= cacheSize) verified.delete(verified.keys().next().value!);
+      verified.set(digest, owner);
+    }
+    return owner;
   };
-  return verifyOwner;
+
+  return (authorization) => {
+    const token = tokenOf(authorization);
+    if (token === undefined) return undefined;
+    if (cacheSize === 0) return verify(token, "");
+    const digest = digestOf(token);
+    return rememberedBy(digest) ?? verify(token, digest);
+  };
 }

@@ -24,6 +24,13 @@ export const queryApiMetrics = {
     labelNames: requestLabels,
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   }),
+  tokenVerifications: new Counter({
+    name: "keybox_query_token_verifications_total",
+    help:
+      "Bearer tokens whose signature was checked (those not remembered from an earlier request), by result: " +
+      "accepted, or refused (a bad signature, expired, malformed, or no owner claim)",
+    labelNames: ["result"] as const,
+  }),
   dashboardCompressions: new Counter({
     name: "keybox_query_dashboard_compressions_total",
     help:

@@ -11,7 +11,7 @@ import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
 import { DashboardCache } from "./domain/dashboardCache.ts";
-import { createDashboardFastPath, withDashboardFastPath } from "./dashboardFastPath.ts";
+import { createDashboardFastPath, withDashboardFastPath, type FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import type { QueryApiSettings } from "./config.ts";
 
 export interface QueryApi {
@@ -25,7 +25,7 @@ export async function startQueryApi(
   store: DashboardStore,
   log: Logger,
 ): Promise<QueryApi> {
-  // One token cache for the app and the revalidation fast path.
+  // One token cache for the app and the dashboard fast path.
   const verifyOwner = createOwnerVerifier({
     secret: requireSetting(config, "JWT_SECRET", "to verify bearer tokens"),
     algorithms: config.JWT_ALGORITHMS,
@@ -45,6 +45,8 @@ export async function startQueryApi(
     config.RESPONSE_CACHE_MB > 0
       ? new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 })
       : undefined;
+  // What the fast path found out about a request it leaves to the app, so the app does not do it again.
+  const fastPathFindings: FastPathFindingsByRequest = new WeakMap();
   const app = createApp({
     store,
     log,
@@ -64,6 +66,7 @@ export async function startQueryApi(
       log,
     }),
     ...(cache && { cache }),
+    fastPathFindings,
   });
   // The app's cache and compression threshold, so both paths answer a request alike.
   const fastPath = createDashboardFastPath({
@@ -71,6 +74,7 @@ export async function startQueryApi(
     verifyOwner,
     ...(cache && { cache }),
     compressionMinBytes: config.COMPRESSION_MIN_BYTES,
+    findings: fastPathFindings,
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve(

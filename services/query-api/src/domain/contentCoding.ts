@@ -45,3 +45,15 @@ export function negotiateCoding(acceptEncoding: string | undefined): ContentCodi
   const identity = given.get("identity") ?? any;
   return identity !== undefined && identity > weightOf(best) ? "identity" : best;
 }
+
+/**
+ * The coding a body of `byteLength` bytes is sent in, given the request's `negotiated` one: none
+ * below `minBytes`, where compressing saves less than it costs.
+ */
+export function codingFor(
+  byteLength: number,
+  negotiated: ContentCoding | "identity",
+  minBytes: number,
+): ContentCoding | "identity" {
+  return byteLength < minBytes ? "identity" : negotiated;
+}
