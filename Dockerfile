@@ -2,6 +2,7 @@
 #   node --enable-source-maps dist/projector.mjs    (the projector)
 #   node --enable-source-maps dist/query-api.mjs    (the query API, the default)
 #   node --enable-source-maps dist/dlq.mjs list     (the dead-letter tool: README, "Dead letters")
+#   node --enable-source-maps dist/rebuild.mjs      (a rebuild of the read model: README, "Rebuild")
 # The services are built once (`npm run build`: esbuild bundles of our own code, npm packages left
 # external) and run as plain JavaScript; the image holds production dependencies only.
 #

@@ -16,6 +16,7 @@ export const ENTRY_POINTS = {
   projector: "services/projector/src/main.ts",
   "query-api": "services/query-api/src/main.ts",
   dlq: "services/projector/src/dlq.ts",
+  rebuild: "services/projector/src/rebuild.ts",
   start: "scripts/start.ts",
 };
 

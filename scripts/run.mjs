@@ -117,7 +117,8 @@ switch (command) {
   case "projector":
   case "query-api":
   case "dlq":
-    // The services (and the dead-letter tool) on their own: they need NATS_URL, so no local
+  case "rebuild":
+    // The services (and the operator's tools) on their own: they need NATS_URL, so no local
     // nats-server is installed.
     ensureNodeModules();
     ensureBuilt();
@@ -131,6 +132,6 @@ switch (command) {
     exec(process.execPath, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...passThrough]);
     break;
   default:
-    console.error("usage: node scripts/run.mjs start|test|projector|query-api|dlq [args...]");
+    console.error("usage: node scripts/run.mjs start|test|projector|query-api|dlq|rebuild [args...]");
     process.exit(2);
 }

@@ -3,10 +3,10 @@
 // demo owner when the stream is empty; with NATS_URL it seeds nothing.
 import path from "node:path";
 import { SignJWT } from "jose";
-import { Projector } from "@keybox/projector";
+import { PROJECTION_VERSION, ProjectorGenerations } from "@keybox/projector";
 import { startQueryApi } from "@keybox/query-api";
 import { ensureStreams, publishEvent } from "@keybox/contract";
-import { openStore } from "@keybox/read-model";
+import { openReadModel } from "@keybox/read-model";
 import {
   collectProcessMetrics,
   connectNats,
@@ -51,16 +51,17 @@ try {
     }
   }
 
-  const store = await openStore(config);
-  const projector = new Projector(nc, store, config, log);
+  const readModel = await openReadModel(config);
+  const projectionVersion = config.KEYBOX_TEST_PROJECTION_VERSION ?? PROJECTION_VERSION;
+  const projector = new ProjectorGenerations(nc, readModel, config, log, { mode: "serve", projectionVersion });
   await projector.start();
-  const api = await startQueryApi(config, nc, store, log);
+  const api = await startQueryApi(config, nc, await readModel.current(), log);
 
   const shutDownAfter = onShutdownSignal(log, async () => {
     await projector.stop();
     await api.close();
     await nc.drain();
-    await store.close();
+    await readModel.close();
     await localNats?.stop();
   });
   void projector.failed.then(shutDownAfter);

@@ -99,6 +99,7 @@ function faulty(inner: LmdbDashboardStore, path: CommitPath): FaultyStore {
     readDashboard: (ownerId, clientId) => inner.readDashboard(ownerId, clientId),
     partStats: (ownerId) => inner.partStats(ownerId),
     appliedSeq: () => inner.appliedSeq(),
+    generation: (inner as DashboardStore).generation?.bind(inner),
     close: () => inner.close(),
   };
   return store;

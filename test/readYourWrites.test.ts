@@ -147,7 +147,16 @@ describe("the acknowledgement-floor watch on a real durable consumer", () => {
   const durable = "ryw-floor-consumer";
   const log = createLogger("test", "silent");
   const watch = (settings: Partial<AckFloorWatchSettings> = {}) =>
-    new AckFloorWatch({ nc, stream, durable, waitMs: 600, pollMs: 25, maxWaiters: 10_000, log, ...settings });
+    new AckFloorWatch({
+      nc,
+      stream,
+      durable: () => durable,
+      waitMs: 600,
+      pollMs: 25,
+      maxWaiters: 10_000,
+      log,
+      ...settings,
+    });
   let messages: JsMsg[];
 
   beforeAll(async () => {
@@ -208,7 +217,7 @@ describe("the acknowledgement-floor watch on a real durable consumer", () => {
   it("answers not fresh after the wait, never hanging, when the consumer does not exist or NATS is gone", async () => {
     const closed = await connectNats(nats.url, "ryw-closed");
     await closed.close();
-    for (const floorWatch of [watch({ durable: "no-such-consumer" }), watch({ nc: closed })]) {
+    for (const floorWatch of [watch({ durable: () => "no-such-consumer" }), watch({ nc: closed })]) {
       const started = Date.now();
       expect(await floorWatch.waitFor(1)).toEqual({ fresh: false, visibleSeq: undefined });
       expect(Date.now() - started).toBeLessThan(600 + 500);

@@ -9,7 +9,7 @@ import { Projector } from "@keybox/projector";
 import { startQueryApi, type QueryApi } from "@keybox/query-api";
 import type { NatsConnection } from "nats";
 import { publishEvent, type Envelope } from "@keybox/contract";
-import { openStore, type DashboardStore } from "@keybox/read-model";
+import { openReadModel, type DashboardStore } from "@keybox/read-model";
 import { connectNats, createLogger, loadConfig } from "@keybox/runtime";
 import { allInOneSettings } from "../../scripts/settings.ts";
 
@@ -37,8 +37,9 @@ export async function startPipeline(natsUrl: string, env: Record<string, string>
   });
   const log = createLogger("test", config.LOG_LEVEL);
   const nc = await connectNats(natsUrl, "keybox-test");
-  const store = await openStore(config);
-  const projector = new Projector(nc, store, config, log);
+  const readModel = await openReadModel(config);
+  const store = await readModel.current();
+  const projector = new Projector(nc, await readModel.generation(1), config, log);
   await projector.start();
   const api = await startQueryApi(config, nc, store, log);
   const js = nc.jetstream();

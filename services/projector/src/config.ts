@@ -17,6 +17,9 @@ export const projectorSettings = z.object({
   // At most 512 KiB: a license is stored whole in one chunk, and no part may pass PART_MAX_BYTES.
   MAX_EVENT_BYTES: intSetting(1024, 512 * 1024).default(256 * 1024),
   METRICS_PORT: intSetting(0, 65_535).default(9464),
+  // For tests only: the projection version this process claims instead of its code's
+  // PROJECTION_VERSION, to play a release that changes the projection rules.
+  KEYBOX_TEST_PROJECTION_VERSION: intSetting(1, 1_000_000).optional(),
 });
 
 export type ProjectorSettings = z.infer<typeof projectorSettings>;

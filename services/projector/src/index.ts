@@ -2,6 +2,12 @@
 export { ConsumerLostError, Projector, type ProjectorConfig, type ProjectorReadiness } from "./projector.ts";
 export { projectorSettings, type ProjectorSettings } from "./config.ts";
 export {
+  DROP_GRACE_MS,
+  ProjectorGenerations,
+  type GenerationsOptions,
+  type GenerationsReadiness,
+} from "./generations.ts";
+export {
   deliveryPolicy,
   ensureConsumer,
   type ConsumerSettings,
@@ -10,6 +16,7 @@ export {
 export {
   applyEvent,
   DEFAULT_PROJECTION,
+  PROJECTION_VERSION,
   missingRecords,
   MissingRecordsError,
   projectEvent,

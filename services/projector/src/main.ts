@@ -1,13 +1,15 @@
 // Entry point: the projector as its own process (`npm run start:projector`).
-import { openStore } from "@keybox/read-model";
+import { openReadModel } from "@keybox/read-model";
 import { runService } from "@keybox/runtime";
 import { startHealthServer } from "./adapters/healthServer.ts";
 import { projectorSettings } from "./config.ts";
-import { Projector } from "./projector.ts";
+import { PROJECTION_VERSION } from "./domain/applyEvent.ts";
+import { ProjectorGenerations } from "./generations.ts";
 
 await runService("projector", projectorSettings, async ({ config, log, nc, fail }) => {
-  const store = await openStore(config, { appName: "keybox-projector" });
-  const projector = new Projector(nc, store, config, log);
+  const readModel = await openReadModel(config, { appName: "keybox-projector" });
+  const projectionVersion = config.KEYBOX_TEST_PROJECTION_VERSION ?? PROJECTION_VERSION;
+  const projector = new ProjectorGenerations(nc, readModel, config, log, { mode: "serve", projectionVersion });
   await projector.start();
   void projector.failed.then(fail);
   const health = await startHealthServer(config.METRICS_PORT, () => projector.readiness());
@@ -15,6 +17,6 @@ await runService("projector", projectorSettings, async ({ config, log, nc, fail 
   return async () => {
     await projector.stop();
     await health.close();
-    await store.close();
+    await readModel.close();
   };
 });

@@ -58,4 +58,24 @@ export const projectorMetrics = {
     name: "keybox_projector_consumer_ack_pending",
     help: "Events delivered to the projectors and not yet acknowledged (sampled every 5 s)",
   }),
+  readModelGeneration: new Gauge({
+    name: "keybox_projector_read_model_generation",
+    help: "The read-model generation readers use, as this projector last read the control record",
+  }),
+  rebuildGeneration: new Gauge({
+    name: "keybox_projector_rebuild_generation",
+    help: "The read-model generation being rebuilt beside the current one (0: no rebuild)",
+  }),
+  rebuildEventsReplayed: new Gauge({
+    name: "keybox_projector_rebuild_events_replayed",
+    help: "Events of the stream the rebuild has applied (sampled every second while this projector rebuilds)",
+  }),
+  rebuildEventsLeft: new Gauge({
+    name: "keybox_projector_rebuild_events_left",
+    help: "Events the rebuild has still to apply: not yet delivered, or not yet acknowledged",
+  }),
+  rebuildEventsPerSecond: new Gauge({
+    name: "keybox_projector_rebuild_events_per_second",
+    help: "Events the rebuild applied per second, over the last 5 s",
+  }),
 };

@@ -56,6 +56,16 @@ export type ProjectorReadiness = {
   lag?: number;
 };
 
+export interface ProjectorRole {
+  /**
+   * Fills a generation being rebuilt (README, "Rebuild"): it announces no change (readers do not
+   * use that generation yet, and its versions are not theirs), dead-letters no invalid event (the
+   * current generation's projector did when it met it, and the stream's history would otherwise be
+   * dead-lettered again), and leaves the consumer gauges to the current generation's projector.
+   */
+  rebuild?: boolean;
+}
+
 /** A store outage is retried after 0.5 s, doubling up to 30 s, for as long as it lasts. */
 const OUTAGE_FIRST_RETRY_MS = 500;
 const OUTAGE_MAX_RETRY_MS = 30_000;
@@ -94,7 +104,7 @@ export class Projector {
   /** When each batch in hand was taken (the store may take a next one while one is made durable). */
   private readonly batchesSince = new Set<{ since: number }>();
   private fail: (error: Error) => void = () => {};
-  /** Resolves when the projector cannot go on (its consumer is gone): the process should end. */
+  /** Resolves when the projector cannot go on: its consumer is gone. */
   readonly failed = new Promise<Error>((resolve) => (this.fail = resolve));
 
   constructor(
@@ -102,6 +112,7 @@ export class Projector {
     private readonly store: DashboardStore,
     private readonly config: ProjectorConfig,
     private readonly log: Logger,
+    private readonly role: ProjectorRole = {},
   ) {}
 
   async start(): Promise<void> {
@@ -234,6 +245,7 @@ export class Projector {
       this.jsm ??= await this.nc.jetstreamManager({ timeout: PROBE_TIMEOUT_MS });
       const info = await this.jsm.consumers.info(EVENTS_STREAM, PROJECTOR_DURABLE);
       this.consumer = { state: "ok", lag: info.num_pending + info.num_ack_pending };
+      if (this.role.rebuild) return;
       metrics.consumerPending.set(info.num_pending);
       metrics.consumerAckPending.set(info.num_ack_pending);
     } catch (error) {
@@ -250,10 +262,10 @@ export class Projector {
     }
   }
 
+  /** Reports the consumer gone (`failed`): whoever runs the projector decides what follows. */
   private lose(error: Error): void {
     if (this.stopping) return;
     this.consumer = { state: "missing" };
-    this.log.fatal({ err: error }, "the event consumer is gone; stopping so that a supervisor restarts the projector");
     this.fail(error);
   }
 
@@ -302,6 +314,7 @@ export class Projector {
       const msg = this.inFlight.get(seq)!;
       const parsed = parseEvent(msg.subject, msg.data, this.config.MAX_EVENT_BYTES);
       if (parsed.ok) valid.push({ seq, event: parsed.event });
+      else if (this.role.rebuild) this.settle(seq, "ack");
       else await this.giveUp(seq, "invalid", parsed.reason);
     }
     if (valid.length === 0) return;
@@ -350,7 +363,7 @@ export class Projector {
       metrics.eventsApplied.inc(outcome.applied);
       metrics.commitConflicts.inc(outcome.conflicts);
       metrics.bytesWritten.inc(outcome.written.bytes);
-      for (const [ownerId, { version, clients }] of outcome.changes) {
+      for (const [ownerId, { version, clients }] of this.role.rebuild ? [] : outcome.changes) {
         const notice: DashboardChanged = { ownerId, version, clients };
         this.nc.publish(dashboardChangedSubject(ownerId), JSON.stringify(notice));
       }

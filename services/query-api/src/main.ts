@@ -1,5 +1,5 @@
 // Entry point: the query API as its own process (`npm run start:query-api`).
-import { openStore } from "@keybox/read-model";
+import { openReadModel } from "@keybox/read-model";
 import { requireSetting, runService } from "@keybox/runtime";
 import { queryApiSettings } from "./config.ts";
 import { startQueryApi } from "./server.ts";
@@ -7,10 +7,10 @@ import { startQueryApi } from "./server.ts";
 await runService("query-api", queryApiSettings, async ({ config, log, nc }) => {
   requireSetting(config, "JWT_SECRET", "to verify bearer tokens");
   // A reader: it never creates collections or records the format, so a read-only role will do.
-  const store = await openStore(config, { readOnly: true, appName: "keybox-query-api" });
-  const api = await startQueryApi(config, nc, store, log);
+  const readModel = await openReadModel(config, { readOnly: true, appName: "keybox-query-api" });
+  const api = await startQueryApi(config, nc, await readModel.current(), log);
   return async () => {
     await api.close();
-    await store.close();
+    await readModel.close();
   };
 });

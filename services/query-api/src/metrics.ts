@@ -69,8 +69,8 @@ export const queryApiMetrics = {
   liveRechecks: new Counter({
     name: "keybox_query_live_rechecks_total",
     help:
-      "Owners whose live streams were re-checked after a NATS reconnect, " +
-      "by whether a version one of them follows had moved (a notice was lost)",
+      "Owners whose live streams were re-checked after a NATS reconnect or a switch to a rebuilt read model, " +
+      "by whether a version one of them follows had moved",
     labelNames: ["moved"] as const,
   }),
 };

@@ -3,7 +3,7 @@ import { createServer, type RequestListener, type Server, type ServerOptions } f
 import type { AddressInfo } from "node:net";
 import { serve } from "@hono/node-server";
 import type { NatsConnection } from "nats";
-import type { DashboardStore } from "@keybox/read-model";
+import { generationDurable, type DashboardStore } from "@keybox/read-model";
 import { answerClientErrorsWithJson, requireSetting, type Logger } from "@keybox/runtime";
 import { AckFloorWatch } from "./adapters/ackFloor.ts";
 import { LiveUpdates } from "./adapters/liveUpdates.ts";
@@ -59,7 +59,8 @@ export async function startQueryApi(
     freshness: new AckFloorWatch({
       nc,
       stream: config.EVENTS_STREAM,
-      durable: config.PROJECTOR_DURABLE,
+      // The consumer of the generation readers use (README, "Rebuild").
+      durable: () => generationDurable(config.PROJECTOR_DURABLE, store.generation?.() ?? 1),
       waitMs: config.MIN_SEQ_WAIT_MS,
       pollMs: config.MIN_SEQ_POLL_MS,
       maxWaiters: config.MIN_SEQ_MAX_WAITERS,

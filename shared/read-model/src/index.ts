@@ -1,6 +1,6 @@
 // @keybox/read-model: the stored shape of the dashboards, licenses in their rendered form, and the
-// DashboardStore interface. The adapters are subpaths (`@keybox/read-model/lmdb`, `/mongodb`), and
-// `openStore` loads only the one it picks.
+// DashboardStore interface, the read model's generations. The adapters are subpaths
+// (`@keybox/read-model/lmdb`, `/mongodb`), and `openReadModel` loads only the one it picks.
 export {
   compareOrder,
   keyId,
@@ -50,4 +50,17 @@ export {
   type RevisionedRecord,
   type StoredFragment,
 } from "./store.ts";
-export { openStore, storeSettings, type OpenStoreOptions, type StoreSettings } from "./openStore.ts";
+export { openReadModel, storeSettings, type OpenReadModelOptions, type StoreSettings } from "./openStore.ts";
+export {
+  forgetRetired,
+  generationDurable,
+  INITIAL_CONTROL,
+  requestRebuild,
+  switchTo,
+  upgradeTo,
+  type ControlRecord,
+  type ControlTransition,
+  type ControlUpdate,
+  type GenerationInfo,
+  type ReadModel,
+} from "./generations.ts";

@@ -6,6 +6,7 @@ import path from "node:path";
 import { setImmediate } from "node:timers/promises";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { encodeFragment } from "./fragments.ts";
+import { generationName } from "./generations.ts";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
   StoreUnavailableError,
@@ -63,6 +64,26 @@ function lmdbKey(key: RecordKey): LmdbKey {
     : [key.ownerId, key.entity, key.id];
 }
 
+export interface LmdbStoreOptions {
+  readOnly?: boolean;
+  generation?: number;
+}
+
+/** Named databases: 4 per generation and the control record's, so one process can open 63 generations. */
+const MAX_DBS = 256;
+
+/** The LMDB environment under `dataDir` (its `lmdb` folder), which holds every generation. */
+export function openLmdbEnv(dataDir: string): { env: RootDatabase; dir: string } {
+  const dir = path.join(dataDir, "lmdb");
+  mkdirSync(dir, { recursive: true });
+  // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily. Commits are
+  // transaction callbacks (lmdb-js may run several queued ones in one transaction, and then they
+  // fail together); with event-turn batching a failed commit also left a rejected promise of its
+  // own that nobody could handle.
+  const env = open({ path: dir, maxDbs: MAX_DBS, mapSize: 64 * 1024 ** 3, eventTurnBatching: false });
+  return { env, dir };
+}
+
 export class LmdbDashboardStore implements DashboardStore {
   /** One commit being made durable while the next is prepared in the following write transaction. */
   readonly commitsInFlight = 2;
@@ -71,6 +92,8 @@ export class LmdbDashboardStore implements DashboardStore {
 
   private constructor(
     private readonly env: RootDatabase,
+    /** Whether close() closes the environment (else it belongs to the caller: see openIn). */
+    private readonly ownsEnv: boolean,
     private readonly parts: Database<Stored, LmdbKey>,
     private readonly registers: Database<Stored, LmdbKey>,
     /** Each part's fragment (see fragments.ts), under the part's key: what readDashboard reads. */
@@ -81,36 +104,42 @@ export class LmdbDashboardStore implements DashboardStore {
   /**
    * `readOnly`: never records the format nor upgrades it (a reader only checks it, and reads a store
    * of format 5 as it is; writing it is a writer's job).
+   * `generation` (default 1): whose databases (see generations.ts).
    */
-  static open(dataDir: string, { readOnly = false }: { readOnly?: boolean } = {}): LmdbDashboardStore {
-    const dir = path.join(dataDir, "lmdb");
-    mkdirSync(dir, { recursive: true });
-    // Large map so big tenants never hit MDB_MAP_FULL; LMDB grows the file lazily. Commits are
-    // transaction callbacks (lmdb-js may run several queued ones in one transaction, and then they
-    // fail together); with event-turn batching a failed commit also left a rejected promise of its
-    // own that nobody could handle.
-    const env = open({ path: dir, maxDbs: 8, mapSize: 64 * 1024 ** 3, eventTurnBatching: false });
-    const parts = env.openDB<Stored, LmdbKey>({ name: "parts", sharedStructuresKey: SHARED_STRUCTURES });
-    const meta = env.openDB<number, string | LmdbKey>({ name: "meta" });
+  static open(dataDir: string, options: LmdbStoreOptions = {}): LmdbDashboardStore {
+    const { env, dir } = openLmdbEnv(dataDir);
     try {
-      env.transactionSync(() => {
-        const hasData = parts.getKeysCount({ limit: 1 }) > 0;
-        const format = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
-        if (format !== "current" && !readOnly) {
-          // Format 5 also kept every record's revision in a database of its own, which this version
-          // neither reads nor keeps up to date: it goes in the transaction that records format 6.
-          if (format === "upgrade") env.openDB({ name: REVISIONS_OF_FORMAT_5 }).dropSync();
-          meta.putSync(FORMAT, READ_MODEL_FORMAT);
-        }
-        if (!readOnly && meta.get(IDENTITY) === undefined) meta.putSync(IDENTITY, randomInt(2 ** 48 - 1));
-      });
+      return LmdbDashboardStore.openIn(env, dir, options, true);
     } catch (error) {
       void env.close(); // the format error is what the caller needs to see
       throw error;
     }
-    const registers = env.openDB<Stored, LmdbKey>({ name: "registers", sharedStructuresKey: SHARED_STRUCTURES });
-    const fragments = env.openDB<Uint8Array, LmdbKey>({ name: "fragments", encoding: "binary" });
-    return new LmdbDashboardStore(env, parts, registers, fragments, meta);
+  }
+
+  /** A generation's store in an environment opened with openLmdbEnv (`dir` names it in errors). */
+  static openIn(
+    env: RootDatabase,
+    dir: string,
+    { readOnly = false, generation = 1 }: LmdbStoreOptions = {},
+    ownsEnv = false,
+  ): LmdbDashboardStore {
+    const name = (table: string) => generationName(table, generation);
+    const parts = env.openDB<Stored, LmdbKey>({ name: name("parts"), sharedStructuresKey: SHARED_STRUCTURES });
+    const meta = env.openDB<number, string | LmdbKey>({ name: name("meta") });
+    env.transactionSync(() => {
+      const hasData = parts.getKeysCount({ limit: 1 }) > 0;
+      const format = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
+      if (format !== "current" && !readOnly) {
+        // Format 5 also kept every record's revision in a database of its own, which this version
+        // neither reads nor keeps up to date: it goes in the transaction that records format 6.
+        if (format === "upgrade") env.openDB({ name: name(REVISIONS_OF_FORMAT_5) }).dropSync();
+        meta.putSync(FORMAT, READ_MODEL_FORMAT);
+      }
+      if (!readOnly && meta.get(IDENTITY) === undefined) meta.putSync(IDENTITY, randomInt(2 ** 48 - 1));
+    });
+    const registers = env.openDB<Stored, LmdbKey>({ name: name("registers"), sharedStructuresKey: SHARED_STRUCTURES });
+    const fragments = env.openDB<Uint8Array, LmdbKey>({ name: name("fragments"), encoding: "binary" });
+    return new LmdbDashboardStore(env, ownsEnv, parts, registers, fragments, meta);
   }
 
   private db(key: RecordKey): Database<Stored, LmdbKey> {
@@ -303,6 +332,6 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   async close(): Promise<void> {
-    await this.env.close();
+    if (this.ownsEnv) await this.env.close();
   }
 }

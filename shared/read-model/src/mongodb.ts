@@ -18,10 +18,12 @@ import {
   type AnyBulkWriteOperation,
   type ClientSession,
   type Collection,
+  type Db,
   type ReadPreferenceMode,
   type TransactionOptions,
 } from "mongodb";
 import { encodeFragment } from "./fragments.ts";
+import { generationName } from "./generations.ts";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
   StoreUnavailableError,
@@ -165,11 +167,40 @@ export interface MongoStoreOptions {
    * checks it. Default false.
    */
   readOnly?: boolean;
+  /** Whose collections (see generations.ts); default 1. */
+  generation?: number;
 }
+
+/** Connects to MongoDB and checks that it is a replica set (transactions are required). */
+export async function connectReplicaSet(options: Pick<MongoStoreOptions, "url" | "appName">): Promise<MongoClient> {
+  // The client keeps the default (primary) read preference: transactions require it, and
+  // dashboard reads pass the configured one explicitly.
+  const client = new MongoClient(options.url, options.appName ? { appName: options.appName } : {});
+  try {
+    await client.connect();
+    const hello = await client.db("admin").command({ hello: 1 });
+    if (hello.setName === undefined && hello.msg !== "isdbgrid") {
+      throw new Error(
+        "MONGODB_URL must point to a replica set (transactions are required); a single-node replica set " +
+          "will do: start mongod with --replSet rs0 and run rs.initiate() once",
+      );
+    }
+    return client;
+  } catch (error) {
+    await client.close();
+    throw error;
+  }
+}
+
+/** The database the options name: `dbName`, else the URL's, else "keybox". */
+export const databaseName = (options: Pick<MongoStoreOptions, "url" | "dbName">): string =>
+  options.dbName ?? urlDatabase(options.url) ?? "keybox";
 
 export class MongoDashboardStore implements DashboardStore {
   private constructor(
     private readonly client: MongoClient,
+    /** Whether close() closes the client (else it belongs to the caller: see openIn). */
+    private readonly ownsClient: boolean,
     private readonly parts: Collection<RecordDoc>,
     private readonly versions: Collection<VersionDoc>,
     private readonly registers: Collection<RecordDoc>,
@@ -179,56 +210,57 @@ export class MongoDashboardStore implements DashboardStore {
   ) {}
 
   static async open(options: MongoStoreOptions): Promise<MongoDashboardStore> {
-    // The client keeps the default (primary) read preference: transactions require it, and
-    // dashboard reads pass the configured one explicitly.
-    const client = new MongoClient(options.url, options.appName ? { appName: options.appName } : {});
+    const client = await connectReplicaSet(options);
     try {
-      await client.connect();
-      const hello = await client.db("admin").command({ hello: 1 });
-      if (hello.setName === undefined && hello.msg !== "isdbgrid") {
-        throw new Error(
-          "MONGODB_URL must point to a replica set (transactions are required); a single-node replica set " +
-            "will do: start mongod with --replSet rs0 and run rs.initiate() once",
-        );
-      }
-      const db = client.db(options.dbName ?? urlDatabase(options.url) ?? "keybox");
-      // Created up front: older servers cannot create a collection inside a transaction.
-      for (const name of options.readOnly ? [] : ["parts", "registers", "meta"]) {
-        await db.createCollection(name).catch((error: unknown) => {
-          if (!hasCode(error, NAMESPACE_EXISTS)) throw error;
-        });
-      }
-      const format = db.collection<{ _id: string; version: number; identity?: number }>("meta");
-      const recorded = await format.findOne({ _id: FORMAT });
-      const hasData = (await db.collection("parts").findOne({}, { projection: { _id: 1 } })) !== null;
-      const found = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
-      if (found !== "current" && !options.readOnly) {
-        // A new store, or one of format 5, whose documents are those of format 6: only the number
-        // changes. $max: a writer opening at the same time may have recorded it already.
-        await format.updateOne({ _id: FORMAT }, { $max: { version: READ_MODEL_FORMAT } }, { upsert: true });
-      }
-      if (!options.readOnly && recorded?.identity === undefined) {
-        // Only where none is recorded yet: replicas opening at once agree on the first one written.
-        await format.updateOne(
-          { _id: FORMAT, identity: { $exists: false } },
-          { $set: { identity: randomInt(2 ** 48 - 1) } },
-        );
-      }
-      const identity = (await format.findOne({ _id: FORMAT }))?.identity;
-      // The built-in _id index is the only index needed: every read is by _id or an _id range.
-      return new MongoDashboardStore(
-        client,
-        db.collection<RecordDoc>("parts"),
-        db.collection<VersionDoc>("parts"),
-        db.collection<RecordDoc>("registers"),
-        db.collection<SeqDoc>("meta"),
-        options.readPreference ?? "primary",
-        identity === undefined ? "" : String(identity),
-      );
+      return await MongoDashboardStore.openIn(client, client.db(databaseName(options)), options, true);
     } catch (error) {
       await client.close();
       throw error;
     }
+  }
+
+  /** A generation's store (`options.generation`, default 1: see generations.ts) on a connected client. */
+  static async openIn(
+    client: MongoClient,
+    db: Db,
+    options: Pick<MongoStoreOptions, "readPreference" | "readOnly" | "generation">,
+    ownsClient = false,
+  ): Promise<MongoDashboardStore> {
+    const name = (collection: string) => generationName(collection, options.generation ?? 1);
+    // Created up front: older servers cannot create a collection inside a transaction.
+    for (const collection of options.readOnly ? [] : ["parts", "registers", "meta"]) {
+      await db.createCollection(name(collection)).catch((error: unknown) => {
+        if (!hasCode(error, NAMESPACE_EXISTS)) throw error;
+      });
+    }
+    const format = db.collection<{ _id: string; version: number; identity?: number }>(name("meta"));
+    const recorded = await format.findOne({ _id: FORMAT });
+    const hasData = (await db.collection(name("parts")).findOne({}, { projection: { _id: 1 } })) !== null;
+    const found = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
+    if (found !== "current" && !options.readOnly) {
+      // A new store, or one of format 5, whose documents are those of format 6: only the number
+      // changes. $max: a writer opening at the same time may have recorded it already.
+      await format.updateOne({ _id: FORMAT }, { $max: { version: READ_MODEL_FORMAT } }, { upsert: true });
+    }
+    if (!options.readOnly && recorded?.identity === undefined) {
+      // Only where none is recorded yet: replicas opening at once agree on the first one written.
+      await format.updateOne(
+        { _id: FORMAT, identity: { $exists: false } },
+        { $set: { identity: randomInt(2 ** 48 - 1) } },
+      );
+    }
+    const identity = (await format.findOne({ _id: FORMAT }))?.identity;
+    // The built-in _id index is the only index needed: every read is by _id or an _id range.
+    return new MongoDashboardStore(
+      client,
+      ownsClient,
+      db.collection<RecordDoc>(name("parts")),
+      db.collection<VersionDoc>(name("parts")),
+      db.collection<RecordDoc>(name("registers")),
+      db.collection<SeqDoc>(name("meta")),
+      options.readPreference ?? "primary",
+      identity === undefined ? "" : String(identity),
+    );
   }
 
   private collection(key: RecordKey): Collection<RecordDoc> {
@@ -491,6 +523,6 @@ export class MongoDashboardStore implements DashboardStore {
   }
 
   async close(): Promise<void> {
-    await this.client.close();
+    if (this.ownsClient) await this.client.close();
   }
 }

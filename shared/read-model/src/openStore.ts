@@ -3,7 +3,7 @@
 // loads the MongoDB driver.
 import path from "node:path";
 import { z } from "zod";
-import type { DashboardStore } from "./store.ts";
+import type { ReadModel } from "./generations.ts";
 
 /** The store's settings, for a service's configuration schema. */
 export const storeSettings = z.object({
@@ -23,23 +23,24 @@ export const storeSettings = z.object({
 });
 export type StoreSettings = z.infer<typeof storeSettings>;
 
-export interface OpenStoreOptions {
+export interface OpenReadModelOptions {
   /** A reader only checks the stored format; creating collections and recording it is a writer's job. */
   readOnly?: boolean;
   /** Names the process to MongoDB. */
   appName?: string;
 }
 
-export async function openStore(settings: StoreSettings, options: OpenStoreOptions = {}): Promise<DashboardStore> {
+/** The read model and its generations (see generations.ts): readers use `current()`, the projector each generation's store. */
+export async function openReadModel(settings: StoreSettings, options: OpenReadModelOptions = {}): Promise<ReadModel> {
   if (settings.MONGODB_URL) {
-    const { MongoDashboardStore } = await import("./mongodb.ts");
-    return MongoDashboardStore.open({
+    const { MongoReadModel } = await import("./mongoReadModel.ts");
+    return MongoReadModel.open({
       url: settings.MONGODB_URL,
       dbName: settings.MONGODB_DB,
       readPreference: settings.MONGODB_READ_PREFERENCE,
       ...options,
     });
   }
-  const { LmdbDashboardStore } = await import("./lmdb.ts");
-  return LmdbDashboardStore.open(settings.DATA_DIR, options);
+  const { LmdbReadModel } = await import("./lmdbReadModel.ts");
+  return LmdbReadModel.open(settings.DATA_DIR, options);
 }

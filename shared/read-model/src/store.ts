@@ -169,5 +169,10 @@ export interface DashboardStore {
   checkWritable(): Promise<void>;
   /** The highest stream sequence committed so far (0 for none). */
   appliedSeq(): Promise<number>;
+  /**
+   * The read-model generation this store reads and writes (README, "Rebuild"); for the store
+   * readers use, the current one at the time of the call. Absent: 1.
+   */
+  generation?(): number;
   close(): Promise<void>;
 }

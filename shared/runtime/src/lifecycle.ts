@@ -4,11 +4,11 @@ import type { Logger } from "pino";
 const DUPLICATE_SIGNAL_MS = 1000;
 
 /**
- * Runs `shutdown` once, on SIGINT or SIGTERM or when the returned function reports a failure, then
- * exits: 0 after a signal and a clean shutdown, 1 after a failure. Another signal more than a
- * second later exits at once.
+ * Runs `shutdown` once, on SIGINT or SIGTERM or when the returned function reports a failure or
+ * (called without one) that the work is done, then exits: 0 after a signal or done and a clean
+ * shutdown, 1 after a failure. Another signal more than a second later exits at once.
  */
-export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): (failure: Error) => void {
+export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): (failure?: Error) => void {
   let stoppingSince: number | undefined;
   const stop = (exitCode: number) => {
     stoppingSince = Date.now();
@@ -32,8 +32,9 @@ export function onShutdownSignal(log: Logger, shutdown: () => Promise<void>): (f
   process.on("SIGTERM", handler);
   return (failure) => {
     if (stoppingSince !== undefined) return;
-    log.fatal({ err: failure }, "shutting down after a failure");
-    stop(1);
+    if (failure) log.fatal({ err: failure }, "shutting down after a failure");
+    else log.info("done; shutting down");
+    stop(failure ? 1 : 0);
   };
 }
 

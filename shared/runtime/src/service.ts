@@ -15,6 +15,8 @@ export interface ServiceContext<C> {
   nc: NatsConnection;
   /** Reports that the service cannot go on: it shuts down and the process exits with 1. */
   fail: (failure: Error) => void;
+  /** Reports that the service has done its work (a command): it shuts down and the process exits with 0. */
+  done: () => void;
 }
 
 /**
@@ -24,13 +26,13 @@ export interface ServiceContext<C> {
  *
  * @example
  * await runService("projector", projectorSettings, async ({ config, log, nc, fail }) => {
- *   const store = await openStore(config);
- *   const projector = new Projector(nc, store, config, log);
+ *   const readModel = await openReadModel(config);
+ *   const projector = new Projector(nc, await readModel.generation(1), config, log);
  *   await projector.start();
  *   void projector.failed.then(fail);
  *   return async () => {
  *     await projector.stop();
- *     await store.close();
+ *     await readModel.close();
  *   };
  * });
  */
@@ -44,14 +46,14 @@ export async function runService<C extends RuntimeSettings>(
     const log = createLogger(name, config.LOG_LEVEL);
     collectProcessMetrics();
     const nc = await connectNats(requireSetting(config, "NATS_URL", `to run the ${name} on its own`), `keybox-${name}`);
-    let reportFailure: (failure: Error) => void = () => {};
-    const failed = new Promise<Error>((resolve) => (reportFailure = resolve));
-    const stop = await start({ config, log, nc, fail: reportFailure });
+    let report: (failure?: Error) => void = () => {};
+    const ended = new Promise<Error | undefined>((resolve) => (report = resolve));
+    const stop = await start({ config, log, nc, fail: report, done: () => report() });
     const shutDownAfter = onShutdownSignal(log, async () => {
       await stop();
       await nc.drain();
     });
-    void failed.then(shutDownAfter);
+    void ended.then(shutDownAfter);
   } catch (error) {
     exitOnStartFailure(error);
   }

@@ -30,6 +30,14 @@ import {
 } from "@keybox/read-model";
 import type { Slice, SliceEntry } from "./slice.ts";
 
+/**
+ * The version of these rules. Bump it in a release that changes what they make of events (or how
+ * they store it): that release's projectors then rebuild the read model from the whole stream
+ * beside the one in use and switch readers over once it has caught up (README, "Rebuild"). A read
+ * model that records none was built by version 1.
+ */
+export const PROJECTION_VERSION = 1;
+
 /** Thrown by applyEvent when the slice lacks a record the event needs (see missingRecords). */
 export class MissingRecordsError extends Error {
   readonly keys: RecordKey[];

@@ -17,7 +17,8 @@ import { TooManyWaitersError, type Freshness, type FreshnessSource } from "../do
 export interface AckFloorWatchSettings {
   nc: NatsConnection;
   stream: string;
-  durable: string;
+  /** The projector's consumer, as of now (it changes when readers switch to a rebuilt generation). */
+  durable: () => string;
   /** How long a request waits at most. */
   waitMs: number;
   /** How often the floor is read while anyone waits. */
@@ -94,7 +95,8 @@ export class AckFloorWatch implements FreshnessSource {
   }
 
   private async readFloor(): Promise<void> {
-    const { nc, stream, durable, log } = this.settings;
+    const { nc, stream, log } = this.settings;
+    const durable = this.settings.durable();
     try {
       this.jsm ??= nc.jetstreamManager({ timeout: REQUEST_TIMEOUT_MS, checkAPI: false });
       const info = await (await this.jsm).consumers.info(stream, durable);

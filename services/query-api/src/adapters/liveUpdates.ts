@@ -55,6 +55,8 @@ const STREAM_HEADERS = {
 
 /** How long a new stream waits for NATS to confirm its subscription; past it the reconnect re-check covers it. */
 const SUBSCRIBE_CONFIRM_MS = 2000;
+/** How often the generation readers use is checked (one read of the control record, or of memory). */
+const GENERATION_CHECK_MS = 1000;
 /** setTimeout's longest delay (about 24.8 days); a later expiry is re-armed on the way. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -132,6 +134,7 @@ export class LiveUpdates {
   /** Set by close(): no stream opens after it, so shutdown is not held up by a late one. */
   private closing = false;
   private readonly heartbeats: NodeJS.Timeout;
+  private generationWatch: NodeJS.Timeout | undefined;
   private readonly statuses: AsyncIterable<Status> & { stop?: () => void };
   private readonly now: () => number;
 
@@ -151,6 +154,7 @@ export class LiveUpdates {
     this.heartbeats.unref();
     this.statuses = deps.nc.status();
     void this.recheckOnReconnect();
+    this.watchGeneration();
   }
 
   /**
@@ -210,6 +214,7 @@ export class LiveUpdates {
   close(): void {
     this.closing = true;
     clearInterval(this.heartbeats);
+    clearInterval(this.generationWatch);
     this.statuses.stop?.();
     for (const owner of [...this.owners.values()])
       for (const stream of [...owner.streams]) {
@@ -291,47 +296,64 @@ export class LiveUpdates {
 
   /**
    * Notices published while this process was cut off from NATS are lost to it: after a reconnect
-   * (once the server has the subscriptions again), every stream served is re-checked: the version
-   * it follows (its owner's, or its client's; one point read per version, however many streams
-   * follow it) is compared with the one it last told, and the stream is told of a change when
-   * they differ.
+   * (once the server has the subscriptions again), every stream served is re-checked.
    */
   private async recheckOnReconnect(): Promise<void> {
     for await (const status of this.statuses) {
       if (status.type !== Events.Reconnect) continue;
       await this.deps.nc.flush().catch(() => undefined);
-      let moved = 0;
-      for (const [ownerId, owner] of [...this.owners]) {
-        try {
-          // Taken before any read: a notice arriving meanwhile names only its own clients, so a change
-          // lost before it is still a change.
-          const told = [...owner.streams].map((stream) => ({ stream, seen: stream.seen }));
-          const versions = new Map<string | undefined, number>();
-          let missedAny = false;
-          for (const { stream, seen } of told) {
-            let version = versions.get(stream.clientId);
-            if (version === undefined) {
-              version = await this.deps.store.version(ownerId, stream.clientId);
-              versions.set(stream.clientId, version);
-            }
-            const missed = missedChange(stream.clientId, version, seen);
-            if (!missed) continue;
-            stream.offer(missed);
-            missedAny = true;
-          }
-          metrics.liveRechecks.inc({ moved: String(missedAny) });
-          if (missedAny) moved++;
-        } catch (error) {
-          this.deps.log.warn(
-            { err: error, ownerId },
-            "live streams: re-checking a version after a NATS reconnect failed",
-          );
-        }
-      }
-      this.deps.log.info(
-        { owners: this.owners.size, moved },
-        "live streams: re-checked versions after a NATS reconnect",
-      );
+      await this.recheck("after a NATS reconnect");
     }
+  }
+
+  /**
+   * Readers switched to a rebuilt generation (README, "Rebuild"): its versions are all past the old
+   * one's, and what a client shows may differ anywhere, so every owner served is re-checked.
+   */
+  private watchGeneration(): void {
+    const { store } = this.deps;
+    if (!store.generation) return;
+    let seen = store.generation();
+    this.generationWatch = setInterval(() => {
+      const now = store.generation!();
+      if (now === seen) return;
+      seen = now;
+      void this.recheck("after readers switched to a rebuilt read model");
+    }, GENERATION_CHECK_MS);
+    this.generationWatch.unref();
+  }
+
+  /**
+   * Re-checks every stream served: the version it follows (its owner's, or its client's; one point
+   * read per version, however many streams follow it) is compared with the one it last told, and
+   * the stream is told of a change when they differ.
+   */
+  private async recheck(why: string): Promise<void> {
+    let moved = 0;
+    for (const [ownerId, owner] of [...this.owners]) {
+      try {
+        // Taken before any read: a notice arriving meanwhile names only its own clients, so a change
+        // lost before it is still a change.
+        const told = [...owner.streams].map((stream) => ({ stream, seen: stream.seen }));
+        const versions = new Map<string | undefined, number>();
+        let missedAny = false;
+        for (const { stream, seen } of told) {
+          let version = versions.get(stream.clientId);
+          if (version === undefined) {
+            version = await this.deps.store.version(ownerId, stream.clientId);
+            versions.set(stream.clientId, version);
+          }
+          const missed = missedChange(stream.clientId, version, seen);
+          if (!missed) continue;
+          stream.offer(missed);
+          missedAny = true;
+        }
+        metrics.liveRechecks.inc({ moved: String(missedAny) });
+        if (missedAny) moved++;
+      } catch (error) {
+        this.deps.log.warn({ err: error, ownerId }, `live streams: re-checking a version ${why} failed`);
+      }
+    }
+    this.deps.log.info({ owners: this.owners.size, moved }, `live streams: re-checked versions ${why}`);
   }
 }
