@@ -7,6 +7,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dashboardChangedSubject } from "@keybox/contract";
 import { applyBatch } from "@keybox/projector";
+import { openReadModel, requestRebuild, storeSettings, switchTo } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { freePort, startLocalNats } from "../scripts/natsServer.ts";
 import { clientCreated, clientEvent } from "./support/events.ts";
@@ -414,4 +415,39 @@ describe("a NATS outage", () => {
       expect(changes(filtered)).toEqual([changed]);
     });
   }, 40_000);
+});
+
+describe("a switch to a rebuilt read model", () => {
+  it("tells every stream to refetch everything, also when the new generation's notices came first", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-live-switch-"));
+    const readModel = await openReadModel(storeSettings.parse({ DATA_DIR: dir }));
+    try {
+      const owner = "switchOwner";
+      await applyBatch(await readModel.generation(1), [toEvent(clientCreated(owner, "inOld"))], 1);
+      const { record } = await readModel.updateControl(requestRebuild(1, Date.now()));
+      const rebuilt = record.building!.generation;
+      await applyBatch(await readModel.generation(rebuilt), [toEvent(clientCreated(owner, "inOld"))], 1);
+      const api = await queryApiProcess({ DATA_DIR: dir });
+      const stream = await open(`${api.url}/dashboard/events`, owner);
+      // Right after the switch, the new generation's projector commits and announces a change, and
+      // this replica hears of it before it has seen the switch.
+      await readModel.updateControl(switchTo(rebuilt, Date.now()));
+      const committed = await applyBatch(
+        await readModel.generation(rebuilt),
+        [toEvent(clientCreated(owner, "inNew"))],
+        2,
+      );
+      const version = committed.changes.get(owner)!.version;
+      expect(version).toBe(2 ** 32 + 2);
+      pipeline.nc.publish(
+        dashboardChangedSubject(owner),
+        JSON.stringify({ ownerId: owner, version, clients: ["inNew"] }),
+      );
+      const all = await stream.next((e) => e.event === "changed" && e.data.all === true, 3000);
+      expect(all.data).toEqual({ version, all: true });
+    } finally {
+      await readModel.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

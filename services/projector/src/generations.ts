@@ -33,7 +33,7 @@ export interface GenerationsOptions {
 
 /** How often the control record is read, and the rebuild's progress sampled. */
 const CHECK_MS = 1000;
-/** How often the rebuild's progress is logged (and its rate measured). */
+/** How often the rebuild's progress is logged, and over how long its rate is measured. */
 const PROGRESS_LOG_MS = 5000;
 /**
  * A retired generation is dropped this long after readers left it: MongoDB readers follow the
@@ -58,8 +58,10 @@ export class ProjectorGenerations {
   private serving: Running | undefined;
   private building: Running | undefined;
   private record: ControlRecord | undefined;
-  /** The rebuild's progress: the last sample, and the one its rate was last measured from. */
-  private progress: { replayed: number; left: number; rateFrom: { at: number; replayed: number } } | undefined;
+  /** The rebuild's progress: the last sample, the samples its rate is measured over, when it was last logged. */
+  private progress:
+    | { replayed: number; left: number; samples: { at: number; replayed: number }[]; loggedAt: number | undefined }
+    | undefined;
   /** In "rebuild" mode: the generation asked for. */
   private target: number | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -224,15 +226,22 @@ export class ProjectorGenerations {
     const left = consumer.num_pending + consumer.num_ack_pending;
     const replayed = Math.max(0, stream.state.messages - left);
     const now = Date.now();
-    const rateFrom = this.progress?.rateFrom ?? { at: now, replayed };
-    this.progress = { replayed, left, rateFrom };
+    // The rate is measured over the samples of the last PROGRESS_LOG_MS, and logged that often.
+    const samples = [...(this.progress?.samples ?? []), { at: now, replayed }].filter(
+      (sample) => now - sample.at <= PROGRESS_LOG_MS,
+    );
+    const loggedAt = this.progress?.loggedAt;
+    this.progress = { replayed, left, samples, loggedAt };
     metrics.rebuildEventsReplayed.set(replayed);
     metrics.rebuildEventsLeft.set(left);
-    if (now - rateFrom.at >= PROGRESS_LOG_MS) {
-      const eventsPerSecond = Math.round(((replayed - rateFrom.replayed) * 1000) / (now - rateFrom.at));
+    const oldest = samples[0]!;
+    if (oldest.at < now) {
+      const eventsPerSecond = Math.round(((replayed - oldest.replayed) * 1000) / (now - oldest.at));
       metrics.rebuildEventsPerSecond.set(eventsPerSecond);
-      this.progress.rateFrom = { at: now, replayed };
-      this.log.info({ generation, replayed, left, eventsPerSecond }, "rebuild progress");
+      if (loggedAt === undefined || now - loggedAt >= PROGRESS_LOG_MS) {
+        this.progress.loggedAt = now;
+        this.log.info({ generation, replayed, left, eventsPerSecond }, "rebuild progress");
+      }
     }
     // Everything in the stream when the consumer was read is applied to the new generation: it
     // holds all the current one did then.

@@ -318,7 +318,7 @@ export class LiveUpdates {
       const now = store.generation!();
       if (now === seen) return;
       seen = now;
-      void this.recheck("after readers switched to a rebuilt read model");
+      void this.recheck("after readers switched to a rebuilt read model", true);
     }, GENERATION_CHECK_MS);
     this.generationWatch.unref();
   }
@@ -326,15 +326,16 @@ export class LiveUpdates {
   /**
    * Re-checks every stream served: the version it follows (its owner's, or its client's; one point
    * read per version, however many streams follow it) is compared with the one it last told, and
-   * the stream is told of a change when they differ.
+   * the stream is told of a change when they differ, or in any case after a switch (`switched`:
+   * notices of the new generation may have come first).
    */
-  private async recheck(why: string): Promise<void> {
+  private async recheck(why: string, switched = false): Promise<void> {
     let moved = 0;
     for (const [ownerId, owner] of [...this.owners]) {
       try {
         // Taken before any read: a notice arriving meanwhile names only its own clients, so a change
         // lost before it is still a change.
-        const told = [...owner.streams].map((stream) => ({ stream, seen: stream.seen }));
+        const told = [...owner.streams].map((stream) => ({ stream, seen: switched ? -1 : stream.seen }));
         const versions = new Map<string | undefined, number>();
         let missedAny = false;
         for (const { stream, seen } of told) {
@@ -345,6 +346,10 @@ export class LiveUpdates {
           }
           const missed = missedChange(stream.clientId, version, seen);
           if (!missed) continue;
+          // The new generation's versions are past the old one's, so the change told moves the stream's
+          // `seen` there; but for 0 (nothing of it in the new generation), which a change held back
+          // from the old one would outbid: the change told covers that one too.
+          if (switched && version === 0) stream.pending = undefined;
           stream.offer(missed);
           missedAny = true;
         }
