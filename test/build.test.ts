@@ -65,6 +65,6 @@ describe("the built services", () => {
       /from "mongodb"|import\("mongodb"\)/.test(readFileSync(path.join(outdir, f), "utf8")),
     );
     expect(importers).toHaveLength(1);
-    expect(importers[0]).toMatch(/^chunks\/mongodb-/);
+    expect(importers[0]).toMatch(/^chunks\/mongoReadModel-/); // the MongoDB read model, with its adapter
   });
 });

@@ -138,6 +138,9 @@ for (const adapter of adapters) {
         expect(reader.generation?.()).toBe(2);
         expect(reader.identity()).not.toBe(firstIdentity);
 
+        // An older release asks for no rebuild.
+        expect((await other.updateControl(requestRebuild(1, 4000))).changed).toBe(false);
+
         // The generation in use is never dropped; the retired one is, and is gone.
         await expect(writer.drop(2)).rejects.toThrow("generation 2 is in use");
         expect(await adapter.firstGenerationTables()).not.toEqual([]);

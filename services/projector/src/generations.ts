@@ -107,7 +107,8 @@ export class ProjectorGenerations {
     }
     if (changed) this.log.info({ current, building }, "rebuild requested");
     else if (building) this.log.info({ current, building }, "a rebuild is under way; taking part");
-    await this.serialized(() => this.reconcile(record));
+    // Directly, not as a check: a projector that cannot start fails the start, as it always has.
+    await this.reconcile(record);
     this.timer = setInterval(() => void this.serialized(() => this.check()), CHECK_MS);
   }
 

@@ -43,12 +43,14 @@ export interface ControlUpdate {
 /**
  * Asks for a new generation built by `projectionVersion`. A rebuild already under way by that
  * version or a newer one is joined (left as it is); one by an older version is replaced, and its
- * generation retired: its rules are not the ones wanted any more.
+ * generation retired: its rules are not the ones wanted any more. An older version than the current
+ * generation's asks for nothing: it would take readers back to older rules.
  */
 export const requestRebuild =
   (projectionVersion: number, now: number): ControlTransition =>
   (record) => {
     const { building } = record;
+    if (record.current.projectionVersion > projectionVersion) return undefined;
     if (building && building.projectionVersion >= projectionVersion) return undefined;
     const generation = record.lastGeneration + 1;
     return {
