@@ -34,6 +34,9 @@ afterAll(async () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
+/** Between the logs' clock (Date.now()) and this process's performance.timeOrigin + now(). */
+const CLOCK_SLACK_MS = 100;
+
 function tempDir(prefix: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   dirs.push(dir);
@@ -186,6 +189,15 @@ describe("npm run rebuild while events are published and dashboards are read", (
     const switched = await live.next((e) => e.event === "changed" && e.data.all === true, 10_000);
     expect(Number(switched.id)).toBeGreaterThan(2 ** 32);
     live.close();
+    // Nothing of generation 2 was announced before readers used it (the rebuild announces nothing).
+    const switchLine = (rebuild.output() + projector.service.output())
+      .split("\n")
+      .find((line) => line.includes('"msg":"readers switched to the rebuilt generation"'))!;
+    const switchedAt = JSON.parse(switchLine).time as number;
+    const announcedEarly = live.events.filter(
+      (e) => Number(e.id) > 2 ** 32 && performance.timeOrigin + e.at < switchedAt - CLOCK_SLACK_MS,
+    );
+    expect(announcedEarly).toEqual([]);
 
     // The projector moved to generation 2 and goes on applying events.
     const metrics = (await httpGet(`${projector.url}/metrics`)).body as string;
@@ -216,7 +228,10 @@ describe("two projectors of a release with a newer projection version, started a
     const nc = await connectNats(nats.url, "upgrade-test");
     const older = await startProjector(env);
     await publishAll(nc, history);
+    await nc.jetstream().publish("keybox.events.upA.client.created", "not json");
     await eventually(async () => ((await httpGet(`${older.url}/readyz`)).body.lag === 0 ? true : undefined), 30_000);
+    const deadLettered = 'keybox_projector_events_dead_lettered_total{reason="invalid"}';
+    expect(sample((await httpGet(`${older.url}/metrics`)).body, deadLettered)).toBe(1);
     older.service.child.kill("SIGTERM");
     expect(await older.service.exited).toBe(0);
 
@@ -232,6 +247,9 @@ describe("two projectors of a release with a newer projection version, started a
     for (const { service, url } of newer) {
       expect(service.child.exitCode).toBeNull();
       expect((await httpGet(`${url}/readyz`)).body).toMatchObject({ status: "ready", generation: 2 });
+      // The older release dead-lettered the invalid event; the rebuild replayed it without doing so again.
+      const metrics = (await httpGet(`${url}/metrics`)).body as string;
+      expect(sample(metrics, deadLettered) ?? 0).toBe(0);
     }
     const now = new Date();
     const readModel = await openReadModel(storeSettings.parse({ DATA_DIR: dataDir }), { readOnly: true });
