@@ -16,6 +16,7 @@ import type { DashboardBody } from "@keybox/query-api";
 import { openReadModel, storeSettings, type ControlRecord } from "@keybox/read-model";
 import { connectNats } from "@keybox/runtime";
 import { freePort } from "../scripts/natsServer.ts";
+import { clientCreated } from "./support/events.ts";
 import { randomHistory } from "./support/history.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { renderBody, toEvent } from "./support/inMemory.ts";
@@ -215,6 +216,13 @@ describe("npm run rebuild while events are published and dashboards are read", (
         expect(body).toEqual(expected);
       }
     }
+    // Read your own writes waits on the acknowledgement floor of generation 2's consumer now.
+    const ack = await publishEvent(js, clientCreated(OWNERS[0]!, "afterRebuild"));
+    const fresh = await httpGet(`${apis[1]!.url}/dashboard?minSeq=${ack.seq}`, {
+      headers: bearer(tokens.get(OWNERS[0]!)!),
+    });
+    expect(fresh.headers["keybox-fresh"]).toBe("true");
+    expect(fresh.body.data.map((c: { _id: string }) => c._id)).toContain("afterRebuild");
     await nc.close();
   }, 180_000);
 });
