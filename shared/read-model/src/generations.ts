@@ -102,8 +102,8 @@ export const generationDurable = (durable: string, generation: number): string =
 /**
  * Versions of generation N are reported from (N - 1) * 2^32 up, so they keep growing across a switch:
  * an ETag, a cached body or a live stream's event id of one generation never names a version of
- * another. A generation counts at most 2^32 - 1 commits of one owner. 0 (never written) stays 0:
- * an empty dashboard is the same in every generation.
+ * another, as long as a generation counts fewer than 2^32 commits of one owner. 0 (never written)
+ * stays 0: an empty dashboard is the same in every generation.
  */
 const GENERATION_VERSIONS = 2 ** 32;
 
