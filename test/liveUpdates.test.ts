@@ -450,4 +450,40 @@ describe("a switch to a rebuilt read model", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("tells a client-filtered stream its client's new version, and counts in the new generation from then on", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-live-switch-"));
+    const readModel = await openReadModel(storeSettings.parse({ DATA_DIR: dir }));
+    try {
+      const owner = "switchFiltered";
+      const events = [toEvent(clientCreated(owner, "mine")), toEvent(clientCreated(owner, "other"))];
+      await applyBatch(await readModel.generation(1), events, 1);
+      await applyBatch(
+        await readModel.generation(1),
+        [toEvent(clientEvent(owner, "mine", { name: "Mine v2" }, { version: 2 }))],
+        2,
+      );
+      const { record } = await readModel.updateControl(requestRebuild(1, Date.now()));
+      const rebuilt = record.building!.generation;
+      await applyBatch(await readModel.generation(rebuilt), events, 1);
+      const api = await queryApiProcess({ DATA_DIR: dir });
+      const stream = await open(`${api.url}/dashboard/events?clientId=mine`, owner);
+      await readModel.updateControl(switchTo(rebuilt, Date.now()));
+      const version = await (await readModel.generation(rebuilt)).version(owner, "mine");
+      expect(version).toBe(2 ** 32 + 1);
+      const switched = await stream.next((e) => e.event === "changed", 3000);
+      expect(switched.data).toEqual({ version, clients: ["mine"] });
+      // A notice of the old generation, late: its version is none of the new generation's, and the
+      // stream's ids never go back to it.
+      pipeline.nc.publish(
+        dashboardChangedSubject(owner),
+        JSON.stringify({ ownerId: owner, version: 3, clients: ["mine"] }),
+      );
+      const late = await stream.next((e) => e.event === "changed", 3000, stream.events.indexOf(switched) + 1);
+      expect(late.data).toEqual({ version, clients: ["mine"] });
+    } finally {
+      await readModel.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
