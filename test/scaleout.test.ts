@@ -82,9 +82,11 @@ describe("two projectors and two query APIs on one LMDB folder", () => {
         const body = await eventually(async () => {
           const res = await httpGet(`${api.url}/dashboard`, { headers: bearer(tokens.get(ownerId)!) });
           return JSON.stringify(res.body) === JSON.stringify(expected) ? res.body : undefined;
-        }, 30_000).catch(
-          async () => (await httpGet(`${api.url}/dashboard`, { headers: bearer(tokens.get(ownerId)!) })).body,
-        );
+        }, 30_000).catch(async () => {
+          // What the surviving projector said explains a stall better than the dashboards do.
+          console.error(`surviving projector's output:\n${projectors[1]!.service.output()}`);
+          return (await httpGet(`${api.url}/dashboard`, { headers: bearer(tokens.get(ownerId)!) })).body;
+        });
         expect(body).toEqual(expected);
       }
     }
