@@ -61,8 +61,37 @@ const QUICK: BenchOptions = {
   live: { probes: 300, idleStreams: 10_000, idleSeconds: 16 },
 };
 
-export function parseOptions(args: string[]): BenchOptions {
-  const unknown = args.filter((arg) => arg !== "--quick");
-  if (unknown.length > 0) throw new Error(`unknown argument(s): ${unknown.join(" ")} (only --quick is accepted)`);
-  return args.includes("--quick") ? QUICK : FULL;
+/** The scenarios a run can be limited to with `--only` (the rows each measures). */
+export const SCENARIOS = ["drain", "reads", "revalidation", "large", "per-event", "freshness", "live"] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface ParsedOptions {
+  options: BenchOptions;
+  /** The scenarios to run: all of them unless `--only` named some. */
+  only: ReadonlySet<Scenario> | undefined;
+}
+
+const USAGE = `usage: npm run bench -- [--quick] [--only ${SCENARIOS.join(",")}]`;
+
+/**
+ * `--quick`, and `--only a,b` to measure some scenarios while working on them (freshness needs
+ * reads, for its rate); a run limited so prints its report but leaves bench/results/latest.md alone.
+ */
+export function parseOptions(args: string[]): ParsedOptions {
+  let only: Set<Scenario> | undefined;
+  let quick = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--quick") quick = true;
+    else if (arg === "--only" && args[i + 1] !== undefined) {
+      only = new Set();
+      for (const name of args[++i]!.split(",")) {
+        const scenario = SCENARIOS.find((s) => s === name);
+        if (!scenario) throw new Error(`unknown scenario "${name}"\n${USAGE}`);
+        only.add(scenario);
+      }
+      if (only.has("freshness")) only.add("reads");
+    } else throw new Error(`unknown argument "${arg}"\n${USAGE}`);
+  }
+  return { options: quick ? QUICK : FULL, only };
 }

@@ -10,7 +10,7 @@ import { cleanUp, installExitHandlers, isShuttingDown, makeTempDir, trackTempDir
 import type { Bench, Measured } from "./context.ts";
 import { startNats } from "./jetstream.ts";
 import { observations } from "./observations.ts";
-import { parseOptions } from "./options.ts";
+import { parseOptions, type Scenario } from "./options.ts";
 import { describeEnvironment, renderReport } from "./report.ts";
 import { measureDrain } from "./scenarios/drain.ts";
 import { measureFreshness } from "./scenarios/freshness.ts";
@@ -27,7 +27,8 @@ const REPO_ROOT = path.resolve(BENCH_DIR, "..");
 const RESULTS_FILE = path.join(BENCH_DIR, "results", "latest.md");
 
 async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
+  const { options, only } = parseOptions(process.argv.slice(2));
+  const runs = (scenario: Scenario) => only === undefined || only.has(scenario);
   installExitHandlers();
   const started = performance.now();
   const progress = (message: string) =>
@@ -45,17 +46,20 @@ async function main(): Promise<void> {
   const bench: Bench = { options, nats, setup: { natsUrl: nats.url, distDir }, workDir, progress };
 
   const results: Measured[] = [];
-  results.push(await measureDrain(bench));
-  const seeded = await seedReadModel(bench);
-  const bare = await startBareServer(seeded.bodiesDir, seeded.contentType);
-  const reads = await measureReads(bench, seeded, bare);
-  results.push(reads);
-  results.push(await measureRevalidation(bench, seeded, bare));
-  results.push(await measureLargeTenant(bench, seeded, bare));
-  await bare.stop();
-  results.push(await measurePerEventCost(bench, seeded));
-  results.push(await measureFreshness(bench, seeded, reads.halfMaximumRate));
-  results.push(await measureLive(bench, seeded));
+  if (runs("drain")) results.push(await measureDrain(bench));
+  // Every scenario but the drain reads the seeded read model.
+  if (only === undefined || [...only].some((scenario) => scenario !== "drain")) {
+    const seeded = await seedReadModel(bench);
+    const bare = await startBareServer(seeded.bodiesDir, seeded.contentType);
+    const reads = runs("reads") ? await measureReads(bench, seeded, bare) : undefined;
+    if (reads) results.push(reads);
+    if (runs("revalidation")) results.push(await measureRevalidation(bench, seeded, bare));
+    if (runs("large")) results.push(await measureLargeTenant(bench, seeded, bare));
+    await bare.stop();
+    if (runs("per-event")) results.push(await measurePerEventCost(bench, seeded));
+    if (reads && runs("freshness")) results.push(await measureFreshness(bench, seeded, reads.halfMaximumRate));
+    if (runs("live")) results.push(await measureLive(bench, seeded));
+  }
 
   const order = (row: string) => Number(row);
   const report = renderReport({
@@ -66,9 +70,10 @@ async function main(): Promise<void> {
     problems: observations(),
     seconds: (performance.now() - started) / 1000,
   });
+  process.stdout.write(`${report}\n`);
+  if (only !== undefined) return; // a partial run is for working on a scenario, not a result
   mkdirSync(path.dirname(RESULTS_FILE), { recursive: true });
   writeFileSync(RESULTS_FILE, report);
-  process.stdout.write(`${report}\n`);
   progress(`written to ${path.relative(REPO_ROOT, RESULTS_FILE)}`);
 }
 
