@@ -362,6 +362,190 @@ for (const adapter of adapters) {
       expect(late.ok).toBe(false);
     });
 
+    describe("names the record that conflicted, among records that did not, and writes nothing of the commit", () => {
+      type Commit = Parameters<DashboardStore["commit"]>[0];
+      /** What a case's commit finds: each record's revision as loaded, before the concurrent change. */
+      interface Loaded {
+        a: number;
+        b: number;
+        r: number;
+      }
+      const reg = (clientId: string) => ({ kind: "project" as const, clientId });
+      // Each case on an owner of its own: parts A (client c1, its only part) and B (client c2), a
+      // register R, and N, absent when loaded; `meanwhile` is the other writer's commit, `commit`
+      // this one's, whose conflict is `conflict`.
+      const cases: {
+        name: string;
+        meanwhile: (o: string, at: Loaded) => Commit;
+        commit: (o: string, at: Loaded) => Commit;
+        conflict: (o: string) => RecordKey;
+      }[] = [
+        {
+          name: "a write of a record replaced meanwhile",
+          meanwhile: (o, at) => ({
+            writes: [{ key: partKey(o, "c1"), value: client("c1", "x"), baseRev: at.a }],
+            reads: [],
+          }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b },
+              { key: partKey(o, "c1"), value: client("c1", "y"), baseRev: at.a },
+              { key: registerKey(o, "project", "p1"), value: reg("c2"), baseRev: at.r },
+            ],
+            reads: [],
+          }),
+          conflict: (o) => partKey(o, "c1"),
+        },
+        {
+          name: "a write of a record deleted meanwhile",
+          meanwhile: (o, at) => ({ writes: [{ key: partKey(o, "c1"), value: null, baseRev: at.a }], reads: [] }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b },
+              { key: partKey(o, "c1"), value: client("c1", "y"), baseRev: at.a },
+            ],
+            reads: [],
+          }),
+          conflict: (o) => partKey(o, "c1"),
+        },
+        {
+          name: "a delete of a record replaced meanwhile",
+          meanwhile: (o, at) => ({
+            writes: [{ key: partKey(o, "c1"), value: client("c1", "x"), baseRev: at.a }],
+            reads: [],
+          }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b },
+              { key: partKey(o, "c1"), value: null, baseRev: at.a },
+            ],
+            reads: [],
+          }),
+          conflict: (o) => partKey(o, "c1"),
+        },
+        {
+          name: "a delete of a record deleted meanwhile",
+          meanwhile: (o, at) => ({ writes: [{ key: partKey(o, "c1"), value: null, baseRev: at.a }], reads: [] }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b },
+              { key: partKey(o, "c1"), value: null, baseRev: at.a },
+            ],
+            reads: [],
+          }),
+          conflict: (o) => partKey(o, "c1"),
+        },
+        {
+          name: "a delete, where there was none, of a record created meanwhile",
+          meanwhile: (o) => ({ writes: [{ key: partKey(o, "c3"), value: client("c3"), baseRev: 0 }], reads: [] }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b },
+              { key: partKey(o, "c3"), value: null, baseRev: 0 },
+            ],
+            reads: [],
+          }),
+          conflict: (o) => partKey(o, "c3"),
+        },
+        {
+          name: "a read of a record deleted meanwhile",
+          meanwhile: (o, at) => ({ writes: [{ key: partKey(o, "c1"), value: null, baseRev: at.a }], reads: [] }),
+          commit: (o, at) => ({
+            writes: [{ key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b }],
+            reads: [
+              { key: registerKey(o, "project", "p1"), rev: at.r },
+              { key: partKey(o, "c1"), rev: at.a },
+            ],
+          }),
+          conflict: (o) => partKey(o, "c1"),
+        },
+        {
+          name: "a read of an absent record created meanwhile",
+          meanwhile: (o) => ({ writes: [{ key: partKey(o, "c3"), value: client("c3"), baseRev: 0 }], reads: [] }),
+          commit: (o, at) => ({
+            writes: [{ key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b }],
+            reads: [
+              { key: partKey(o, "c1"), rev: at.a },
+              { key: partKey(o, "c3"), rev: 0 },
+            ],
+          }),
+          conflict: (o) => partKey(o, "c3"),
+        },
+        {
+          name: "a register written at a revision replaced meanwhile",
+          meanwhile: (o, at) => ({
+            writes: [{ key: registerKey(o, "project", "p1"), value: reg("c2"), baseRev: at.r }],
+            reads: [],
+          }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c1"), value: client("c1", "y"), baseRev: at.a },
+              { key: registerKey(o, "project", "p1"), value: reg("c3"), baseRev: at.r },
+              { key: partKey(o, "c2"), value: client("c2", "y"), baseRev: at.b },
+            ],
+            reads: [],
+          }),
+          conflict: (o) => registerKey(o, "project", "p1"),
+        },
+        {
+          name: "a register created that exists",
+          meanwhile: (o) => ({
+            writes: [{ key: registerKey(o, "project", "p2"), value: reg("c1"), baseRev: 0 }],
+            reads: [],
+          }),
+          commit: (o, at) => ({
+            writes: [
+              { key: partKey(o, "c1"), value: client("c1", "y"), baseRev: at.a },
+              { key: registerKey(o, "project", "p2"), value: reg("c2"), baseRev: 0 },
+            ],
+            reads: [{ key: partKey(o, "c2"), rev: at.b }],
+          }),
+          conflict: (o) => registerKey(o, "project", "p2"),
+        },
+      ];
+      let seq = 100;
+      it.each(cases.map((c, i) => [c.name, i] as const))("%s", async (_name, i) => {
+        const { meanwhile, commit, conflict } = cases[i]!;
+        const o = `oconflict${i}`;
+        const keys = [partKey(o, "c1"), partKey(o, "c2"), partKey(o, "c3"), registerKey(o, "project", "p1")];
+        await store.commit(
+          {
+            writes: [
+              { key: keys[0]!, value: client("c1"), baseRev: 0 },
+              { key: keys[1]!, value: client("c2"), baseRev: 0 },
+              { key: keys[3]!, value: reg("c1"), baseRev: 0 },
+            ],
+            reads: [],
+          },
+          ++seq,
+        );
+        const [a, b, , r] = await store.load(keys);
+        const at = { a: a!.rev, b: b!.rev, r: r!.rev };
+        expect((await store.commit(meanwhile(o, at), ++seq)).ok).toBe(true);
+        const state = async () => ({
+          records: await store.load([...keys, registerKey(o, "project", "p2")]),
+          dashboard: await store.readDashboard(o),
+          versions: await Promise.all(["c1", "c2", "c3"].map((c) => store.version(o, c))),
+        });
+        const before = await state();
+        expect(await store.commit(commit(o, at), ++seq)).toEqual({ ok: false, conflict: conflict(o) });
+        expect(await state()).toEqual(before);
+      });
+    });
+
+    it("bumps an owner's version once per commit when commits to it run at once: none is lost", async () => {
+      const o = "oconcurrent";
+      const results = await Promise.all(
+        ["c0", "c1", "c2", "c3", "c4", "c5"].map((c, i) =>
+          store.commit({ writes: [{ key: partKey(o, c), value: client(c), baseRev: 0 }], ...noReads }, 200 + i),
+        ),
+      );
+      const versions = results.map((result) => (result.ok ? result.changes.get(o)!.version : 0));
+      expect([...versions].sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6]);
+      expect(await store.version(o)).toBe(6);
+      for (const [i, version] of versions.entries()) expect(await store.version(o, `c${i}`)).toBe(version);
+    });
+
     it("reads a large owner from one snapshot, also when a commit lands while it reads", async () => {
       const ids = Array.from({ length: 2500 }, (_, n) => `c${String(n).padStart(4, "0")}`);
       const writes = ids.map((id) => ({ key: partKey("snap", id), value: client(id), baseRev: 0 }));

@@ -4,6 +4,7 @@
 import { randomInt } from "node:crypto";
 import {
   BSON,
+  MongoBulkWriteError,
   MongoClient,
   MongoError,
   MongoErrorLabel,
@@ -23,6 +24,7 @@ import {
   type TransactionOptions,
 } from "mongodb";
 import { encodeFragment } from "./fragments.ts";
+import { CommitBulk, type RecordDoc } from "./mongoBulk.ts";
 import { generationName } from "./generations.ts";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
@@ -38,22 +40,7 @@ import {
   writtenOwners,
 } from "./store.ts";
 
-/**
- * A record: its revision and its value as JSON text. One BSON string decoded by the driver and
- * then V8's JSON.parse is the cheapest read path, much cheaper than BSON-decoding a deep tree.
- */
-interface RecordDoc {
-  _id: string;
-  rev: number;
-  json: string;
-  /**
-   * A part's fragment (see fragments.ts), binary: a read projects only this field, so it never
-   * decodes the projection's state. Absent when the part shows nothing.
-   */
-  fragment?: BSON.Binary;
-  /** The last commit that required the record unchanged (see `commit`). */
-  lockedBy?: number;
-}
+export { CommitBulk } from "./mongoBulk.ts";
 
 /**
  * A read-model version, kept in the parts collection: an owner's at `${ownerId}/`, first in the
@@ -74,7 +61,6 @@ const APPLIED_SEQ = "appliedSeq";
 const FORMAT = "format";
 /** Rewritten by checkWritable (its `seq` holds the time of the check). */
 const WRITE_CHECK = "writeCheck";
-const DUPLICATE_KEY = 11000;
 const WRITE_CONFLICT = 112;
 const NAMESPACE_EXISTS = 48;
 
@@ -122,14 +108,15 @@ const hasCode = (error: unknown, code: number) => error instanceof MongoError &&
 /**
  * Server errors that mean "no usable primary right now" (an election, a shutdown, a timeout), not
  * anything about the documents written: HostUnreachable, HostNotFound, MaxTimeMSExpired,
- * WriteConcernFailed, NetworkTimeout, ShutdownInProgress, PrimarySteppedDown, ExceededTimeLimit,
+ * WriteConcernFailed, NetworkTimeout, ShutdownInProgress, FailedToSatisfyReadPreference (a mongos
+ * finding no primary), ReadConcernMajorityNotAvailableYet, PrimarySteppedDown, ExceededTimeLimit,
  * SocketException, NotWritablePrimary, InterruptedAtShutdown, InterruptedDueToReplStateChange,
  * NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary.
  */
-const OUTAGE_CODES = new Set([6, 7, 50, 64, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
+const OUTAGE_CODES = new Set([6, 7, 50, 64, 89, 91, 133, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
 
 /** Whether a driver error is an outage of the deployment rather than a problem of one commit. */
-function isOutage(error: unknown): boolean {
+export function isOutage(error: unknown): boolean {
   return (
     error instanceof MongoNetworkError ||
     error instanceof MongoServerSelectionError ||
@@ -138,7 +125,14 @@ function isOutage(error: unknown): boolean {
     error instanceof MongoOperationTimeoutError ||
     error instanceof MongoWriteConcernError ||
     (error instanceof MongoError &&
-      (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code))))
+      (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code)))) ||
+    // bulkWrite rethrows a driver error (a network error, no server selectable) as a
+    // MongoBulkWriteError, a MongoServerError with no server code; in a transaction the driver
+    // labels those TransientTransactionError (the server's own transient errors carry a code), and
+    // without this they would pass for a lost race.
+    (error instanceof MongoBulkWriteError &&
+      typeof error.code !== "number" &&
+      error.hasErrorLabel(MongoErrorLabel.TransientTransactionError))
   );
 }
 
@@ -263,10 +257,6 @@ export class MongoDashboardStore implements DashboardStore {
     );
   }
 
-  private collection(key: RecordKey): Collection<RecordDoc> {
-    return key.type === "part" ? this.parts : this.registers;
-  }
-
   async load(keys: readonly RecordKey[]): Promise<RevisionedRecord[]> {
     // From the primary (the client's default): a commit is conditional on the latest revisions.
     const find = async (collection: Collection<RecordDoc>, ids: string[]) =>
@@ -297,86 +287,75 @@ export class MongoDashboardStore implements DashboardStore {
     // 2^47 values one is never reused in practice, so a record deleted and created again never
     // passes a check against its earlier incarnation.
     const rev = randomInt(1, 2 ** 47);
-    // The clients (their version ids) some of whose parts this commit deletes: only they can be
-    // left with none.
-    const deletesPartOf = new Set(
-      writes.flatMap(({ key, value }) =>
-        key.type === "part" && value === null ? [versionId(key.ownerId, key.clientId)] : [],
+    // A number of round trips that does not grow with the batch (README, "MongoDB in operation"):
+    // up to three commands per collection's ordered bulk (CommitBulk), the owners' versions read at
+    // once, at most one read for the clients a delete may have emptied, the versions' bulk (two
+    // commands at most), the applied seq, and the commit. The largest batch stays far inside
+    // MongoDB's transaction limits (see the README): every document under PART_MAX_BYTES (1 MiB)
+    // against BSON's 16 MiB, no total size limit since MongoDB 4.2, and, with round trips no
+    // longer counted per record, far less than transactionLifetimeLimitSeconds (60 s) of work.
+    const parts = new CommitBulk();
+    const registers = new CommitBulk();
+    const bulkOf = (key: RecordKey) => (key.type === "part" ? parts : registers);
+    for (const read of reads) {
+      const _id = docId(read.key);
+      if (read.rev === 0) bulkOf(read.key).requireAbsent(read.key, _id);
+      else bulkOf(read.key).requireAt(read.key, _id, read.rev, rev);
+    }
+    let bytes = 0;
+    for (const { key, value, baseRev } of writes) {
+      const _id = docId(key);
+      if (value === null) {
+        if (baseRev === 0) bulkOf(key).requireAbsent(key, _id);
+        else bulkOf(key).delete(key, _id, baseRev, rev);
+        continue;
+      }
+      const doc: RecordDoc = { _id, rev, json: JSON.stringify(value) };
+      const fragment = key.type === "part" ? encodeFragment(value as Part) : null;
+      if (fragment !== null) doc.fragment = new BSON.Binary(fragment);
+      if (baseRev === 0) bulkOf(key).insert(key, doc);
+      else bulkOf(key).update(key, baseRev, doc);
+      bytes += BSON.calculateObjectSize(doc);
+    }
+    const owners = writtenOwners(writes);
+    // The clients (their version ids) whose parts this commit writes and some of whose parts it
+    // deletes: only they can be left with none.
+    const mayEmpty = new Set(
+      writes.flatMap(({ key, value, baseRev }) =>
+        key.type === "part" && value === null && baseRev !== 0 ? [versionId(key.ownerId, key.clientId)] : [],
       ),
     );
     let result: CommitResult | undefined;
-    let current: RecordKey | undefined; // the record being handled, named if the server aborts
     const session = this.client.startSession();
     try {
       // withTransaction runs the callback again on transient errors (a write conflict with a
       // concurrent transaction), so everything it produces is (re)set inside it.
       await session.withTransaction(async () => {
-        for (const read of reads) {
-          current = read.key;
-          const collection = this.collection(read.key);
-          const _id = docId(read.key);
-          if (read.rev === 0) await this.lockAbsent(session, collection, read.key);
-          else {
-            // A real write (a no-op $set would write nothing and lock nothing): it makes a
-            // concurrent writer of the record conflict with this transaction (no write skew).
-            const updated = await collection.updateOne(
-              { _id, rev: read.rev },
-              { $set: { lockedBy: rev } },
-              { session },
-            );
-            if (updated.matchedCount === 0) throw new Conflict(read.key);
-          }
-        }
-        let bytes = 0;
-        for (const { key, value, baseRev } of writes) {
-          current = key;
-          const collection = this.collection(key);
-          const doc: RecordDoc = { _id: docId(key), rev, json: JSON.stringify(value) };
-          const fragment = key.type === "part" && value !== null ? encodeFragment(value as Part) : null;
-          if (fragment !== null) doc.fragment = new BSON.Binary(fragment);
-          if (value === null && baseRev === 0) await this.lockAbsent(session, collection, key);
-          else if (value === null) {
-            const deleted = await collection.deleteOne({ _id: doc._id, rev: baseRev }, { session });
-            if (deleted.deletedCount === 0) throw new Conflict(key);
-          } else if (baseRev === 0) {
-            await this.insertNew(session, collection, doc, key);
-            bytes += BSON.calculateObjectSize(doc);
-          } else {
-            const updated = await collection.updateOne(
-              { _id: doc._id, rev: baseRev },
-              doc.fragment
-                ? { $set: { rev, json: doc.json, fragment: doc.fragment } }
-                : { $set: { rev, json: doc.json }, $unset: { fragment: "" } },
-              { session },
-            );
-            if (updated.matchedCount === 0) throw new Conflict(key);
-            bytes += BSON.calculateObjectSize(doc);
-          }
-        }
-        current = undefined;
+        await this.writeBulk(this.parts, parts, session);
+        await this.writeBulk(this.registers, registers, session);
         const changes = new Map<string, DashboardChange>();
-        for (const [ownerId, clients] of writtenOwners(writes)) {
-          const after = await this.versions.findOneAndUpdate(
-            { _id: versionId(ownerId) },
-            { $inc: { version: 1 } },
-            { upsert: true, returnDocument: "after", session },
-          );
-          // With upsert and returnDocument "after" the document always comes back.
-          const version = after?.version ?? 1;
-          const written = [...clients];
-          changes.set(ownerId, { version, clients: written });
-          if (written.length === 0) continue;
-          // The owner's version document serialises the owner's commits, so it only ever grows. A
-          // client left with no part loses its document: version 0 again (DashboardStore.version).
+        if (owners.size > 0) {
+          // Read, then set: in the snapshot a concurrent commit of the same owner writes the same
+          // document, so one of the two conflicts and runs again; the version only ever grows.
+          const ownerIds = [...owners.keys()].map((ownerId) => versionId(ownerId));
+          const before = await this.versions
+            .find({ _id: { $in: ownerIds } }, { projection: { version: 1 }, batchSize: ownerIds.length + 1, session })
+            .toArray();
+          const versions = new Map(before.map((doc) => [doc._id, doc.version]));
+          const withParts = await this.clientsWithParts(session, [...mayEmpty]);
           const updates: AnyBulkWriteOperation<VersionDoc>[] = [];
-          for (const clientId of written) {
-            const _id = versionId(ownerId, clientId);
-            const emptied = deletesPartOf.has(_id) && !(await this.hasParts(session, ownerId, clientId));
-            updates.push(
-              emptied
-                ? { deleteOne: { filter: { _id } } }
-                : { updateOne: { filter: { _id }, update: { $set: { version } }, upsert: true } },
-            );
+          for (const [ownerId, clients] of owners) {
+            const version = (versions.get(versionId(ownerId)) ?? 0) + 1;
+            const written = [...clients];
+            changes.set(ownerId, { version, clients: written });
+            for (const _id of [versionId(ownerId), ...written.map((clientId) => versionId(ownerId, clientId))]) {
+              // A client left with no part loses its document: version 0 again (DashboardStore.version).
+              updates.push(
+                mayEmpty.has(_id) && !withParts.has(_id)
+                  ? { deleteOne: { filter: { _id } } }
+                  : { updateOne: { filter: { _id }, update: { $set: { version } }, upsert: true } },
+              );
+            }
           }
           await this.versions.bulkWrite(updates, { session, ordered: false });
         }
@@ -386,9 +365,10 @@ export class MongoDashboardStore implements DashboardStore {
     } catch (error) {
       if (error instanceof Conflict) return { ok: false, conflict: error.key };
       // The server still aborting after withTransaction's own retries (for up to 2 minutes): other
-      // writers keep winning. A conflict, so the caller reloads and applies again. Network errors
-      // are labelled transient too, but they are outages, not conflicts: those are thrown.
-      const conflict = current ?? writes[0]?.key ?? reads[0]?.key;
+      // writers keep winning. A conflict, so the caller reloads and applies again; the server does
+      // not say on which document, so the batch's first record is named. Network errors are
+      // labelled transient too, but they are outages, not conflicts: those are thrown.
+      const conflict = writes[0]?.key ?? reads[0]?.key;
       const lostRace =
         error instanceof MongoServerError &&
         !isOutage(error) &&
@@ -402,37 +382,38 @@ export class MongoDashboardStore implements DashboardStore {
     return result;
   }
 
-  /** Whether a client has any part, as the transaction of `session` sees it (its own writes too). */
-  private async hasParts(session: ClientSession, ownerId: string, clientId: string): Promise<boolean> {
-    // The client's version document opens its range; its parts follow it.
-    const range = { $gt: versionId(ownerId, clientId), $lt: `${ownerId}/${clientId}${AFTER_SLASH}` };
-    return (await this.parts.findOne({ _id: range }, { projection: { _id: 1 }, session })) !== null;
-  }
-
-  /** Inserts a record that must not exist yet; an existing one is a conflict. */
-  private async insertNew(
-    session: ClientSession,
-    collection: Collection<RecordDoc>,
-    doc: RecordDoc,
-    key: RecordKey,
-  ): Promise<void> {
+  /** Runs one collection's bulk of a commit; a failed condition aborts the transaction as a Conflict. */
+  private async writeBulk(collection: Collection<RecordDoc>, bulk: CommitBulk, session: ClientSession): Promise<void> {
+    const ops = bulk.ops;
+    if (ops.length === 0) return;
+    let conflict: RecordKey | undefined;
     try {
-      await collection.insertOne(doc, { session });
+      conflict = bulk.conflict(await collection.bulkWrite(ops, { session, ordered: true }));
     } catch (error) {
-      if (hasCode(error, DUPLICATE_KEY)) throw new Conflict(key);
-      throw error;
+      if (!(error instanceof MongoBulkWriteError)) throw error;
+      conflict = bulk.conflict({ upsertedIds: error.result.upsertedIds, writeErrors: error.writeErrors });
+      if (!conflict) throw error;
     }
+    if (conflict) throw new Conflict(conflict);
   }
 
   /**
-   * Requires a record to be absent until the commit. Merely finding nothing would not stop a
-   * concurrent transaction from creating it (write skew), so the id is written: inserted and
-   * deleted again, which leaves nothing behind but makes a concurrent creator conflict.
+   * Of the clients given (their version ids), those that have a part, as the transaction of
+   * `session` sees it (its own writes too): one aggregation over their ranges, one result per client.
    */
-  private async lockAbsent(session: ClientSession, collection: Collection<RecordDoc>, key: RecordKey): Promise<void> {
-    const _id = docId(key);
-    await this.insertNew(session, collection, { _id, rev: 0, json: "null" }, key);
-    await collection.deleteOne({ _id }, { session });
+  private async clientsWithParts(session: ClientSession, clientVersionIds: string[]): Promise<Set<string>> {
+    if (clientVersionIds.length === 0) return new Set();
+    // A client's version document opens its range; its parts follow it.
+    const ranges = clientVersionIds.map((_id) => ({ _id: { $gt: _id, $lt: `${_id.slice(0, -1)}${AFTER_SLASH}` } }));
+    const segments = { $split: ["$_id", "/"] };
+    const clientOf = { $concat: [{ $arrayElemAt: [segments, 0] }, "/", { $arrayElemAt: [segments, 1] }, "/"] };
+    const found = await this.parts
+      .aggregate<{ _id: string }>([{ $match: { $or: ranges } }, { $group: { _id: clientOf } }], {
+        batchSize: clientVersionIds.length + 1,
+        session,
+      })
+      .toArray();
+    return new Set(found.map(({ _id }) => _id));
   }
 
   /** Read at open: a reader that opened before the store was created has none until it restarts. */
