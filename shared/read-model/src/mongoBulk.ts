@@ -66,7 +66,8 @@ export class CommitBulk {
    * The record must still be at `rev` (> 0). A real write (a no-op $set would write nothing and
    * lock nothing) makes a concurrent writer of the record conflict with this transaction (no write
    * skew). At another revision the upsert's insert hits the existing _id (duplicate key); gone, it
-   * inserts (an upsert): both are this record's conflict.
+   * inserts (an upsert): both are this record's conflict. The server retries an upsert's duplicate
+   * key itself only when the filter's fields are exactly a unique index's: {_id, rev} are not.
    */
   requireAt(key: RecordKey, _id: string, rev: number, lockedBy: number): void {
     this.updates.push({

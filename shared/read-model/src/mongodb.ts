@@ -287,13 +287,14 @@ export class MongoDashboardStore implements DashboardStore {
     // 2^47 values one is never reused in practice, so a record deleted and created again never
     // passes a check against its earlier incarnation.
     const rev = randomInt(1, 2 ** 47);
-    // A number of round trips that does not grow with the batch (README, "MongoDB in operation"):
-    // up to three commands per collection's ordered bulk (CommitBulk), the owners' versions read at
-    // once, at most one read for the clients a delete may have emptied, the versions' bulk (two
-    // commands at most), the applied seq, and the commit. The largest batch stays far inside
-    // MongoDB's transaction limits (see the README): every document under PART_MAX_BYTES (1 MiB)
-    // against BSON's 16 MiB, no total size limit since MongoDB 4.2, and, with round trips no
-    // longer counted per record, far less than transactionLifetimeLimitSeconds (60 s) of work.
+    // At most 12 round trips however many records (README, "MongoDB in operation"), more only
+    // where the driver splits a bulk past 100,000 operations or 48 MB: up to three commands per
+    // collection's ordered bulk (CommitBulk), the owners' versions read at once, at most one read
+    // for the clients a delete may have emptied, the versions' bulk (two commands at most), the
+    // applied seq, and the commit. The largest batch (PROJECTOR_BATCH_SIZE at most 10,000 events)
+    // stays far inside MongoDB's transaction limits (see the README): every document under
+    // PART_MAX_BYTES (1 MiB) against BSON's 16 MiB, no total size limit since MongoDB 4.2, and,
+    // with round trips no longer per record, far less than transactionLifetimeLimitSeconds (60 s).
     const parts = new CommitBulk();
     const registers = new CommitBulk();
     const bulkOf = (key: RecordKey) => (key.type === "part" ? parts : registers);
