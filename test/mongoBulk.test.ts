@@ -6,6 +6,9 @@ import {
   MongoErrorLabel,
   MongoNetworkError,
   MongoServerError,
+  MongoServerSelectionError,
+  type TopologyDescription,
+  TopologyType,
 } from "mongodb";
 import { describe, expect, it } from "vitest";
 import { partKey, registerKey } from "@keybox/read-model";
@@ -86,6 +89,13 @@ describe("isOutage", () => {
     network.addErrorLabel(MongoErrorLabel.TransientTransactionError); // what the driver adds in a transaction
     expect(isOutage(network)).toBe(true);
     expect(isOutage(new MongoBulkWriteError(network, result))).toBe(true);
+  });
+
+  it("takes no server selectable, as bulkWrite rethrows it (unlabelled), for an outage", () => {
+    const selection = new MongoServerSelectionError("Server selection timed out after 30000 ms", {
+      type: TopologyType.ReplicaSetNoPrimary,
+    } as TopologyDescription);
+    expect(isOutage(new MongoBulkWriteError(selection, result))).toBe(true);
   });
 
   it("takes no primary (an election) for an outage, also from bulkWrite", () => {

@@ -127,12 +127,10 @@ export function isOutage(error: unknown): boolean {
     (error instanceof MongoError &&
       (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code)))) ||
     // bulkWrite rethrows a driver error (a network error, no server selectable) as a
-    // MongoBulkWriteError, a MongoServerError with no server code; in a transaction the driver
-    // labels those TransientTransactionError (the server's own transient errors carry a code), and
-    // without this they would pass for a lost race.
-    (error instanceof MongoBulkWriteError &&
-      typeof error.code !== "number" &&
-      error.hasErrorLabel(MongoErrorLabel.TransientTransactionError))
+    // MongoBulkWriteError, a MongoServerError without the numeric code of the server's answers (a
+    // driver error's code, if any, is a string). Network errors also carry the
+    // TransientTransactionError label in a transaction: without this they would pass for a lost race.
+    (error instanceof MongoBulkWriteError && typeof error.code !== "number")
   );
 }
 
