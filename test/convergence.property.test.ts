@@ -6,6 +6,7 @@ import fc from "fast-check";
 import type { DashboardBody } from "@keybox/query-api";
 import type { KeyboxEvent } from "@keybox/contract";
 import { DEFAULT_PROJECTION } from "@keybox/projector";
+import { compareOrder } from "@keybox/read-model";
 import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
 import { ownerFragments, project, renderBody } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
@@ -58,6 +59,26 @@ describe("convergence", () => {
     );
     // Not vacuous: most histories show licenses under live projects of live clients.
     expect(withLicenses).toBeGreaterThan(250);
+  });
+
+  it("keeps every license chunk's live licenses in response order, so a fragment needs no sort", () => {
+    let chunksChecked = 0;
+    fc.assert(
+      fc.property(scenario, ({ deliveries }) => {
+        for (const delivered of deliveries) {
+          for (const options of CHUNKINGS) {
+            for (const { value } of project(delivered, new Map(), options).values()) {
+              if (value?.kind !== "licenses") continue;
+              const live = value.licenses.flatMap((l) => (l.state ? [[l.state.order, l.id] as const] : []));
+              for (let i = 1; i < live.length; i++) expect(compareOrder(live[i - 1]!, live[i]!)).toBeLessThan(0);
+              if (live.length > 1) chunksChecked++;
+            }
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+    expect(chunksChecked).toBeGreaterThan(300); // not vacuous: many chunks hold several licenses
   });
 
   it("gives the same dashboards for any arrival order with duplicates", () => {

@@ -7,7 +7,13 @@ import path from "node:path";
 import { open, type RootDatabase } from "lmdb";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
-import { READ_MODEL_FORMAT, type DashboardStore } from "@keybox/read-model";
+import {
+  decodeFragment,
+  encodeFragment,
+  READ_MODEL_FORMAT,
+  renderLicense,
+  type DashboardStore,
+} from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { NOW } from "./support/arbitraries.ts";
 import { clientCreated, clientEvent, projectCreated } from "./support/events.ts";
@@ -81,5 +87,36 @@ describe("a store written in another format", () => {
     const upgraded = await stored();
     expect(upgraded.format).toBe(6);
     expect(upgraded.databases).not.toContain("revisions");
+  });
+});
+
+describe("a license chunk written before the projection kept chunks in order", () => {
+  it("is served in response order (time, then id), tombstones left out", () => {
+    const license = (id: string, issuedAt: string) =>
+      renderLicense({
+        id,
+        key: `key-${id}`,
+        duration: 30,
+        issuedAt,
+        expiresAt: "2999-01-01T00:00:00.000Z",
+        status: "PENDING",
+        services: [],
+        projectId: "p1",
+        clientId: "c1",
+        ownerId: "o1",
+        machineId: undefined,
+        createdAt: undefined,
+      });
+    // Appended as they arrived, as the projection filed them before it kept chunks in order.
+    const licenses = [
+      { id: "b", v: 1, state: license("b", "2026-01-02T00:00:00.000Z") },
+      { id: "gone", v: 2, state: null },
+      { id: "c", v: 1, state: license("c", "2026-01-01T00:00:00.000Z") },
+      { id: "a", v: 1, state: license("a", "2026-01-02T00:00:00.000Z") },
+    ];
+    const fragment = decodeFragment(encodeFragment({ kind: "licenses", licenses, bytes: 0 })!);
+    const ids = (JSON.parse(`[${fragment.body.toString()}]`) as { _id: string }[]).map((l) => l._id);
+    expect(ids).toEqual(["c", "a", "b"]);
+    expect(fragment.kind === "licenses" && fragment.first).toEqual(["2026-01-01T00:00:00.000Z", "c"]);
   });
 });

@@ -6,9 +6,9 @@
 // The head is a kind byte and length-prefixed ASCII strings (ids and ISO times are ASCII), read on
 // every request without a parser; the index (one slot per license) is read only when a chunk
 // needs re-rendering for expiry or merging with an overlapping chunk; the body is response JSON.
-import { licenseJsonAt } from "./licenseView.ts";
+import { licenseJsonAt, type RenderedLicense } from "./licenseView.ts";
 import {
-  compareOrder,
+  compareTimeAndId,
   type ClientPart,
   type LicenseChunk,
   type OrderKey,
@@ -118,17 +118,29 @@ export function encodeFragment(part: Part): Uint8Array | null {
   return encodeLicenses(part);
 }
 
+/** A live license of a chunk: its id and rendered state. */
+type LiveLicense = { id: string; state: RenderedLicense };
+
+const compareLicenses = (a: LiveLicense, b: LiveLicense) => compareTimeAndId(a.state.order, a.id, b.state.order, b.id);
+
 function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
-  const live = chunk.licenses
-    .filter((l) => l.state !== null)
-    .map((l) => ({ order: [l.state!.order, l.id] as OrderKey, license: l.state! }))
-    .sort((a, b) => compareOrder(a.order, b.order));
+  const live: LiveLicense[] = [];
+  let sorted = true;
+  for (const { id, state } of chunk.licenses) {
+    if (state === null) continue;
+    const license = { id, state };
+    if (sorted && live.length > 0 && compareLicenses(live[live.length - 1]!, license) > 0) sorted = false;
+    live.push(license);
+  }
   if (live.length === 0) return null;
+  // The projection keeps a chunk's licenses in order (it files each in its place); a chunk written
+  // before it did is sorted here.
+  if (!sorted) live.sort(compareLicenses);
   let body = "";
   let bytes = 0;
   let validUntil: string | null = null;
   const index: StoredSlot[] = [];
-  for (const [n, { license }] of live.entries()) {
+  for (const [n, { state: license }] of live.entries()) {
     if (n > 0) {
       body += ",";
       bytes += 1;
@@ -141,7 +153,7 @@ function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
     bytes += length;
     if (activeUntil !== null && (validUntil === null || activeUntil < validUntil)) validUntil = activeUntil;
   }
-  return encode(LICENSES, [...live[0]!.order, validUntil ?? ""], index, body);
+  return encode(LICENSES, [live[0]!.state.order, live[0]!.id, validUntil ?? ""], index, body);
 }
 
 const asBuffer = (bytes: Uint8Array) =>

@@ -3,6 +3,7 @@
 // (`@keybox/read-model/lmdb`, `/mongodb`), and `openReadModel` loads only the one it picks.
 export {
   compareOrder,
+  compareTimeAndId,
   keyId,
   LICENSE_CHUNK_TARGET_BYTES,
   PART_MAX_BYTES,

@@ -19,6 +19,7 @@ import {
   type PartStats,
   type RevisionedRecord,
   type StoredFragment,
+  clientsDeletingParts,
   writtenOwners,
 } from "./store.ts";
 
@@ -266,12 +267,14 @@ export class LmdbDashboardStore implements DashboardStore {
       }
     }
     const changes = new Map<string, DashboardChange>();
+    const deletingParts = clientsDeletingParts(writes);
     for (const [ownerId, clients] of writtenOwners(writes)) {
       const version = (this.meta.get([ownerId, OWNER_VERSION]) ?? 0) + 1;
       this.meta.putSync([ownerId, OWNER_VERSION], version);
       for (const clientId of clients) {
         const key = [ownerId, CLIENT_VERSION, clientId];
-        if (this.hasParts(ownerId, clientId)) this.meta.putSync(key, version);
+        if (!deletingParts.get(ownerId)?.has(clientId) || this.hasParts(ownerId, clientId))
+          this.meta.putSync(key, version);
         else this.meta.removeSync(key); // left with none: version 0 again (DashboardStore.version)
       }
       changes.set(ownerId, { version, clients: [...clients] });

@@ -37,6 +37,7 @@ import {
   type PartStats,
   type RevisionedRecord,
   type StoredFragment,
+  clientsDeletingParts,
   writtenOwners,
 } from "./store.ts";
 
@@ -317,11 +318,11 @@ export class MongoDashboardStore implements DashboardStore {
       bytes += BSON.calculateObjectSize(doc);
     }
     const owners = writtenOwners(writes);
-    // The clients (their version ids) whose parts this commit writes and some of whose parts it
-    // deletes: only they can be left with none.
+    // The clients (their version ids) some of whose parts this commit deletes: only they can be
+    // left with none.
     const mayEmpty = new Set(
-      writes.flatMap(({ key, value, baseRev }) =>
-        key.type === "part" && value === null && baseRev !== 0 ? [versionId(key.ownerId, key.clientId)] : [],
+      [...clientsDeletingParts(writes)].flatMap(([ownerId, clients]) =>
+        [...clients].map((clientId) => versionId(ownerId, clientId)),
       ),
     );
     let result: CommitResult | undefined;

@@ -25,8 +25,13 @@ export type OrderKey = readonly [time: string, id: string];
 
 /** Orders by time (canonical ISO strings, so string order is time order), then by id. */
 export function compareOrder(a: OrderKey, b: OrderKey): number {
-  if (a[0] !== b[0]) return a[0] < b[0] ? -1 : 1;
-  return a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0;
+  return compareTimeAndId(a[0], a[1], b[0], b[1]);
+}
+
+/** compareOrder of the keys [timeA, idA] and [timeB, idB], for callers that hold them apart. */
+export function compareTimeAndId(timeA: string, idA: string, timeB: string, idB: string): number {
+  if (timeA !== timeB) return timeA < timeB ? -1 : 1;
+  return idA < idB ? -1 : idA > idB ? 1 : 0;
 }
 
 /** An entity's newest known state and its version; `state: null` is a versioned tombstone. */

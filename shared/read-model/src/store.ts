@@ -78,6 +78,20 @@ export function writtenOwners(writes: readonly RecordWrite[]): Map<string, Set<s
 }
 
 /**
+ * The clients (by owner) some of whose stored parts `writes` deletes: only they can be left with no
+ * part, so only for them does a commit need to look whether any is left (DashboardStore.version).
+ */
+export function clientsDeletingParts(writes: readonly RecordWrite[]): Map<string, Set<string>> {
+  const owners = new Map<string, Set<string>>();
+  for (const { key, value, baseRev } of writes) {
+    if (key.type !== "part" || value !== null || baseRev === 0) continue;
+    const clients = owners.get(key.ownerId) ?? new Set<string>();
+    owners.set(key.ownerId, clients.add(key.clientId));
+  }
+  return owners;
+}
+
+/**
  * The store as a whole cannot take writes or answer (a full disk, an I/O error, no MongoDB
  * primary, a timeout): an outage, which says nothing about the events being applied. Callers wait
  * and retry; they never give up on the events because of it.

@@ -13,6 +13,7 @@ import {
   keyId,
   LICENSE_CHUNK_TARGET_BYTES,
   compareOrder,
+  compareTimeAndId,
   partKey,
   registerKey,
   renderLicense,
@@ -259,7 +260,7 @@ function fileLicense(
   if (order) while (at > 0 && compareOrder(head.ranges[at]!.from, order) > 0) at--;
   const n = head.ranges[at]!.chunk;
   const current = ws.get<LicenseChunk>(chunkKey(n)) ?? { kind: "licenses", licenses: [], bytes: 0 };
-  const licenses = [...current.licenses, entry];
+  const licenses = withFiled(current.licenses, entry);
   const bytes = current.bytes + size;
   const live = licenses.filter((l) => l.state !== null);
   if (bytes <= ws.chunkTargetBytes || live.length < 2) {
@@ -285,6 +286,19 @@ function fileLicense(
     ws.set(regKey, { kind: "license", projectId, chunk: m });
   }
   return moved.has(entry) ? m : n;
+}
+
+/**
+ * `licenses` with `entry` in its place in the order (a tombstone last): a chunk's live licenses stay
+ * in response order, so its fragment is written without sorting them (fragments.ts).
+ */
+function withFiled(licenses: readonly LicenseEntry[], entry: LicenseEntry): LicenseEntry[] {
+  const state = entry.state;
+  const at =
+    state === null
+      ? -1
+      : licenses.findIndex((l) => l.state !== null && compareTimeAndId(state.order, entry.id, l.state.order, l.id) < 0);
+  return at < 0 ? [...licenses, entry] : licenses.toSpliced(at, 0, entry);
 }
 
 /** The start of a project's order: the first chunk's range begins here. */
