@@ -83,9 +83,11 @@ export function parseOptions(args: string[]): ParsedOptions {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === "--quick") quick = true;
-    else if (arg === "--only" && args[i + 1] !== undefined) {
-      only = new Set();
-      for (const name of args[++i]!.split(",")) {
+    else if (arg === "--only") {
+      const names = args[++i];
+      if (names === undefined) throw new Error(`--only needs scenario names\n${USAGE}`);
+      only ??= new Set();
+      for (const name of names.split(",")) {
         const scenario = SCENARIOS.find((s) => s === name);
         if (!scenario) throw new Error(`unknown scenario "${name}"\n${USAGE}`);
         only.add(scenario);

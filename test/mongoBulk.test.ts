@@ -4,6 +4,7 @@ import {
   type BulkWriteResult,
   MongoBulkWriteError,
   MongoErrorLabel,
+  MongoInvalidArgumentError,
   MongoNetworkError,
   MongoServerError,
   MongoServerSelectionError,
@@ -77,6 +78,11 @@ describe("CommitBulk", () => {
     expect(bulk().conflict({ upsertedIds: { 0: "x" }, writeErrors: [{ index: 4, code: 2 }] })).toBeUndefined();
     expect(bulk().conflict({ writeErrors: [{ index: 5, code: 11000 }] })).toBeUndefined();
   });
+
+  it("names none for a bulk stopped by an error of the whole command, even past an upsert", () => {
+    // MongoBulkWriteError wrapping a command's error carries no write errors.
+    expect(bulk().conflict({ upsertedIds: { 0: "x" }, writeErrors: [] })).toBeUndefined();
+  });
 });
 
 describe("isOutage", () => {
@@ -108,6 +114,8 @@ describe("isOutage", () => {
     expect(isOutage(conflict)).toBe(false);
     expect(isOutage(new MongoBulkWriteError(conflict, result))).toBe(false);
     const duplicate = { message: "E11000", code: 11000, writeErrors: [] };
+    // A driver error that is no outage stays none when bulkWrite wraps it.
+    expect(isOutage(new MongoBulkWriteError(new MongoInvalidArgumentError("bad option"), result))).toBe(false);
     expect(isOutage(new MongoBulkWriteError(duplicate, result))).toBe(false);
   });
 });

@@ -26,7 +26,10 @@ const DUPLICATE_KEY = 11000;
 export interface BulkOutcome {
   /** Operation index → upserted _id. */
   upsertedIds?: { [index: number]: unknown };
-  /** One error or several (driver 6.x types it OneOrMore). */
+  /**
+   * One error or several (driver 6.x types it OneOrMore); absent for a bulk that completed, empty
+   * for one stopped by an error of the whole command rather than of an operation.
+   */
   writeErrors?: OneOrMore<{ index: number; code?: number }>;
 }
 
@@ -43,8 +46,8 @@ interface Step {
  * condition does not hold, so the index of that operation names the record.
  *
  * The driver sends each run of operations of one kind (update, insert, delete) of an ordered bulk
- * as one command, so the operations go updates first, then inserts, then deletes: three commands
- * at most, however many records. That order keeps each record's own operations in order (a lock
+ * as one command (split only past 16 MiB or 100,000 operations), so the operations go updates
+ * first, then inserts, then deletes: three runs, however many records. That order keeps each record's own operations in order (a lock
  * before its delete, an insert before its delete), and records do not depend on each other: a
  * commit names each record once (its reads are records it does not write).
  */
@@ -115,9 +118,11 @@ export class CommitBulk {
    */
   conflict({ upsertedIds, writeErrors }: BulkOutcome): RecordKey | undefined {
     const indexes = Object.keys(upsertedIds ?? {}).map(Number);
+    const stopped = writeErrors !== undefined;
     const errors = writeErrors === undefined ? [] : Array.isArray(writeErrors) ? writeErrors : [writeErrors];
-    // A bulk stopped by another error (not a failed condition) is no conflict, even past an upsert.
-    if (errors.some(({ code }) => code !== DUPLICATE_KEY)) return undefined;
+    // A bulk stopped by another error (not a failed condition, or the whole command's) is no
+    // conflict, even past an upsert.
+    if (stopped && (errors.length === 0 || errors.some(({ code }) => code !== DUPLICATE_KEY))) return undefined;
     // Upserts in index order (integer keys enumerate ascending), then the error that stopped the
     // ordered bulk after them: the first is the earliest.
     for (const { index } of errors) indexes.push(index);

@@ -63,6 +63,7 @@ const FORMAT = "format";
 /** Rewritten by checkWritable (its `seq` holds the time of the check). */
 const WRITE_CHECK = "writeCheck";
 const WRITE_CONFLICT = 112;
+const TRANSACTION_TOO_LARGE_FOR_CACHE = 429;
 const NAMESPACE_EXISTS = 48;
 
 /**
@@ -127,11 +128,12 @@ export function isOutage(error: unknown): boolean {
     error instanceof MongoWriteConcernError ||
     (error instanceof MongoError &&
       (error.hasErrorLabel(MongoErrorLabel.RetryableWriteError) || OUTAGE_CODES.has(Number(error.code)))) ||
-    // bulkWrite rethrows a driver error (a network error, no server selectable) as a
-    // MongoBulkWriteError, a MongoServerError without the numeric code of the server's answers (a
-    // driver error's code, if any, is a string). Network errors also carry the
-    // TransientTransactionError label in a transaction: without this they would pass for a lost race.
-    (error instanceof MongoBulkWriteError && typeof error.code !== "number")
+    // bulkWrite rethrows the error that stopped it (a network error, no server selectable) wrapped
+    // in a MongoBulkWriteError, the original kept as its errorResponse. Network errors also carry
+    // the TransientTransactionError label in a transaction: unwrapped, they would pass for a lost race.
+    (error instanceof MongoBulkWriteError &&
+      (error.errorResponse as unknown) instanceof Error &&
+      isOutage(error.errorResponse))
   );
 }
 
@@ -286,14 +288,15 @@ export class MongoDashboardStore implements DashboardStore {
     // 2^47 values one is never reused in practice, so a record deleted and created again never
     // passes a check against its earlier incarnation.
     const rev = randomInt(1, 2 ** 47);
-    // At most 12 round trips however many records (README, "MongoDB in operation"), more only
-    // where the driver splits a bulk past 100,000 operations or 48 MB: up to three commands per
-    // collection's ordered bulk (CommitBulk), the owners' versions read at once, at most one read
-    // for the clients a delete may have emptied, the versions' bulk (two commands at most), the
-    // applied seq, and the commit. The largest batch (PROJECTOR_BATCH_SIZE at most 10,000 events)
-    // stays far inside MongoDB's transaction limits (see the README): every document under
-    // PART_MAX_BYTES (1 MiB) against BSON's 16 MiB, no total size limit since MongoDB 4.2, and,
-    // with round trips no longer per record, far less than transactionLifetimeLimitSeconds (60 s).
+    // Round trips grow with the bytes written, not with the records (README, "MongoDB in
+    // operation"): each collection's ordered bulk (CommitBulk) is one command per run of one kind
+    // of operation, which the driver splits into commands of at most maxBsonObjectSize (16 MiB) or
+    // maxWriteBatchSize (100,000) operations; then the owners' versions read at once, at most one
+    // read for the clients a delete may have emptied, the versions' bulk, the applied seq, and the
+    // commit. A small batch takes about ten. The largest batch (PROJECTOR_BATCH_SIZE at most 10,000
+    // events) stays inside MongoDB's transaction limits (see the README): every document under
+    // PART_MAX_BYTES (1 MiB) against BSON's 16 MiB, no total size limit since MongoDB 4.2, and a
+    // few commands per 16 MiB written, far less than transactionLifetimeLimitSeconds (60 s).
     const parts = new CommitBulk();
     const registers = new CommitBulk();
     const bulkOf = (key: RecordKey) => (key.type === "part" ? parts : registers);
@@ -369,9 +372,12 @@ export class MongoDashboardStore implements DashboardStore {
       // not say on which document, so the batch's first record is named. Network errors are
       // labelled transient too, but they are outages, not conflicts: those are thrown.
       const conflict = writes[0]?.key ?? reads[0]?.key;
+      // A batch too large for the server's cache is neither: thrown as it is, so the projector
+      // applies its events one at a time.
       const lostRace =
         error instanceof MongoServerError &&
         !isOutage(error) &&
+        error.code !== TRANSACTION_TOO_LARGE_FOR_CACHE &&
         (error.code === WRITE_CONFLICT || error.hasErrorLabel(MongoErrorLabel.TransientTransactionError));
       if (lostRace && conflict) return { ok: false, conflict };
       throw unavailable(error);
