@@ -24,9 +24,21 @@ const STOP_GRACE_MS = 10_000;
  * Ctrl-C in a terminal reaches only the benchmark, which stops its children in order. Its output is
  * scanned for warnings and errors (the services log JSON at LOG_LEVEL=warn).
  */
+/** `<name>-<n>.cpuprofile`, the name made file-safe; n counts processes of that name. */
+const profiled = new Map<string, number>();
+function profileName(name: string): string {
+  const safe = name.replace(/[^A-Za-z0-9_-]+/g, "-");
+  const n = (profiled.get(safe) ?? 0) + 1;
+  profiled.set(safe, n);
+  return `${safe}-${n}.cpuprofile`;
+}
+
 export function spawnNode(name: string, args: string[], env: Record<string, string>): ChildService {
   refuseIfShuttingDown(name);
-  const child = spawn(process.execPath, args, {
+  // BENCH_CPU_PROF_DIR: every process of the run writes a CPU profile there when it exits.
+  const profileDir = process.env.BENCH_CPU_PROF_DIR;
+  const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName(name)}`] : [];
+  const child = spawn(process.execPath, [...profile, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
