@@ -37,7 +37,9 @@ export function spawnNode(name: string, args: string[], env: Record<string, stri
   refuseIfShuttingDown(name);
   // BENCH_CPU_PROF_DIR: every process of the run writes a CPU profile there when it exits.
   const profileDir = process.env.BENCH_CPU_PROF_DIR;
-  const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName(name)}`] : [];
+  const profile = profileDir
+    ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName(name)}`]
+    : [];
   const child = spawn(process.execPath, [...profile, ...args], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
