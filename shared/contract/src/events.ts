@@ -91,7 +91,11 @@ export const envelopeSchema = z.object({
   ownerid: idSchema,
   entityversion: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
   datacontenttype: z.literal("application/json").optional(),
-  data: z.record(z.string(), z.unknown()),
+  // Only checked to be an object here, not copied (as z.record would): its entity's schema parses it.
+  data: z.custom<Record<string, unknown>>(
+    (v) => typeof v === "object" && v !== null && !Array.isArray(v),
+    "expected object",
+  ),
 });
 export type Envelope = z.infer<typeof envelopeSchema>;
 
