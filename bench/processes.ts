@@ -19,11 +19,6 @@ export interface ChildService {
 
 const STOP_GRACE_MS = 10_000;
 
-/**
- * Starts `node <args>` with `env` added to this process's environment. Its own process group, so
- * Ctrl-C in a terminal reaches only the benchmark, which stops its children in order. Its output is
- * scanned for warnings and errors (the services log JSON at LOG_LEVEL=warn).
- */
 /** `<name>-<n>.cpuprofile`, the name made file-safe; n counts processes of that name. */
 const profiled = new Map<string, number>();
 function profileName(name: string): string {
@@ -33,6 +28,11 @@ function profileName(name: string): string {
   return `${safe}-${n}.cpuprofile`;
 }
 
+/**
+ * Starts `node <args>` with `env` added to this process's environment. Its own process group, so
+ * Ctrl-C in a terminal reaches only the benchmark, which stops its children in order. Its output is
+ * scanned for warnings and errors (the services log JSON at LOG_LEVEL=warn).
+ */
 export function spawnNode(name: string, args: string[], env: Record<string, string>): ChildService {
   refuseIfShuttingDown(name);
   // BENCH_CPU_PROF_DIR: every process of the run writes a CPU profile there when it exits.

@@ -50,11 +50,11 @@ const LARGEST_SLAB_BYTES = 1024 * 1024;
 /**
  * Fragments leave LMDB as views of its read buffer (or of the map), valid until the next read:
  * readDashboard copies each at once (see FragmentCopies), rather than lmdb-js allocating a copy of
- * each. lmdb-js sets the read buffer's `length` to the value's size before it decodes.
+ * each. A range read passes the value's size; a point read sets the buffer's `length` to it.
  */
 const FRAGMENT_VIEWS = {
   encode: (bytes: Uint8Array) => bytes,
-  decode: (bytes: Uint8Array) => bytes.subarray(0, bytes.length),
+  decode: (bytes: Uint8Array, size?: unknown) => bytes.subarray(0, typeof size === "number" ? size : bytes.length),
 };
 
 /**
