@@ -293,8 +293,8 @@ export class MongoDashboardStore implements DashboardStore {
     // of operation, which the driver splits into commands of at most maxBsonObjectSize (16 MiB) or
     // maxWriteBatchSize (100,000) operations; then the owners' versions read at once, at most one
     // read for the clients a delete may have emptied, the versions' bulk, the applied seq, and the
-    // commit. A batch under 16 MiB takes at most 12. The largest batch (PROJECTOR_BATCH_SIZE at most 10,000
-    // events) stays inside MongoDB's transaction limits (see the README): every document under
+    // commit. A batch under 16 MiB takes at most 12. The largest batch (PROJECTOR_BATCH_SIZE at
+    // most 10,000 events) stays inside MongoDB's transaction limits (see the README): every document under
     // PART_MAX_BYTES (1 MiB) against BSON's 16 MiB, no total size limit since MongoDB 4.2, and a
     // command more per 16 MiB a bulk writes, far less than transactionLifetimeLimitSeconds (60 s).
     const parts = new CommitBulk();
