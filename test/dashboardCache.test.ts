@@ -3,10 +3,11 @@
 import { describe, expect, it } from "vitest";
 import { DashboardCache, dashboardKey } from "../services/query-api/src/domain/dashboardCache.ts";
 
+const release = () => {};
 /** A rendered dashboard of `text`, right until `validUntil`. */
 const dashboard = (text: string, validUntil?: string) => {
   const body = new TextEncoder().encode(text);
-  return { pieces: [body], byteLength: body.byteLength, validUntil };
+  return { pieces: [body], byteLength: body.byteLength, validUntil, release };
 };
 const T = "2026-01-01T00:00:00.000Z";
 const LATER = "2026-06-01T00:00:00.000Z";

@@ -13,6 +13,7 @@ import { partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
+import { readDashboard } from "./support/stores.ts";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-lmdb-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -130,7 +131,7 @@ describe("batches on LMDB", () => {
       const outcomes = await Promise.all(batches.map((batch, i) => applyBatch(store, batch.map(toEvent), i + 2)));
       expect(outcomes.map((o) => o.conflicts)).toEqual(batches.map(() => 0));
       const now = new Date();
-      expect(renderBody((await store.readDashboard(owner)).fragments, now)).toEqual(
+      expect(renderBody((await readDashboard(store, owner)).fragments, now)).toEqual(
         dashboardOf([...parents, ...batches.flat()], owner, now),
       );
     } finally {

@@ -21,6 +21,7 @@ import { clientIdsIn, renderBody, toEvent } from "./support/inMemory.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 import { referenceDashboard } from "./support/reference.ts";
+import { readDashboard } from "./support/stores.ts";
 
 const nats = useNats();
 
@@ -96,7 +97,7 @@ function faulty(inner: LmdbDashboardStore, path: CommitPath): FaultyStore {
     version: (ownerId, clientId) => inner.version(ownerId, clientId),
     versionNow: (ownerId, clientId) => inner.versionNow(ownerId, clientId),
     identity: () => inner.identity(),
-    readDashboard: (ownerId, clientId) => inner.readDashboard(ownerId, clientId),
+    openDashboard: (ownerId, clientId) => inner.openDashboard(ownerId, clientId),
     partStats: (ownerId) => inner.partStats(ownerId),
     appliedSeq: () => inner.appliedSeq(),
     generation: (inner as DashboardStore).generation?.bind(inner),
@@ -138,7 +139,7 @@ async function startProjector(
   return { store, nc, projector };
 }
 
-const clientIds = async (store: DashboardStore, owner: string) => clientIdsIn(await store.readDashboard(owner));
+const clientIds = async (store: DashboardStore, owner: string) => clientIdsIn(await readDashboard(store, owner));
 
 async function waitForClients(store: DashboardStore, owner: string, count: number, timeoutMs = 20_000) {
   return eventually(async () => {
@@ -537,7 +538,7 @@ describe("a batch the store refuses while the next one is already handed over (i
     for (const owner of owners) {
       const expected = referenceDashboard(history.map(toEvent), owner, now);
       expect(expected.clientsCount).toBeGreaterThan(0);
-      expect(renderBody((await store.readDashboard(owner)).fragments, now)).toEqual(expected);
+      expect(renderBody((await readDashboard(store, owner)).fragments, now)).toEqual(expected);
     }
   });
 });

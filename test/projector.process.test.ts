@@ -15,6 +15,7 @@ import { clientIdsIn } from "./support/inMemory.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
 import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { readDashboard } from "./support/stores.ts";
 
 const nats = useNats();
 const dirs: string[] = [];
@@ -48,7 +49,7 @@ async function startProjectorProcess(env: Record<string, string>): Promise<{ ser
 async function clientIds(dataDir: string, owner: string): Promise<string[]> {
   const store = LmdbDashboardStore.open(dataDir);
   try {
-    return clientIdsIn(await store.readDashboard(owner));
+    return clientIdsIn(await readDashboard(store, owner));
   } finally {
     await store.close();
   }

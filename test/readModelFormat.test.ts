@@ -18,6 +18,7 @@ import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { NOW } from "./support/arbitraries.ts";
 import { clientCreated, clientEvent, projectCreated } from "./support/events.ts";
 import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
+import { readDashboard } from "./support/stores.ts";
 
 describe("a store written in another format", () => {
   const owner = "formatOwner";
@@ -56,7 +57,7 @@ describe("a store written in another format", () => {
   const stored = () =>
     withEnv((env) => ({ format: env.openDB({ name: "meta" }).get("format"), databases: [...env.getKeys()] }));
 
-  const dashboard = async (store: DashboardStore) => renderBody((await store.readDashboard(owner)).fragments, NOW);
+  const dashboard = async (store: DashboardStore) => renderBody((await readDashboard(store, owner)).fragments, NOW);
 
   it.each([4, READ_MODEL_FORMAT + 1])("of format %i is refused at start, saying how to rebuild it", async (format) => {
     await storedInFormat(format);

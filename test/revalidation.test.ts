@@ -234,9 +234,9 @@ describe("a 304 in the query API", () => {
         calls.push(`version ${ownerId} ${clientId ?? ""}`);
         return inner.version(ownerId, clientId);
       },
-      readDashboard: (ownerId: string, clientId?: string) => {
-        calls.push(`readDashboard ${ownerId} ${clientId ?? ""}`);
-        return inner.readDashboard(ownerId, clientId);
+      openDashboard: (ownerId: string, clientId?: string) => {
+        calls.push(`openDashboard ${ownerId} ${clientId ?? ""}`);
+        return inner.openDashboard(ownerId, clientId);
       },
       // Held in memory (LMDB reads it from its environment's map): not a store round trip.
       identity: () => inner.identity(),
@@ -272,7 +272,7 @@ describe("a 304 in the query API", () => {
       // Not cached yet (the fast path reads the version, the app the body); then a tag of another
       // version (the app answers 200 from the cache); then the cached body, from the fast path.
       for (const [request, expected] of [
-        [{ query: "?clientId=k1" }, [`version ${owner} k1`, `readDashboard ${owner} k1`]],
+        [{ query: "?clientId=k1" }, [`version ${owner} k1`, `openDashboard ${owner} k1`]],
         [{ ifNoneMatch: etag.replace(/^"\d+/, '"999') }, [`version ${owner} `]],
         [{}, [`version ${owner} `]],
       ] as const) {
@@ -431,7 +431,12 @@ describe.each([
   /** A cache holding o1's whole dashboard at version 5, and (once `keepGzip`) its gzip form. */
   function cacheAtVersion(version: number, keepGzip = false): DashboardCache {
     const cache = new DashboardCache({ maxEntries: 10, maxBytes: 1024 * 1024 });
-    const dashboard = { pieces: [cachedBody], byteLength: cachedBody.byteLength, validUntil: undefined };
+    const dashboard = {
+      pieces: [cachedBody],
+      byteLength: cachedBody.byteLength,
+      validUntil: undefined,
+      release: () => {},
+    };
     cache.set("o1/", { version, dashboard });
     if (keepGzip) cache.keepEncodedForm("o1/", dashboard, "gzip", gzipped);
     return cache;

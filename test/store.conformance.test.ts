@@ -23,7 +23,7 @@ import { bearer, httpGet } from "./support/http.ts";
 import { dashboardText, toEvent } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
 import { TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
-import { storeAdapters } from "./support/stores.ts";
+import { readDashboard, storeAdapters } from "./support/stores.ts";
 
 const client = (id: string, name = id): Part => ({
   kind: "client",
@@ -82,8 +82,8 @@ for (const adapter of adapters) {
     });
 
     it("reads back nothing for an unknown owner, at version 0", async () => {
-      expect(await store.readDashboard("nobody")).toEqual({ version: 0, fragments: [] });
-      expect(await store.readDashboard("nobody", "c1")).toEqual({ version: 0, fragments: [] });
+      expect(await readDashboard(store, "nobody")).toEqual({ version: 0, fragments: [] });
+      expect(await readDashboard(store, "nobody", "c1")).toEqual({ version: 0, fragments: [] });
       expect(await store.version("nobody")).toBe(0);
       expect(await store.version("nobody", "c1")).toBe(0);
       const [loaded] = await store.load([partKey("nobody", "c1")]);
@@ -116,7 +116,7 @@ for (const adapter of adapters) {
         ]),
         written: { records: 7 },
       });
-      const read = await store.readDashboard("o1");
+      const read = await readDashboard(store, "o1");
       expect(read.version).toBe(1);
       expect(await store.version("o1")).toBe(1);
       expect(read.fragments.map((p) => [p.clientId, p.projectId, p.chunk]).sort()).toEqual([
@@ -125,8 +125,8 @@ for (const adapter of adapters) {
         ["c1", "p1", 1],
         ["c2", "", 0],
       ]);
-      expect((await store.readDashboard("o1", "c1")).fragments).toHaveLength(3);
-      expect((await store.readDashboard("o1", "c")).fragments).toHaveLength(0);
+      expect((await readDashboard(store, "o1", "c1")).fragments).toHaveLength(3);
+      expect((await readDashboard(store, "o1", "c")).fragments).toHaveLength(0);
       expect(await store.appliedSeq()).toBe(7);
     });
 
@@ -156,10 +156,10 @@ for (const adapter of adapters) {
         );
         expect(await versions("cv1", ["c1", "c2", "c3"])).toEqual({ owner: 2, c1: 2, c2: 1, c3: 0 });
         // A read of one client gives that client's version, from the same snapshot as its fragments.
-        expect(await store.readDashboard("cv1", "c2")).toMatchObject({ version: 1, fragments: [{ clientId: "c2" }] });
-        expect(await store.readDashboard("cv1", "c1")).toMatchObject({ version: 2, fragments: [{ clientId: "c1" }] });
-        expect((await store.readDashboard("cv1", "c3")).version).toBe(0);
-        expect((await store.readDashboard("cv1")).version).toBe(2);
+        expect(await readDashboard(store, "cv1", "c2")).toMatchObject({ version: 1, fragments: [{ clientId: "c2" }] });
+        expect(await readDashboard(store, "cv1", "c1")).toMatchObject({ version: 2, fragments: [{ clientId: "c1" }] });
+        expect((await readDashboard(store, "cv1", "c3")).version).toBe(0);
+        expect((await readDashboard(store, "cv1")).version).toBe(2);
         // A write to no client's parts (a register alone) moves only the owner's version.
         await store.commit(
           {
@@ -179,7 +179,7 @@ for (const adapter of adapters) {
         );
         expect(deleted).toMatchObject({ ok: true, changes: new Map([["cv1", { version: 4, clients: ["c2"] }]]) });
         expect(await versions("cv1", ["c1", "c2"])).toEqual({ owner: 4, c1: 2, c2: 0 });
-        expect(await store.readDashboard("cv1", "c2")).toEqual({ version: 0, fragments: [] });
+        expect(await readDashboard(store, "cv1", "c2")).toEqual({ version: 0, fragments: [] });
       });
 
       it("is dropped with a client's last part: a filtered tag taken before is not current", async () => {
@@ -249,7 +249,7 @@ for (const adapter of adapters) {
         expect([...change.clients].sort()).toEqual(["a", "b"]);
         for (const clientId of change.clients) expect(await store.version(owner, clientId)).toBe(change.version);
         const projectsOf = async (clientId: string) => {
-          const { version, fragments } = await store.readDashboard(owner, clientId);
+          const { version, fragments } = await readDashboard(store, owner, clientId);
           const body = JSON.parse(dashboardText(renderDashboard(fragments, NOW))) as DashboardBody;
           return { version, projects: body.data.flatMap((c) => c.projects.map((p) => p._id)) };
         };
@@ -278,7 +278,7 @@ for (const adapter of adapters) {
             const seen = async () =>
               Promise.all(
                 views.map(async ([ownerId, clientId]) => {
-                  const { version, fragments } = await store.readDashboard(ownerId, clientId);
+                  const { version, fragments } = await readDashboard(store, ownerId, clientId);
                   expect(await store.version(ownerId, clientId)).toBe(version);
                   return { version, text: dashboardText(renderDashboard(fragments, NOW)) };
                 }),
@@ -332,7 +332,7 @@ for (const adapter of adapters) {
         9,
       );
       expect(staleRead).toEqual({ ok: false, conflict: partKey("o3", "c1") });
-      const read = await store.readDashboard("o3");
+      const read = await readDashboard(store, "o3");
       expect(read.fragments).toHaveLength(1);
       expect(read.version).toBe(1);
       const fresh = await store.commit(
@@ -349,7 +349,7 @@ for (const adapter of adapters) {
       await store.commit({ writes: [{ key: partKey("o4", "c1"), value: client("c1"), baseRev: 0 }], ...noReads }, 11);
       const [first] = await store.load([partKey("o4", "c1")]);
       await store.commit({ writes: [{ key: partKey("o4", "c1"), value: null, baseRev: first!.rev }], ...noReads }, 12);
-      expect((await store.readDashboard("o4")).fragments).toEqual([]);
+      expect((await readDashboard(store, "o4")).fragments).toEqual([]);
       expect((await store.load([partKey("o4", "c1")]))[0]).toMatchObject({ value: null, rev: 0 });
       await store.commit({ writes: [{ key: partKey("o4", "c1"), value: client("c1"), baseRev: 0 }], ...noReads }, 13);
       const [again] = await store.load([partKey("o4", "c1")]);
@@ -524,7 +524,7 @@ for (const adapter of adapters) {
         expect((await store.commit(meanwhile(o, at), ++seq)).ok).toBe(true);
         const state = async () => ({
           records: await store.load([...keys, registerKey(o, "project", "p2")]),
-          dashboard: await store.readDashboard(o),
+          dashboard: await readDashboard(store, o),
           versions: await Promise.all(["c1", "c2", "c3"].map((c) => store.version(o, c))),
         });
         const before = await state();
@@ -551,7 +551,7 @@ for (const adapter of adapters) {
       const writes = ids.map((id) => ({ key: partKey("snap", id), value: client(id), baseRev: 0 }));
       await store.commit({ writes, ...noReads }, 20);
       const [first] = await store.load([partKey("snap", ids[0]!)]);
-      const reading = store.readDashboard("snap");
+      const reading = readDashboard(store, "snap");
       // Lands while the read is under way: removes the first client and adds one after the last.
       await store.commit(
         {
@@ -566,9 +566,45 @@ for (const adapter of adapters) {
       const read = await reading;
       expect(read.version).toBe(1);
       expect(read.fragments.map((f) => f.clientId)).toEqual(ids);
-      const after = await store.readDashboard("snap");
+      const after = await readDashboard(store, "snap");
       expect(after.version).toBe(2);
       expect(after.fragments.map((f) => f.clientId)).toEqual([...ids.slice(1), "zz"]);
+    });
+
+    it("visits a snapshot's fragments alike every time, whatever commits meanwhile", async () => {
+      const ids = Array.from({ length: 600 }, (_, n) => `v${String(n).padStart(4, "0")}`);
+      await store.commit(
+        { writes: ids.map((id) => ({ key: partKey("twice", id), value: client(id), baseRev: 0 })), ...noReads },
+        30,
+      );
+      const snapshot = await store.openDashboard("twice");
+      try {
+        const visit = async () => {
+          const seen: string[] = [];
+          await snapshot.fragments(({ clientId, bytes }) =>
+            seen.push(`${clientId}:${Buffer.from(bytes).toString("hex")}`),
+          );
+          return seen;
+        };
+        const firstVisit = await visit();
+        const [first] = await store.load([partKey("twice", ids[0]!)]);
+        await store.commit(
+          {
+            writes: [
+              { key: partKey("twice", ids[0]!), value: null, baseRev: first!.rev },
+              { key: partKey("twice", "zz"), value: client("zz"), baseRev: 0 },
+            ],
+            ...noReads,
+          },
+          31,
+        );
+        expect(firstVisit).toHaveLength(ids.length);
+        expect(await visit()).toEqual(firstVisit);
+        expect(snapshot.version).toBe(1);
+      } finally {
+        snapshot.close();
+      }
+      expect((await readDashboard(store, "twice")).fragments.map((f) => f.clientId)).toEqual([...ids.slice(1), "zz"]);
     });
 
     it("keeps everything across a restart, its identity included", async () => {
@@ -577,7 +613,7 @@ for (const adapter of adapters) {
       expect(identity).toMatch(/^\d+$/);
       await store.close();
       store = await adapter.reopen();
-      expect((await store.readDashboard("o1")).fragments).toHaveLength(4);
+      expect((await readDashboard(store, "o1")).fragments).toHaveLength(4);
       expect(await store.appliedSeq()).toBe(seq);
       expect(store.identity()).toBe(identity);
     });
@@ -606,7 +642,7 @@ for (const adapter of adapters) {
       async function served(events: Envelope[]) {
         for (const envelope of events) await applyBatch(store, [toEvent(envelope)], ++seq);
         const body = JSON.parse(
-          dashboardText(renderDashboard((await store.readDashboard(events[0]!.ownerid)).fragments, NOW)),
+          dashboardText(renderDashboard((await readDashboard(store, events[0]!.ownerid)).fragments, NOW)),
         ) as DashboardBody;
         return body.data.flatMap((c) => c.projects.flatMap((p) => p.licenses.map((l) => `${l._id} ${l.status}`)));
       }
@@ -698,7 +734,7 @@ for (const adapter of adapters) {
               await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
             for (const ownerId of OWNERS.map((o) => o + suffix)) {
               for (const clientId of [undefined, ...CLIENT_IDS]) {
-                const { fragments } = await store.readDashboard(ownerId, clientId);
+                const { fragments } = await readDashboard(store, ownerId, clientId);
                 expect(JSON.parse(dashboardText(renderDashboard(fragments, NOW)))).toEqual(
                   referenceDashboard(events, ownerId, NOW, clientId),
                 );

@@ -11,7 +11,7 @@ import {
 } from "@keybox/projector";
 import { renderDashboard, type DashboardBody, type RenderedDashboard } from "@keybox/query-api";
 import { parseEvent, type Envelope, type KeyboxEvent } from "@keybox/contract";
-import { decodeFragment, encodeFragment, type DashboardRead, type Part, type StoredFragment } from "@keybox/read-model";
+import { decodeFragment, encodeFragment, type Part, type StoredFragment } from "@keybox/read-model";
 
 /**
  * The Map holds what a store would give back: every record written is encoded and decoded as LMDB
@@ -83,7 +83,7 @@ export function renderBody(fragments: readonly StoredFragment[], now: Date): Das
 }
 
 /** The ids of the clients a store's read shows, sorted. */
-export const clientIdsIn = (read: DashboardRead) =>
+export const clientIdsIn = (read: { fragments: readonly StoredFragment[] }) =>
   read.fragments
     .map((f) => decodeFragment(f.bytes))
     .flatMap((f) => (f.kind === "client" ? [f.order[1]] : []))

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { StartedMongoDBContainer } from "@testcontainers/mongodb";
-import type { DashboardStore } from "@keybox/read-model";
+import type { DashboardStore, StoredFragment } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { MongoDashboardStore } from "@keybox/read-model/mongodb";
 
@@ -89,4 +89,26 @@ export async function mongoAdapter(): Promise<MongoStoreAdapter> {
 
 export async function storeAdapters(): Promise<StoreAdapter[]> {
   return [lmdb(), await mongoAdapter()];
+}
+
+/** What a store's snapshot of a dashboard holds: its version, and a copy of each fragment. */
+export interface DashboardRead {
+  version: number;
+  fragments: StoredFragment[];
+}
+
+/** Reads one owner's dashboard fragments (or one client's) from a snapshot of `store`, copied. */
+export async function readDashboard(
+  store: Pick<DashboardStore, "openDashboard">,
+  ownerId: string,
+  clientId?: string,
+): Promise<DashboardRead> {
+  const snapshot = await store.openDashboard(ownerId, clientId);
+  try {
+    const fragments: StoredFragment[] = [];
+    await snapshot.fragments((fragment) => fragments.push({ ...fragment, bytes: Buffer.from(fragment.bytes) }));
+    return { version: snapshot.version, fragments };
+  } finally {
+    snapshot.close();
+  }
 }

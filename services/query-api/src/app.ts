@@ -23,12 +23,12 @@ import {
   type Freshness,
   type FreshnessSource,
 } from "./domain/freshness.ts";
-import { pageKey, readPageRequest, renderPage, type PageRequest } from "./domain/paging.ts";
+import { pageKey, pageSelection, readPageRequest, type PageRequest } from "./domain/paging.ts";
 import type { LiveUpdates } from "./adapters/liveUpdates.ts";
 import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import type { FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
-import { renderDashboard, type RenderedDashboard } from "./domain/renderDashboard.ts";
+import { renderSnapshot, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
   dashboardHeaders,
   dashboardScope,
@@ -140,33 +140,28 @@ async function readClientId(c: Context<Env>): Promise<ClientIdInput> {
   return { ok: true, clientId: candidates[0] as string };
 }
 
-/** Above this size a body is not joined into one buffer but written to the socket piece by piece. */
-const JOIN_UP_TO_BYTES = 1024 * 1024;
-
-/** A small body in one piece: cached that way, it is sent without joining again. */
-function joinSmall(dashboard: RenderedDashboard): RenderedDashboard {
-  if (dashboard.byteLength > JOIN_UP_TO_BYTES || dashboard.pieces.length === 1) return dashboard;
-  return { ...dashboard, pieces: [Buffer.concat(dashboard.pieces, dashboard.byteLength)] };
-}
-
 /** 304: the body the client holds under `tag` is still the current one. */
 function notModified(c: Context<Env>, tag: string, extra: Record<string, string>) {
   return c.body(null, 304, notModifiedHeaders(tag, extra));
 }
 
 /**
- * Sends a dashboard with its Content-Length and ETag. A large one's pieces (views of the stored
- * fragments) are queued on the socket as they are: the socket sends them as it drains, so the body
- * is never copied whole and the event loop is free meanwhile.
+ * Sends a dashboard with its Content-Length and ETag. A large one's pieces are queued on the socket
+ * as they are: the socket sends them as it drains, so the body is not copied again and the event
+ * loop is free meanwhile. Once the response has finished the socket is done with them, and they go
+ * back for the next large body; a response cut short leaves them to the garbage collector.
  */
-function send(c: Context<Env>, { pieces, byteLength }: RenderedDashboard, tag: string, extra: Record<string, string>) {
+function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra: Record<string, string>) {
+  const { pieces, byteLength } = dashboard;
   const headers = { ...dashboardHeaders(tag, "identity", extra), "Content-Length": String(byteLength) };
   const outgoing = c.env?.outgoing;
   if (pieces.length === 1 || !outgoing) {
     const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
+    dashboard.release(); // a body in one piece is the cache's (release does nothing), else a copy
     return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
   }
   outgoing.writeHead(200, headers);
+  outgoing.once("finish", () => dashboard.release());
   outgoing.cork();
   for (const piece of pieces) outgoing.write(piece);
   outgoing.end();
@@ -198,10 +193,6 @@ async function sendCompressedWhole(
 }
 
 /**
- * Streams a large body through a compressor to the socket, chunked (its compressed length is not
- * known up front); resolves once it is sent, or cut short by the client leaving.
- */
-/**
  * Closes the connection when the client reads nothing of a large body for `ms`: the body's pieces
  * (and a compressor) would otherwise stay held for as long as the client keeps the socket open.
  * Every write resets the socket's timer; the timer is cleared once the response is over.
@@ -217,6 +208,10 @@ function abandonIfStalled(outgoing: ServerResponse, ms: number): void {
   });
 }
 
+/**
+ * Streams a large body through a compressor to the socket, chunked (its compressed length is not
+ * known up front); resolves once it is sent, or cut short by the client leaving.
+ */
 async function sendStreamed(
   outgoing: ServerResponse,
   dashboard: RenderedDashboard,
@@ -229,6 +224,8 @@ async function sendStreamed(
   outgoing.writeHead(200, dashboardHeaders(tag, coding, extra));
   try {
     await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
+    // The compressor has read it all (one cut short may still be reading: left to the GC).
+    dashboard.release();
   } catch (error) {
     // The head is sent: all there is to do is log why the body was cut short (usually the client left).
     log.debug({ err: error }, "compressed dashboard not sent whole");
@@ -260,14 +257,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const cached = deps.cache?.get(key, version, at.toISOString());
     metrics.dashboardReads.inc({ source: cached ? "cache" : "store" });
     if (cached) return { dashboard: cached, version };
-    const read = await deps.store.readDashboard(ownerId, clientId);
-    const dashboard = joinSmall(page ? renderPage(read.fragments, page, at) : renderDashboard(read.fragments, at));
+    const snapshot = await deps.store.openDashboard(ownerId, clientId);
+    let rendered: RenderedDashboard;
+    try {
+      rendered = await renderSnapshot(snapshot, at, page && pageSelection(page));
+    } finally {
+      snapshot.close();
+    }
     // A large body took a while to assemble: let other requests run before it is written.
-    if (dashboard.pieces.length > 1) await setImmediate();
-    // Only a joined body: a large one's pieces keep whole fragments (and read buffers) alive,
-    // more memory than the cache would count.
-    if (dashboard.pieces.length === 1) deps.cache?.set(key, { version: read.version, dashboard });
-    return { dashboard, version: read.version };
+    if (rendered.pieces.length > 1) await setImmediate();
+    // Only a body in one piece (up to a MiB): what the fast path sends as it is.
+    if (rendered.pieces.length === 1) deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
+    return { dashboard: rendered, version: snapshot.version };
   };
 
   /** Sends a 200: as it is, compressed whole (kept in the cache), or streamed through a compressor. */

@@ -4,6 +4,7 @@ export { createOwnerVerifier, type AuthSettings, type OwnerVerifier } from "./au
 export { queryApiSettings, type QueryApiSettings } from "./config.ts";
 export {
   renderDashboard,
+  renderSnapshot,
   type RenderedDashboard,
   type DashboardBody,
   type ClientView,

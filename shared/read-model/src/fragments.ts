@@ -159,6 +159,12 @@ function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
 const asBuffer = (bytes: Uint8Array) =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
+/** A fragment's body (response JSON), a view of `bytes`, its head and index skipped unread. */
+export function fragmentBody(bytes: Uint8Array): Buffer {
+  const buf = asBuffer(bytes);
+  return buf.subarray(8 + buf.readUInt32LE(0) + buf.readUInt32LE(4));
+}
+
 /** Reads a fragment's head; its body is a view of `bytes`, not a copy. */
 export function decodeFragment(bytes: Uint8Array): Fragment {
   const buf = asBuffer(bytes);

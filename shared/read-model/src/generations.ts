@@ -6,7 +6,7 @@
 // generation 1; generation N > 1 prefixes them with `g<N>_`. The control record says which
 // generation readers use (`current`), which one is being built, if any, and which ones are retired
 // and wait to be dropped; a store that has none is generation 1, built by projection version 1.
-import type { CommitResult, Committed, DashboardRead, DashboardStore } from "./store.ts";
+import type { CommitResult, Committed, DashboardSnapshot, DashboardStore } from "./store.ts";
 
 export interface GenerationInfo {
   generation: number;
@@ -162,9 +162,9 @@ class GenerationStore implements DashboardStore {
     return this.inner.identity();
   }
 
-  async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
-    const read = await this.inner.readDashboard(ownerId, clientId);
-    return { ...read, version: this.shift(read.version) };
+  async openDashboard(ownerId: string, clientId?: string): Promise<DashboardSnapshot> {
+    const snapshot = await this.inner.openDashboard(ownerId, clientId);
+    return { ...snapshot, version: this.shift(snapshot.version) };
   }
 
   partStats: DashboardStore["partStats"] = (ownerId) => this.inner.partStats(ownerId);
@@ -198,8 +198,8 @@ export class CurrentGenerationStore implements DashboardStore {
   commit: DashboardStore["commit"] = (commit, streamSeq) => this.current().commit(commit, streamSeq);
   version: DashboardStore["version"] = (ownerId, clientId) => this.current().version(ownerId, clientId);
   identity: DashboardStore["identity"] = () => this.current().identity();
-  readDashboard: DashboardStore["readDashboard"] = (ownerId, clientId) =>
-    this.current().readDashboard(ownerId, clientId);
+  openDashboard: DashboardStore["openDashboard"] = (ownerId, clientId) =>
+    this.current().openDashboard(ownerId, clientId);
   partStats: DashboardStore["partStats"] = (ownerId) => this.current().partStats(ownerId);
   checkWritable: DashboardStore["checkWritable"] = () => this.current().checkWritable();
   appliedSeq: DashboardStore["appliedSeq"] = () => this.current().appliedSeq();

@@ -29,6 +29,7 @@ export {
 export {
   decodeFragment,
   encodeFragment,
+  fragmentBody,
   licenseBytesAt,
   type ClientFragment,
   type Fragment,
@@ -43,7 +44,7 @@ export {
   type CommitResult,
   type Committed,
   type DashboardChange,
-  type DashboardRead,
+  type DashboardSnapshot,
   type DashboardStore,
   type PartStats,
   type RecordRead,

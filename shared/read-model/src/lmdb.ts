@@ -4,7 +4,7 @@ import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { setImmediate } from "node:timers/promises";
-import { open, type Database, type RootDatabase, type RootDatabaseOptions } from "lmdb";
+import { open, type Database, type RootDatabase, type RootDatabaseOptions, type Transaction } from "lmdb";
 import { encodeFragment } from "./fragments.ts";
 import { generationName } from "./generations.ts";
 import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
@@ -14,11 +14,10 @@ import {
   type CommitResult,
   type Committed,
   type DashboardChange,
-  type DashboardRead,
+  type DashboardSnapshot,
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
-  type StoredFragment,
   clientsDeletingParts,
   writtenOwners,
 } from "./store.ts";
@@ -43,41 +42,16 @@ const WRITE_CHECK = "writeCheck";
 const REVISIONS_OF_FORMAT_5 = "revisions";
 /** A large owner's fragments are read this many at a time (under a MB) per event-loop turn. */
 const FRAGMENTS_PER_TURN = 250;
-/** The first slab a read copies fragments into; each next one is twice as large, up to the largest. */
-const FIRST_SLAB_BYTES = 16 * 1024;
-const LARGEST_SLAB_BYTES = 1024 * 1024;
-
 /**
  * Fragments leave LMDB as views of its read buffer (or of the map), valid until the next read:
- * readDashboard copies each at once (see FragmentCopies), rather than lmdb-js allocating a copy of
- * each. A range read passes the value's size; a point read sets the buffer's `length` to it.
+ * a reader copies what it needs of each before the next (see DashboardSnapshot), rather than lmdb-js
+ * allocating a copy of each. A range read passes the value's size; a point read sets the buffer's
+ * `length` to it.
  */
 const FRAGMENT_VIEWS = {
   encode: (bytes: Uint8Array) => bytes,
   decode: (bytes: Uint8Array, size?: unknown) => bytes.subarray(0, typeof size === "number" ? size : bytes.length),
 };
-
-/**
- * One read's copies of its fragments, packed into a few slabs rather than allocated one by one: a
- * large owner has about 10,000 fragments, and an allocation each was a fifth of such a read's CPU.
- * The slabs go with the read's fragments; the first is small, so a small read holds little.
- */
-class FragmentCopies {
-  private slab = new Uint8Array(0);
-  private used = 0;
-  private nextSlabBytes = FIRST_SLAB_BYTES;
-
-  copy(view: Uint8Array): Uint8Array {
-    if (this.used + view.byteLength > this.slab.byteLength) {
-      this.slab = Buffer.allocUnsafeSlow(Math.max(view.byteLength, this.nextSlabBytes));
-      this.used = 0;
-      this.nextSlabBytes = Math.min(this.nextSlabBytes * 2, LARGEST_SLAB_BYTES);
-    }
-    this.slab.set(view, this.used);
-    this.used += view.byteLength;
-    return this.slab.subarray(this.used - view.byteLength, this.used);
-  }
-}
 
 /**
  * Where msgpack keeps the shapes of stored records, once per database: without it every value
@@ -341,25 +315,34 @@ export class LmdbDashboardStore implements DashboardStore {
     return this.versionNow(ownerId, clientId);
   }
 
-  versionNow(ownerId: string, clientId?: string): number {
+  versionNow(ownerId: string, clientId?: string, transaction?: Transaction): number {
     const key = clientId === undefined ? [ownerId, OWNER_VERSION] : [ownerId, CLIENT_VERSION, clientId];
-    return this.meta.get(key) ?? 0;
+    return (transaction ? this.meta.get(key, { transaction }) : this.meta.get(key)) ?? 0;
   }
 
-  async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
-    // Reads in one event-loop turn share one read snapshot, and a range iterator keeps the snapshot
-    // it started in until it ends: so version and fragments agree even though a large owner's range
-    // is read in slices, letting other requests run between them.
-    const version = this.versionNow(ownerId, clientId);
-    const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
-    const fragments: StoredFragment[] = [];
-    const copies = new FragmentCopies();
-    for (const { key, value } of this.fragments.getRange({ start: prefix, end: [...prefix, AFTER_ANY_ID] })) {
-      const bytes = copies.copy(value);
-      fragments.push({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), bytes });
-      if (fragments.length % FRAGMENTS_PER_TURN === 0) await setImmediate();
+  async openDashboard(ownerId: string, clientId?: string): Promise<DashboardSnapshot> {
+    // A read transaction of its own: both visits of the fragments, in several event-loop turns
+    // each, and the version see the same snapshot, while other requests run between the turns.
+    const transaction = this.env.useReadTransaction();
+    try {
+      const version = this.versionNow(ownerId, clientId, transaction);
+      const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
+      const range = { start: prefix, end: [...prefix, AFTER_ANY_ID], transaction };
+      return {
+        version,
+        fragments: async (visit) => {
+          let visited = 0;
+          for (const { key, value } of this.fragments.getRange(range)) {
+            visit({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), bytes: value });
+            if (++visited % FRAGMENTS_PER_TURN === 0) await setImmediate();
+          }
+        },
+        close: () => transaction.done(),
+      };
+    } catch (error) {
+      transaction.done();
+      throw error;
     }
-    return { version, fragments };
   }
 
   async partStats(ownerId: string): Promise<PartStats> {

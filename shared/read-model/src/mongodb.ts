@@ -32,7 +32,7 @@ import {
   type Commit,
   type CommitResult,
   type DashboardChange,
-  type DashboardRead,
+  type DashboardSnapshot,
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
@@ -435,14 +435,14 @@ export class MongoDashboardStore implements DashboardStore {
     return doc?.version ?? 0;
   }
 
-  async readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead> {
+  async openDashboard(ownerId: string, clientId?: string): Promise<DashboardSnapshot> {
     // One query, in a snapshot session (MongoDB 5.0+): a large owner's parts come in several
     // batches, and a commit landing between two of them must not show half (a moved project
     // missing, or twice). The version document (the owner's, or the client's) sorts first in the
     // range; a whole owner's range also holds its clients' version documents, which have no fragment.
-    const version = versionId(ownerId, clientId);
+    const versionKey = versionId(ownerId, clientId);
     const end = clientId === undefined ? `${ownerId}${AFTER_SLASH}` : `${ownerId}/${clientId}${AFTER_SLASH}`;
-    const filter = { _id: { $gte: version, $lt: end } };
+    const filter = { _id: { $gte: versionKey, $lt: end } };
     const session = this.client.startSession({ snapshot: true });
     let docs: (Partial<RecordDoc & VersionDoc> & { _id: string })[];
     try {
@@ -457,21 +457,28 @@ export class MongoDashboardStore implements DashboardStore {
     } finally {
       await session.endSession();
     }
-    const read: DashboardRead = { version: 0, fragments: [] };
+    let version = 0;
+    const fragments: StoredFragment[] = [];
     for (const doc of docs) {
-      if (doc._id === version) read.version = doc.version ?? 0;
+      if (doc._id === versionKey) version = doc.version ?? 0;
       else if (doc.fragment) {
         const [, partClientId, projectId, chunk] = doc._id.split("/");
-        const fragment: StoredFragment = {
+        fragments.push({
           clientId: partClientId!,
           projectId: projectId!,
           chunk: Number(chunk),
           bytes: doc.fragment.value(),
-        };
-        read.fragments.push(fragment);
+        });
       }
     }
-    return read;
+    // Held in memory, as the driver gave them: nothing to end.
+    return {
+      version,
+      fragments: async (visit) => {
+        for (const fragment of fragments) visit(fragment);
+      },
+      close: () => {},
+    };
   }
 
   async partStats(ownerId: string): Promise<PartStats> {

@@ -48,14 +48,26 @@ export interface StoredFragment {
   bytes: Uint8Array;
 }
 
-export interface DashboardRead {
+/**
+ * One owner's dashboard fragments (or one client's), as one snapshot of the store holds them. A
+ * reader visits them twice: once for their heads (to put them in response order and size the body)
+ * and once to copy their bodies into place, so no fragment is copied out of the store but into the
+ * response itself.
+ */
+export interface DashboardSnapshot {
   /**
-   * The version of what was read (see DashboardStore.version): the owner's for a whole dashboard,
-   * the client's for one client's. From the same snapshot as the fragments.
+   * The version of what the snapshot holds (see DashboardStore.version): the owner's for a whole
+   * dashboard, the client's for one client's.
    */
   version: number;
-  /** The owner's (or client's) fragments, in an order that callers must not rely on. */
-  fragments: StoredFragment[];
+  /**
+   * Calls `visit` with each fragment, in the same order on every call (an order callers must not
+   * otherwise rely on); a fragment's bytes are only valid until `visit` returns. A large owner's
+   * are visited over several event-loop turns; resolves once all have been.
+   */
+  fragments(visit: (fragment: StoredFragment) => void): Promise<void>;
+  /** Ends the snapshot (LMDB: its read transaction): called once, when done with it. */
+  close(): void;
 }
 
 /**
@@ -169,11 +181,11 @@ export interface DashboardStore {
    */
   identity(): string;
   /**
-   * One owner's dashboard fragments, or one client's when `clientId` is given, with the matching
-   * version (the owner's, or the client's): one range read, from one snapshot. Every commit keeps
-   * each part's fragment in step with the part.
+   * A snapshot of one owner's dashboard fragments, or one client's when `clientId` is given, with
+   * the matching version (the owner's, or the client's): one range read, from one snapshot. Every
+   * commit keeps each part's fragment in step with the part. The caller closes it.
    */
-  readDashboard(ownerId: string, clientId?: string): Promise<DashboardRead>;
+  openDashboard(ownerId: string, clientId?: string): Promise<DashboardSnapshot>;
   /** How an owner's dashboard is stored: part count and stored sizes (for operators and tests). */
   partStats(ownerId: string): Promise<PartStats>;
   /**

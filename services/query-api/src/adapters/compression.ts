@@ -38,30 +38,8 @@ export function compressWhole(body: Uint8Array, coding: ContentCoding): Promise<
 }
 
 /**
- * A large body's pieces are mostly whole stored fragments but also many small joints (commas,
- * closings); each write to a compressor is a trip to the threadpool, so they go in batches of this
- * many bytes.
- */
-const BATCH_BYTES = 64 * 1024;
-
-function* inBatches(pieces: readonly Uint8Array[]): Generator<Buffer> {
-  let batch: Uint8Array[] = [];
-  let bytes = 0;
-  for (const piece of pieces) {
-    batch.push(piece);
-    bytes += piece.byteLength;
-    if (bytes >= BATCH_BYTES) {
-      yield Buffer.concat(batch, bytes);
-      batch = [];
-      bytes = 0;
-    }
-  }
-  if (bytes > 0) yield Buffer.concat(batch, bytes);
-}
-
-/**
  * Writes `pieces` compressed in `coding` to `destination` (whose head is sent already) and ends
- * it. Backpressure holds at most a batch and the streams' buffers in memory; when the destination
+ * it. Backpressure holds at most a piece and the streams' buffers in memory; when the destination
  * closes early (the client went away) the compressor is destroyed and this rejects.
  */
 export function streamCompressed(
@@ -74,6 +52,7 @@ export function streamCompressed(
     coding === "br"
       ? zlib.createBrotliCompress(brotliOptions(STREAMED.brotliQuality, byteLength))
       : zlib.createGzip({ level: STREAMED.gzipLevel });
-  // Not object mode: the source reads ahead by bytes (one batch), not by a count of batches.
-  return pipeline(Readable.from(inBatches(pieces), { objectMode: false }), compressor, destination);
+  // A large body's pieces are a MiB each: one write to the compressor (a trip to the threadpool)
+  // each. Not object mode: the source reads ahead by bytes (one piece), not by a count of pieces.
+  return pipeline(Readable.from(pieces, { objectMode: false }), compressor, destination);
 }

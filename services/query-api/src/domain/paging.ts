@@ -4,14 +4,8 @@
 // deleted before the position shift nothing after it.
 import { parseWholeNumber } from "./wholeNumber.ts";
 import { idSchema } from "@keybox/contract";
-import {
-  compareOrder,
-  decodeFragment,
-  type ClientFragment,
-  type OrderKey,
-  type StoredFragment,
-} from "@keybox/read-model";
-import { renderDashboard, type RenderedDashboard } from "./renderDashboard.ts";
+import { compareOrder, type OrderKey } from "@keybox/read-model";
+import type { ClientSelection } from "./renderDashboard.ts";
 
 export interface PageRequest {
   /** The most clients the page holds. */
@@ -23,13 +17,6 @@ export interface PageRequest {
 }
 
 export type PageInput = { ok: true; page: PageRequest | undefined } | { ok: false; message: string };
-
-interface SelectedPage {
-  /** The fragments of the page's clients (with their projects and licenses), nothing else. */
-  fragments: StoredFragment[];
-  /** Where the next page starts; null when this page holds the last client. */
-  nextCursor: string | null;
-}
 
 /** Longer than any cursor this API issues (about 140 characters for 64-character ids). */
 const MAX_CURSOR_LENGTH = 256;
@@ -89,30 +76,16 @@ export function readPageRequest(
 }
 
 /**
- * Picks a page's clients from an owner's fragments by the order keys in the client fragments'
- * heads (nothing else is decoded), and keeps only their fragments: a project head and its license
- * chunks are filed under the client they are listed under.
+ * The clients of a page, from all of an owner's clients in response order: those after the
+ * cursor's position, at most `limit`, and nextCursor when more follow.
  */
-function selectPage(stored: readonly StoredFragment[], { limit, after }: PageRequest): SelectedPage {
-  const candidates: { clientId: string; order: OrderKey }[] = [];
-  for (const { clientId, projectId, bytes } of stored) {
-    if (projectId !== "") continue; // a project's or a license chunk's part
-    const { order } = decodeFragment(bytes) as ClientFragment;
-    if (after === undefined || compareOrder(order, after) > 0) candidates.push({ clientId, order });
-  }
-  candidates.sort((a, b) => compareOrder(a.order, b.order));
-  const chosen = candidates.slice(0, limit);
-  const clientIds = new Set(chosen.map((c) => c.clientId));
-  return {
-    fragments: stored.filter((f) => clientIds.has(f.clientId)),
-    nextCursor: candidates.length > limit ? encodeCursor(chosen.at(-1)!.order) : null,
+export function pageSelection({ limit, after }: PageRequest): ClientSelection {
+  return (clients) => {
+    const next = after === undefined ? 0 : clients.findIndex((order) => compareOrder(order, after) > 0);
+    const from = next === -1 ? clients.length : next;
+    const to = Math.min(from + limit, clients.length);
+    return { from, to, nextCursor: to < clients.length ? encodeCursor(clients[to - 1]!) : null };
   };
-}
-
-/** A page of the dashboard as of `now`: its clients in full, counted, and `nextCursor`. */
-export function renderPage(stored: readonly StoredFragment[], page: PageRequest, now: Date): RenderedDashboard {
-  const { fragments, nextCursor } = selectPage(stored, page);
-  return renderDashboard(fragments, now, { nextCursor });
 }
 
 /**

@@ -1,0 +1,102 @@
+// Large dashboards through a real query-API process: their bodies are assembled in memory that is
+// reused once a response has been sent (bodyPieces.ts). A body must never be overwritten by another
+// while a client is still being sent it, however slowly that client reads.
+import { randomBytes } from "node:crypto";
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clientCreated, licenseEvent, projectCreated } from "./support/events.ts";
+import { bearer, httpGet } from "./support/http.ts";
+import { useNats } from "./support/nats.ts";
+import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
+import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
+
+const nats = useNats();
+let pipeline: Pipeline;
+let api: ServiceProcess;
+let url: string;
+
+/**
+ * Two owners of about 10 MB each (random base64 in every license), different byte for byte: more
+ * than the sockets' buffers hold, so a client that stops reading leaves most of its body queued in
+ * the server, in the pieces it was assembled in.
+ */
+const OWNERS = ["slowReadOwner", "otherLargeOwner"] as const;
+const LICENSES = 48;
+
+beforeAll(async () => {
+  pipeline = await startPipeline(nats.url);
+  ({ url, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, { RESPONSE_CACHE_MB: "0" }));
+  for (const owner of OWNERS) {
+    const place = { clientId: `${owner}Client`, projectId: `${owner}Project` };
+    await pipeline.publish(clientCreated(owner, place.clientId));
+    await pipeline.publish(projectCreated(owner, place.projectId, { clientId: place.clientId }));
+    await Promise.all(
+      Array.from({ length: LICENSES }, (_, i) =>
+        pipeline.publish(
+          licenseEvent(owner, `${owner}${i}`, { ...place, services: [randomBytes(150_000).toString("base64")] }),
+        ),
+      ),
+    );
+  }
+  await eventually(async () => {
+    const counts = await Promise.all(
+      OWNERS.map(async (owner) => (await dashboard(owner)).data[0]?.projects[0]?.licenses.length),
+    );
+    return counts.every((count) => count === LICENSES) ? true : undefined;
+  }, 60_000);
+}, 180_000);
+
+afterAll(async () => {
+  api?.child.kill("SIGTERM");
+  await api?.exited;
+  await pipeline?.stop();
+});
+
+async function dashboard(owner: string): Promise<any> {
+  return (await httpGet(`${url}/dashboard`, { headers: bearer(await tokenFor({ userId: owner })) })).body;
+}
+
+/** GET /dashboard of `owner` on a raw socket that reads nothing until `resume()`; resolves with the body. */
+async function slowRead(owner: string): Promise<{ resume: () => void; body: Promise<Buffer> }> {
+  const { port } = new URL(url);
+  const token = await tokenFor({ userId: owner });
+  const socket = net.connect(Number(port), "127.0.0.1");
+  socket.pause();
+  socket.write(
+    `GET /dashboard HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`,
+  );
+  const chunks: Buffer[] = [];
+  const body = new Promise<Buffer>((resolve, reject) => {
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.on("error", reject);
+    socket.on("end", () => {
+      const response = Buffer.concat(chunks);
+      const headEnd = response.indexOf("\r\n\r\n");
+      const head = response.subarray(0, headEnd).toString("latin1");
+      const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1]);
+      const rest = response.subarray(headEnd + 4);
+      if (!head.startsWith("HTTP/1.1 200") || rest.length !== length)
+        reject(new Error(`${head.split("\r\n")[0]} with ${rest.length} of ${length} bytes`));
+      else resolve(rest);
+    });
+  });
+  return { resume: () => socket.resume(), body };
+}
+
+describe("a large dashboard read slowly", () => {
+  it("arrives as it was when asked for, while other large dashboards are sent in full meanwhile", async () => {
+    const [slowOwner, otherOwner] = OWNERS;
+    const expected = JSON.stringify(await dashboard(slowOwner));
+    const slow = await slowRead(slowOwner);
+    // The slow body is assembled and queued: the server waits on the socket.
+    await new Promise((r) => setTimeout(r, 500));
+    // Sent in full one after the other, their memory reused from one to the next.
+    for (let i = 0; i < 4; i++)
+      expect((await dashboard(otherOwner)).data[0].projects[0].licenses).toHaveLength(LICENSES);
+    slow.resume();
+    const body = await slow.body;
+    // Where it first differs (-1: nowhere), not the 10 MB themselves, when it does.
+    const differsAt = body.findIndex((byte, i) => byte !== expected.charCodeAt(i));
+    expect({ length: body.length, differsAt }).toEqual({ length: expected.length, differsAt: -1 });
+  });
+});
