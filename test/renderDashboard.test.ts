@@ -67,6 +67,15 @@ describe("a rendered dashboard", () => {
     expect(JSON.parse(dashboardText(second)).data[0].projects[0].licenses).toHaveLength(1500);
   });
 
+  it("is refused rather than sent with bytes it never wrote, when corrupt heads list a project twice", () => {
+    const fragments = fragmentsOf(1500);
+    // A second client head naming the same client, under another key: its projects would be listed twice.
+    const client = fragments.find((f) => f.projectId === "")!;
+    expect(() => renderDashboard([...fragments, { ...client, clientId: "elsewhere" }], NOW)).toThrow(
+      "a dashboard fragment was placed twice in the body",
+    );
+  });
+
   it("is refused when a snapshot's second visit differs from its first", async () => {
     const fragments = fragmentsOf(20);
     const fewer = fragments.slice(1);

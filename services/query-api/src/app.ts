@@ -149,7 +149,7 @@ function notModified(c: Context<Env>, tag: string, extra: Record<string, string>
  * Sends a dashboard with its Content-Length and ETag. A large one's pieces are queued on the socket
  * as they are: the socket sends them as it drains, so the body is not copied again and the event
  * loop is free meanwhile. Once the response has finished the socket is done with them, and they go
- * back for the next large body; a response cut short leaves them to the garbage collector.
+ * back for the next large body; a response cut short (destroyed) leaves them to the garbage collector.
  */
 function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra: Record<string, string>) {
   const { pieces, byteLength } = dashboard;
@@ -161,7 +161,10 @@ function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra:
     return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
   }
   outgoing.writeHead(200, headers);
-  outgoing.once("finish", () => dashboard.release());
+  // A response destroyed after end() (a client that stalled) still emits finish: its pieces stay out.
+  outgoing.once("finish", () => {
+    if (!outgoing.destroyed) dashboard.release();
+  });
   outgoing.cork();
   for (const piece of pieces) outgoing.write(piece);
   outgoing.end();
@@ -185,6 +188,7 @@ async function sendCompressedWhole(
   if (!body) {
     metrics.dashboardCompressions.inc({ coding, body: "whole" });
     const whole = dashboard.pieces.length === 1 ? dashboard.pieces[0]! : Buffer.concat(dashboard.pieces);
+    dashboard.release(); // several pieces were copied (one is the cache's: release does nothing)
     body = await compressWhole(whole, coding);
     cache?.keepEncodedForm(key, dashboard, coding, body);
   }
@@ -389,8 +393,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const body = await currentBody({ ownerId, clientId, page, at }, key, version);
     const tag = dashboardTag(scope, body.version, body.dashboard.validUntil);
     // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
-    if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag)))
+    if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag))) {
+      body.dashboard.release(); // not sent
       return notModified(c, tag, extra);
+    }
     return sendBody(c, body.dashboard, { tag, negotiated, extra, key });
   });
 

@@ -111,7 +111,7 @@ export function createDashboardFastPath(deps: DashboardFastPathDeps): DashboardF
   function cachedAnswer({ req, clientId }: Ask, ownerId: string, version: number) {
     const key = dashboardKey(ownerId, clientId);
     const dashboard = cache?.get(key, version, new Date(now()).toISOString());
-    if (dashboard?.pieces.length !== 1) return undefined; // only joined bodies are cached
+    if (dashboard?.pieces.length !== 1) return undefined; // only bodies in one piece are cached
     const tag = dashboardTag(dashboardScope(store.identity(), ownerId, clientId), version, dashboard.validUntil);
     const negotiated = negotiateCoding(req.headers["accept-encoding"]);
     const coding = codingFor(dashboard.byteLength, negotiated, compressionMinBytes);

@@ -107,7 +107,7 @@ export class LmdbDashboardStore implements DashboardStore {
     private readonly ownsEnv: boolean,
     private readonly parts: Database<Stored, LmdbKey>,
     private readonly registers: Database<Stored, LmdbKey>,
-    /** Each part's fragment (see fragments.ts), under the part's key: what readDashboard reads. */
+    /** Each part's fragment (see fragments.ts), under the part's key: what openDashboard reads. */
     private readonly fragments: Database<Uint8Array, LmdbKey>,
     private readonly meta: Database<number, string | LmdbKey>,
   ) {}
@@ -321,9 +321,11 @@ export class LmdbDashboardStore implements DashboardStore {
   }
 
   async openDashboard(ownerId: string, clientId?: string): Promise<DashboardSnapshot> {
-    // A read transaction of its own: both visits of the fragments, in several event-loop turns
-    // each, and the version see the same snapshot, while other requests run between the turns.
+    // The read transaction held for this snapshot (lmdb-js's of this turn, with a reference for it):
+    // both visits of the fragments, in several event-loop turns each, and the version see the same
+    // snapshot, while other requests run between the turns.
     const transaction = this.env.useReadTransaction();
+    let closed = false;
     try {
       const version = this.versionNow(ownerId, clientId, transaction);
       const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
@@ -337,7 +339,11 @@ export class LmdbDashboardStore implements DashboardStore {
             if (++visited % FRAGMENTS_PER_TURN === 0) await setImmediate();
           }
         },
-        close: () => transaction.done(),
+        close: () => {
+          // Once: a second done() would drop a reference another read of the same turn holds.
+          if (!closed) transaction.done();
+          closed = true;
+        },
       };
     } catch (error) {
       transaction.done();

@@ -63,7 +63,7 @@ export interface DashboardSnapshot {
   /**
    * Calls `visit` with each fragment, in the same order on every call (an order callers must not
    * otherwise rely on); a fragment's bytes are only valid until `visit` returns. A large owner's
-   * are visited over several event-loop turns; resolves once all have been.
+   * may be visited over several event-loop turns (LMDB's are); resolves once all have been.
    */
   fragments(visit: (fragment: StoredFragment) => void): Promise<void>;
   /** Ends the snapshot (LMDB: its read transaction): called once, when done with it. */

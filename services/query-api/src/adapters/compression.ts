@@ -52,7 +52,7 @@ export function streamCompressed(
     coding === "br"
       ? zlib.createBrotliCompress(brotliOptions(STREAMED.brotliQuality, byteLength))
       : zlib.createGzip({ level: STREAMED.gzipLevel });
-  // A large body's pieces are a MiB each: one write to the compressor (a trip to the threadpool)
-  // each. Not object mode: the source reads ahead by bytes (one piece), not by a count of pieces.
+  // A large body's pieces are a MiB each, written to the compressor as they are. Not object mode:
+  // the source reads ahead by bytes (one piece), not by a count of pieces.
   return pipeline(Readable.from(pieces, { objectMode: false }), compressor, destination);
 }
