@@ -162,15 +162,18 @@ const asBuffer = (bytes: Uint8Array) =>
 /** A fragment's body (response JSON), a view of `bytes`, its head and index skipped unread. */
 export function fragmentBody(bytes: Uint8Array): Buffer {
   const buf = asBuffer(bytes);
-  return buf.subarray(8 + buf.readUInt32LE(0) + buf.readUInt32LE(4));
+  return buf.subarray(indexEnd(buf));
 }
+
+/** Where a fragment's head ends (its index starts): after the two lengths and the head. */
+const headEnd = (buf: Buffer) => 8 + buf.readUInt32LE(0);
+/** Where its index ends (its body starts). */
+const indexEnd = (buf: Buffer) => headEnd(buf) + buf.readUInt32LE(4);
 
 /** Reads a fragment's head; its body is a view of `bytes`, not a copy. */
 export function decodeFragment(bytes: Uint8Array): Fragment {
   const buf = asBuffer(bytes);
-  const headEnd = 8 + buf.readUInt32LE(0);
-  const indexEnd = headEnd + buf.readUInt32LE(4);
-  const body = buf.subarray(indexEnd);
+  const body = buf.subarray(indexEnd(buf));
   let at = 9;
   const next = () => {
     const length = buf[at]!;
@@ -190,11 +193,13 @@ export function decodeFragment(bytes: Uint8Array): Fragment {
         validUntil: next() || null,
         body,
         activeSlots: () =>
-          (JSON.parse(buf.toString("utf8", headEnd, indexEnd)) as StoredSlot[]).map(([start, end, activeUntil]) => ({
-            start,
-            end,
-            activeUntil,
-          })),
+          (JSON.parse(buf.toString("utf8", headEnd(buf), indexEnd(buf))) as StoredSlot[]).map(
+            ([start, end, activeUntil]) => ({
+              start,
+              end,
+              activeUntil,
+            }),
+          ),
       };
     }
   }
