@@ -16,32 +16,32 @@ describe("the dashboard cache", () => {
   it("serves an entry only for the version it was rendered from", () => {
     const cache = new DashboardCache({ maxEntries: 10, maxBytes: 1 << 20 });
     cache.set(dashboardKey("o", undefined), { version: 3, dashboard: dashboard("v3") });
-    expect(cache.get(dashboardKey("o", undefined), 3, T)).toEqual(dashboard("v3"));
-    expect(cache.get(dashboardKey("o", "c"), 3, T)).toBeUndefined();
-    expect(cache.get(dashboardKey("o", undefined), 4, T)).toBeUndefined();
+    expect(cache.get(dashboardKey("o", undefined), 3, Date.parse(T))).toEqual(dashboard("v3"));
+    expect(cache.get(dashboardKey("o", "c"), 3, Date.parse(T))).toBeUndefined();
+    expect(cache.get(dashboardKey("o", undefined), 4, Date.parse(T))).toBeUndefined();
     expect(cache.size.entries).toBe(0); // a stale entry is dropped when found
   });
 
   it("stops serving an entry when an ACTIVE license in it reaches its end", () => {
     const cache = new DashboardCache({ maxEntries: 10, maxBytes: 1 << 20 });
     cache.set("k", { version: 1, dashboard: dashboard("active", LATER) });
-    expect(cache.get("k", 1, T)).toEqual(dashboard("active", LATER));
-    expect(cache.get("k", 1, LATER)).toBeUndefined();
+    expect(cache.get("k", 1, Date.parse(T))).toEqual(dashboard("active", LATER));
+    expect(cache.get("k", 1, Date.parse(LATER))).toBeUndefined();
   });
 
   it("keeps within its entry and byte bounds, dropping the least recently used first", () => {
     const cache = new DashboardCache({ maxEntries: 2, maxBytes: 100 });
     cache.set("a", { version: 1, dashboard: dashboard("a".repeat(20)) });
     cache.set("b", { version: 1, dashboard: dashboard("b".repeat(20)) });
-    cache.get("a", 1, T); // a is now more recent than b
+    cache.get("a", 1, Date.parse(T)); // a is now more recent than b
     cache.set("c", { version: 1, dashboard: dashboard("c".repeat(20)) });
-    expect(cache.get("b", 1, T)).toBeUndefined();
-    expect(cache.get("a", 1, T)).toBeDefined();
-    expect(cache.get("c", 1, T)).toBeDefined();
+    expect(cache.get("b", 1, Date.parse(T))).toBeUndefined();
+    expect(cache.get("a", 1, Date.parse(T))).toBeDefined();
+    expect(cache.get("c", 1, Date.parse(T))).toBeDefined();
     cache.set("d", { version: 1, dashboard: dashboard("d".repeat(24)) }); // 44 bytes in 2 entries
     expect(cache.size).toEqual({ entries: 2, bytes: 44 });
     cache.set("huge", { version: 1, dashboard: dashboard("h".repeat(26)) }); // over a quarter
-    expect(cache.get("huge", 1, T)).toBeUndefined();
+    expect(cache.get("huge", 1, Date.parse(T))).toBeUndefined();
     expect(cache.size.bytes).toBeLessThanOrEqual(100);
   });
 
@@ -74,10 +74,10 @@ describe("the dashboard cache", () => {
     for (const key of ["b", "c", "d", "e", "f", "g", "h"])
       cache.set(key, { version: 1, dashboard: dashboard("x".repeat(12)) });
     expect(cache.size.bytes).toBeLessThanOrEqual(100);
-    cache.get("a", 2, T);
+    cache.get("a", 2, Date.parse(T));
     cache.keepEncodedForm("a", newer, "gzip", new Uint8Array(12));
     expect(cache.size.bytes).toBeLessThanOrEqual(100);
     expect(cache.encodedForm("a", newer, "gzip")).toHaveLength(12);
-    expect(cache.get("b", 1, T)).toBeUndefined();
+    expect(cache.get("b", 1, Date.parse(T))).toBeUndefined();
   });
 });

@@ -450,6 +450,8 @@ describe.each([
   };
   /** What the fast path left for the app, by request. */
   let findings: FastPathFindingsByRequest;
+  /** The store's identity, as the fast path finds it on each request ("2": a rebuilt store). */
+  let storeIdentity = "1";
   const fastPath = (cache?: DashboardCache) => {
     // At once: the good token is remembered; any other has its signature checked, as by the real verifier.
     const verifyOwner: OwnerVerifier = (authorization) =>
@@ -459,7 +461,7 @@ describe.each([
       store: {
         version: async (ownerId: string, clientId?: string) => versionNow(ownerId, clientId),
         ...(atOnce && { versionNow }),
-        identity: () => "1",
+        identity: () => storeIdentity,
       },
       verifyOwner,
       ...(cache && { cache }),
@@ -530,6 +532,22 @@ describe.each([
     // Compressed only once the app has compressed it and kept the result.
     expect(await outcome(gzip, fastPath(cacheAtVersion(5)))).toBe("declined: o1 at 5");
     expect(await outcome(gzip, fastPath(cacheAtVersion(5, true)))).toBe(`200 "${tag}.gzip" gzip ${gzipped.byteLength}`);
+  });
+
+  it("sends a cached body with the tag of the store it is served from, every time", async () => {
+    const plain = { headers: { "if-none-match": undefined } };
+    const answering = fastPath(cacheAtVersion(5));
+    const sent = `200 ${current} - ${cachedBody.byteLength}`;
+    expect([await outcome(plain, answering), await outcome(plain, answering)]).toEqual([sent, sent]);
+    // A rebuilt store that happens to be at the same version: the same body, under its own scope.
+    storeIdentity = "2";
+    try {
+      const rebuilt = `200 "${dashboardTag(dashboardScope("2", "o1", undefined), 5, undefined)}" - ${cachedBody.byteLength}`;
+      expect(await outcome(plain, answering)).toBe(rebuilt);
+    } finally {
+      storeIdentity = "1";
+    }
+    expect(await outcome(plain, answering)).toBe(sent);
   });
 });
 

@@ -258,7 +258,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     key: string,
     version: number,
   ): Promise<{ dashboard: RenderedDashboard; version: number }> => {
-    const cached = deps.cache?.get(key, version, at.toISOString());
+    const cached = deps.cache?.get(key, version, at.getTime());
     metrics.dashboardReads.inc({ source: cached ? "cache" : "store" });
     if (cached) return { dashboard: cached, version };
     const snapshot = await deps.store.openDashboard(ownerId, clientId);

@@ -53,6 +53,9 @@ export interface DashboardFastPathDeps {
   now?: () => number;
 }
 
+/** A response's headers, as node:http takes them (it reads them, never changes them). */
+type Headers = Record<string, string>;
+
 /** `?clientId=<id>` and nothing else: an id needs no percent-decoding. */
 const CLIENT_QUERY = /^\?clientId=([A-Za-z0-9_-]{1,64})$/;
 const PATH = "/dashboard";
@@ -107,17 +110,30 @@ export function createDashboardFastPath(deps: DashboardFastPathDeps): DashboardF
     return false;
   }
 
+  /**
+   * The headers each cached body (identity or compressed) is sent with, made on its first hit: they
+   * stay right for as long as the body is served (the version and validUntil it was rendered at make
+   * the tag), unless the store's identity changes (a rebuilt store), which every hit checks.
+   */
+  const headersOfCached = new WeakMap<Uint8Array, { identity: string; headers: Headers }>();
+
   /** The cached body at `version` in the coding this request gets, with its headers; undefined if not kept. */
   function cachedAnswer({ req, clientId }: Ask, ownerId: string, version: number) {
     const key = dashboardKey(ownerId, clientId);
-    const dashboard = cache?.get(key, version, new Date(now()).toISOString());
+    const dashboard = cache?.get(key, version, now());
     if (dashboard?.pieces.length !== 1) return undefined; // only bodies in one piece are cached
-    const tag = dashboardTag(dashboardScope(store.identity(), ownerId, clientId), version, dashboard.validUntil);
     const negotiated = negotiateCoding(req.headers["accept-encoding"]);
     const coding = codingFor(dashboard.byteLength, negotiated, compressionMinBytes);
     const body = coding === "identity" ? dashboard.pieces[0]! : cache?.encodedForm(key, dashboard, coding);
     if (!body) return undefined; // not compressed yet: the app compresses it and keeps the result
-    return { body, headers: { ...dashboardHeaders(tag, coding, {}), "Content-Length": String(body.byteLength) } };
+    const identity = store.identity();
+    let made = headersOfCached.get(body);
+    if (made?.identity !== identity) {
+      const tag = dashboardTag(dashboardScope(identity, ownerId, clientId), version, dashboard.validUntil);
+      made = { identity, headers: { ...dashboardHeaders(tag, coding, {}), "Content-Length": String(body.byteLength) } };
+      headersOfCached.set(body, made);
+    }
+    return { body, headers: made.headers };
   }
 
   /** Answers from the owner's (or client's) current `version` if it can; else leaves the request to the app. */
@@ -129,7 +145,7 @@ export function createDashboardFastPath(deps: DashboardFastPathDeps): DashboardF
       const tag = stillCurrent(tags, scope, version, now(), negotiated);
       if (tag === undefined) return leave(ask, { owner, version });
       revalidated.inc();
-      res.writeHead(304, notModifiedHeaders(tag, {})).end();
+      res.writeHead(304, notModifiedHeaders(tag)).end();
       notModified.answered.inc();
       notModified.seconds.observe((performance.now() - started) / 1000);
       return true;

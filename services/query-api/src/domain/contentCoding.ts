@@ -34,7 +34,29 @@ function weights(acceptEncoding: string): Map<string, number> | undefined {
  * (`identity;q=0`): an uncompressed body is then still better than a 406.
  */
 export function negotiateCoding(acceptEncoding: string | undefined): ContentCoding | "identity" {
-  const given = acceptEncoding === undefined ? undefined : weights(acceptEncoding);
+  if (acceptEncoding === undefined) return "identity";
+  let coding = negotiated.get(acceptEncoding);
+  if (coding === undefined) {
+    coding = negotiate(acceptEncoding);
+    if (acceptEncoding.length <= REMEMBERED_HEADER_MAX_LENGTH) {
+      if (negotiated.size >= REMEMBERED_HEADERS) negotiated.delete(negotiated.keys().next().value!);
+      negotiated.set(acceptEncoding, coding);
+    }
+  }
+  return coding;
+}
+
+/**
+ * Clients send a handful of distinct Accept-Encoding headers, each on every request, and parsing
+ * one costs more than answering a revalidation: the answers for the latest few are remembered
+ * (bounded in number and length, the oldest forgotten first, so odd headers cannot grow it).
+ */
+const negotiated = new Map<string, ContentCoding | "identity">();
+const REMEMBERED_HEADERS = 64;
+const REMEMBERED_HEADER_MAX_LENGTH = 256;
+
+function negotiate(acceptEncoding: string): ContentCoding | "identity" {
+  const given = weights(acceptEncoding);
   if (!given) return "identity";
   const any = given.get("*");
   const weightOf = (coding: ContentCoding) =>

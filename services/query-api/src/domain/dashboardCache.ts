@@ -17,6 +17,8 @@ export interface CachedDashboard {
 }
 
 interface Entry extends CachedDashboard {
+  /** The body's validUntil in milliseconds (Infinity without one): compared on every hit. */
+  validUntilMs: number;
   /** The body compressed, per coding. */
   encoded: Map<ContentCoding, Uint8Array>;
   /** The body's bytes and its compressed forms'. */
@@ -37,13 +39,12 @@ export class DashboardCache {
 
   constructor(private readonly limits: DashboardCacheLimits) {}
 
-  /** The body cached under `key`, if it was rendered from `version` and is still right at `nowIso`. */
-  get(key: string, version: number, nowIso: string): RenderedDashboard | undefined {
+  /** The body cached under `key`, if it was rendered from `version` and is still right at `nowMs`. */
+  get(key: string, version: number, nowMs: number): RenderedDashboard | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     this.remove(key, entry);
-    const { validUntil } = entry.dashboard;
-    if (entry.version !== version || (validUntil !== undefined && validUntil <= nowIso)) return undefined;
+    if (entry.version !== version || entry.validUntilMs <= nowMs) return undefined;
     this.add(key, entry); // now the most recently used
     return entry.dashboard;
   }
@@ -52,7 +53,9 @@ export class DashboardCache {
     const previous = this.entries.get(key);
     if (previous) this.remove(key, previous);
     if (!this.worthKeeping(dashboard.byteLength)) return;
-    this.add(key, { version, dashboard, encoded: new Map(), bytes: dashboard.byteLength });
+    const validUntilMs =
+      dashboard.validUntil === undefined ? Number.POSITIVE_INFINITY : Date.parse(dashboard.validUntil);
+    this.add(key, { version, dashboard, validUntilMs, encoded: new Map(), bytes: dashboard.byteLength });
     this.evictBeyondLimits();
   }
 
