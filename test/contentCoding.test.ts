@@ -49,8 +49,13 @@ describe("negotiating the content coding", () => {
   it("answers a header alike every time, however many others came between (answers are remembered)", () => {
     const header = (n: number) => `${["gzip", "br", "identity", "deflate"][n % 4]};q=0.${n % 10}, x-${n}`;
     const expected = (n: number) => (n % 10 === 0 || n % 4 >= 2 ? "identity" : n % 4 === 0 ? "gzip" : "br");
+    // Each asked twice in a row (the second answer remembered), 300 distinct ones (most forgotten
+    // again), then a few over and over (remembered throughout).
+    for (let round = 0; round < 2; round++)
+      for (let n = 0; n < 300; n++)
+        for (let again = 0; again < 2; again++) expect([n, negotiateCoding(header(n))]).toEqual([n, expected(n)]);
     for (let round = 0; round < 3; round++)
-      for (let n = 0; n < 300; n++) expect([n, negotiateCoding(header(n))]).toEqual([n, expected(n)]);
+      for (let n = 0; n < 40; n++) expect([n, negotiateCoding(header(n))]).toEqual([n, expected(n)]);
     const long = `${" ".repeat(300)}gzip`; // too long to be remembered, answered all the same
     expect([negotiateCoding(long), negotiateCoding(long)]).toEqual(["gzip", "gzip"]);
   });

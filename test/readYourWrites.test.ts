@@ -196,7 +196,8 @@ describe("the acknowledgement-floor watch on a real durable consumer", () => {
       const answers = await Promise.all(Array.from({ length: 1000 }, () => floorWatch.waitFor(1_000_000)));
       expect(answers.every((a) => !a.fresh)).toBe(true);
       // A poll sent just before the last waiter gave up may still be on its way to the observer:
-      // once the server has had everything the watch sent, and the observer everything routed to it, the count is settled.
+      // once the server has had everything the watch sent, and the observer everything routed to
+      // it, the count is settled.
       await nc.flush();
       await observer.flush();
       expect(infoRequests).toBeGreaterThanOrEqual(5);

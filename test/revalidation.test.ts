@@ -443,7 +443,9 @@ describe.each([
   }
   /** How many times the fast path asked who the token's owner is. */
   let looked = 0;
-  const versionNow = (ownerId: string, clientId?: string) => (ownerId === "o1" && !clientId ? 5 : 0);
+  /** o1's version in the store (its clients' stay 0). */
+  let storeVersion = 5;
+  const versionNow = (ownerId: string, clientId?: string) => (ownerId === "o1" && !clientId ? storeVersion : 0);
   const ownerOf = (authorization: string | undefined) => {
     looked++;
     return authorization === "Bearer good" ? { ownerId: "o1", expiresAtMs: Number.POSITIVE_INFINITY } : undefined;
@@ -481,8 +483,11 @@ describe.each([
     const written: string[] = [];
     const res = {
       writeHead: (status: number, h: Record<string, string>) => ({
-        end: (body?: Uint8Array) =>
-          written.push(`${status} ${h.ETag} ${h["Content-Encoding"] ?? "-"} ${body?.byteLength ?? 0}`),
+        end: (body?: Uint8Array) => {
+          // A body goes with its own length; a 304 has neither.
+          expect(h["Content-Length"]).toBe(body === undefined ? undefined : String(body.byteLength));
+          written.push(`${status} ${h.ETag} ${h["Content-Encoding"] ?? "-"} ${body?.byteLength ?? 0}`);
+        },
       }),
     };
     looked = 0;
@@ -548,6 +553,31 @@ describe.each([
       storeIdentity = "1";
     }
     expect(await outcome(plain, answering)).toBe(sent);
+  });
+
+  it("sends each body the cache holds with that body's own tag and length", async () => {
+    const plain = { headers: { "if-none-match": undefined } };
+    const gzip = { headers: { "if-none-match": undefined, "accept-encoding": "gzip" } };
+    const cache = cacheAtVersion(5, true);
+    const answering = fastPath(cache);
+    expect(await outcome(plain, answering)).toBe(`200 ${current} - ${cachedBody.byteLength}`);
+    expect(await outcome(gzip, answering)).toBe(`200 "${tag}.gzip" gzip ${gzipped.byteLength}`);
+    // The store moves on and the app caches the new body: the same fast path sends it as it is now.
+    const newer = Buffer.from(`{"data":"${"y".repeat(3000)}"}`);
+    const dashboard = { pieces: [newer], byteLength: newer.byteLength, validUntil: undefined, release: () => {} };
+    storeVersion = 6;
+    try {
+      cache.set("o1/", { version: 6, dashboard });
+      const tag6 = dashboardTag(scope, 6, undefined);
+      expect(await outcome(plain, answering)).toBe(`200 "${tag6}" - ${newer.byteLength}`);
+      // A compressed form kept, then kept again (other bytes): each is sent with its own length.
+      for (const form of [Buffer.from("pretend gzip, longer"), Buffer.from("shorter")]) {
+        cache.keepEncodedForm("o1/", dashboard, "gzip", form);
+        expect(await outcome(gzip, answering)).toBe(`200 "${tag6}.gzip" gzip ${form.byteLength}`);
+      }
+    } finally {
+      storeVersion = 5;
+    }
   });
 });
 

@@ -1,10 +1,10 @@
-// Rows 9 and 10: live streams (GET /dashboard/events).
-// Row 9: license updates published at the freshness rate over the freshness owners, each of whom
+// Rows 10 and 11: live streams (GET /dashboard/events).
+// Row 10: license updates published at the freshness rate over the freshness owners, each of whom
 // has a stream open on the query API; every n-th event after the first second goes instead to one
 // of a set of probe owners (each with one event in flight at most, a second apart), so the first
 // `changed` on that probe's stream after the publish call is that event's: the figure is publish
 // call → `changed` received. Baseline: the same events read by a bare consumer, as in row 8.
-// Row 10: a query API process of its own holds 10,000 idle streams (1,000 owners × 10): its RSS
+// Row 11: a query API process of its own holds 10,000 idle streams (1,000 owners × 10): its RSS
 // growth, and its CPU while they idle (heartbeats included), beside the same process idle before.
 import { range, type Bench, type Measured } from "../context.ts";
 import { bearer, tokenFor } from "../http.ts";
@@ -146,7 +146,7 @@ async function measureDelivery(bench: Bench, seeded: Seeded): Promise<Measured> 
   return {
     figures: [figure(50), figure(95), figure(99)],
     notes: [
-      `Row 9: ${formatNumber(loadStreams.length)} load owners and ${live.probes} probe owners each have one stream ` +
+      `Row 10: ${formatNumber(loadStreams.length)} load owners and ${live.probes} probe owners each have one stream ` +
         `open on the query API; every ${freshness.sampleEvery}th event after the first second goes to the next probe ` +
         `(one event in flight per probe, about ` +
         `${formatNumber(live.probes / (freshness.eventsPerSecond / freshness.sampleEvery))} s apart), timed from its ` +
@@ -197,7 +197,7 @@ async function measureIdleStreams(bench: Bench, seeded: Seeded): Promise<Measure
         },
       ],
       notes: [
-        `Row 10: RSS from /proc before the streams and 2 s after the last opened ` +
+        `Row 11: RSS from /proc before the streams and 2 s after the last opened ` +
           `(${formatNumber(before / 1024 / 1024)} → ${formatNumber(after / 1024 / 1024)} MiB); CPU (utime + stime) ` +
           `over ${idleSeconds} s, during which the streams received ${formatNumber(heartbeats)} keep-alive comments ` +
           `in all.`,

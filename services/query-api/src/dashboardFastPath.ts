@@ -53,8 +53,8 @@ export interface DashboardFastPathDeps {
   now?: () => number;
 }
 
-/** A response's headers, as node:http takes them (it reads them, never changes them). */
-type Headers = Record<string, string>;
+/** A response's headers, as res.writeHead takes them (it only reads string-valued ones like these). */
+type ResponseHeaders = Readonly<Record<string, string>>;
 
 /** `?clientId=<id>` and nothing else: an id needs no percent-decoding. */
 const CLIENT_QUERY = /^\?clientId=([A-Za-z0-9_-]{1,64})$/;
@@ -111,11 +111,13 @@ export function createDashboardFastPath(deps: DashboardFastPathDeps): DashboardF
   }
 
   /**
-   * The headers each cached body (identity or compressed) is sent with, made on its first hit: they
-   * stay right for as long as the body is served (the version and validUntil it was rendered at make
-   * the tag), unless the store's identity changes (a rebuilt store), which every hit checks.
+   * The headers each cached body (identity or compressed) is sent with, made on its first hit. A
+   * body's bytes belong to one rendering: one cache key (owner and client), one version and
+   * validUntil (which make the tag), one coding and length (a compressed form kept again is new
+   * bytes). So its headers stay right for as long as it is served, unless the store's identity
+   * changes (a rebuilt store), which every hit checks. Frozen: every response shares them.
    */
-  const headersOfCached = new WeakMap<Uint8Array, { identity: string; headers: Headers }>();
+  const headersOfCached = new WeakMap<Uint8Array, { identity: string; headers: ResponseHeaders }>();
 
   /** The cached body at `version` in the coding this request gets, with its headers; undefined if not kept. */
   function cachedAnswer({ req, clientId }: Ask, ownerId: string, version: number) {
@@ -130,7 +132,8 @@ export function createDashboardFastPath(deps: DashboardFastPathDeps): DashboardF
     let made = headersOfCached.get(body);
     if (made?.identity !== identity) {
       const tag = dashboardTag(dashboardScope(identity, ownerId, clientId), version, dashboard.validUntil);
-      made = { identity, headers: { ...dashboardHeaders(tag, coding, {}), "Content-Length": String(body.byteLength) } };
+      const headers = { ...dashboardHeaders(tag, coding, {}), "Content-Length": String(body.byteLength) };
+      made = { identity, headers: Object.freeze(headers) };
       headersOfCached.set(body, made);
     }
     return { body, headers: made.headers };

@@ -28,6 +28,16 @@ function weights(acceptEncoding: string): Map<string, number> | undefined {
 }
 
 /**
+ * Clients send a handful of distinct Accept-Encoding headers, each on every request; parsing one
+ * took 0.84 µs in a tight loop, a sixth of a whole fast-path revalidation there. So the answers for
+ * the latest few distinct headers are remembered: bounded in number and length, the oldest first
+ * seen forgotten first, so that odd headers cost speed only, never memory.
+ */
+const codingByAcceptEncoding = new Map<string, ContentCoding | "identity">();
+const REMEMBERED_HEADERS = 64;
+const REMEMBERED_HEADER_MAX_LENGTH = 256;
+
+/**
  * The coding to send a body in: the accepted compressed coding of highest weight (br on a tie),
  * unless identity is explicitly weighted higher. No header, an empty or malformed one, or one that
  * accepts neither br nor gzip gives "identity"; so does a header that refuses identity too
@@ -35,25 +45,17 @@ function weights(acceptEncoding: string): Map<string, number> | undefined {
  */
 export function negotiateCoding(acceptEncoding: string | undefined): ContentCoding | "identity" {
   if (acceptEncoding === undefined) return "identity";
-  let coding = negotiated.get(acceptEncoding);
+  let coding = codingByAcceptEncoding.get(acceptEncoding);
   if (coding === undefined) {
     coding = negotiate(acceptEncoding);
     if (acceptEncoding.length <= REMEMBERED_HEADER_MAX_LENGTH) {
-      if (negotiated.size >= REMEMBERED_HEADERS) negotiated.delete(negotiated.keys().next().value!);
-      negotiated.set(acceptEncoding, coding);
+      if (codingByAcceptEncoding.size >= REMEMBERED_HEADERS)
+        codingByAcceptEncoding.delete(codingByAcceptEncoding.keys().next().value!);
+      codingByAcceptEncoding.set(acceptEncoding, coding);
     }
   }
   return coding;
 }
-
-/**
- * Clients send a handful of distinct Accept-Encoding headers, each on every request, and parsing
- * one costs more than answering a revalidation: the answers for the latest few are remembered
- * (bounded in number and length, the oldest forgotten first, so odd headers cannot grow it).
- */
-const negotiated = new Map<string, ContentCoding | "identity">();
-const REMEMBERED_HEADERS = 64;
-const REMEMBERED_HEADER_MAX_LENGTH = 256;
 
 function negotiate(acceptEncoding: string): ContentCoding | "identity" {
   const given = weights(acceptEncoding);

@@ -44,7 +44,8 @@ export class DashboardCache {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
     this.remove(key, entry);
-    if (entry.version !== version || entry.validUntilMs <= nowMs) return undefined;
+    // Not `validUntilMs <= nowMs`: a validUntil that did not parse (NaN) counts as passed.
+    if (entry.version !== version || !(entry.validUntilMs > nowMs)) return undefined;
     this.add(key, entry); // now the most recently used
     return entry.dashboard;
   }
