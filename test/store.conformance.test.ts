@@ -546,23 +546,27 @@ for (const adapter of adapters) {
       for (const [i, version] of versions.entries()) expect(await store.version(o, `c${i}`)).toBe(version);
     });
 
+    /** One commit that removes `owner`'s client `firstId` and adds a client "zz", after every other. */
+    async function replaceFirstClientWithLast(owner: string, firstId: string, seq: number): Promise<void> {
+      const [first] = await store.load([partKey(owner, firstId)]);
+      await store.commit(
+        {
+          writes: [
+            { key: partKey(owner, firstId), value: null, baseRev: first!.rev },
+            { key: partKey(owner, "zz"), value: client("zz"), baseRev: 0 },
+          ],
+          ...noReads,
+        },
+        seq,
+      );
+    }
+
     it("reads a large owner from one snapshot, also when a commit lands while it reads", async () => {
       const ids = Array.from({ length: 2500 }, (_, n) => `c${String(n).padStart(4, "0")}`);
       const writes = ids.map((id) => ({ key: partKey("snap", id), value: client(id), baseRev: 0 }));
       await store.commit({ writes, ...noReads }, 20);
-      const [first] = await store.load([partKey("snap", ids[0]!)]);
       const reading = readDashboard(store, "snap");
-      // Lands while the read is under way: removes the first client and adds one after the last.
-      await store.commit(
-        {
-          writes: [
-            { key: partKey("snap", ids[0]!), value: null, baseRev: first!.rev },
-            { key: partKey("snap", "zz"), value: client("zz"), baseRev: 0 },
-          ],
-          ...noReads,
-        },
-        21,
-      );
+      await replaceFirstClientWithLast("snap", ids[0]!, 21); // lands while the read is under way
       const read = await reading;
       expect(read.version).toBe(1);
       expect(read.fragments.map((f) => f.clientId)).toEqual(ids);
@@ -587,17 +591,7 @@ for (const adapter of adapters) {
           return seen;
         };
         const firstVisit = await visit();
-        const [first] = await store.load([partKey("twice", ids[0]!)]);
-        await store.commit(
-          {
-            writes: [
-              { key: partKey("twice", ids[0]!), value: null, baseRev: first!.rev },
-              { key: partKey("twice", "zz"), value: client("zz"), baseRev: 0 },
-            ],
-            ...noReads,
-          },
-          31,
-        );
+        await replaceFirstClientWithLast("twice", ids[0]!, 31);
         expect(firstVisit).toHaveLength(ids.length);
         expect(await visit()).toEqual(firstVisit);
         expect(snapshot.version).toBe(1);
