@@ -227,10 +227,12 @@ export class ProjectorGenerations {
     const left = consumer.num_pending + consumer.num_ack_pending;
     const replayed = Math.max(0, stream.state.messages - left);
     const now = Date.now();
-    // The rate is measured over the samples of the last PROGRESS_LOG_MS, and logged that often.
-    const samples = [...(this.progress?.samples ?? []), { at: now, replayed }].filter(
-      (sample) => now - sample.at <= PROGRESS_LOG_MS,
-    );
+    // The rate is measured over the samples of the last PROGRESS_LOG_MS, and logged that often. The
+    // first sample is measured from when the rebuild began (nothing replayed then), so that even a
+    // rebuild that catches up within a check or two logs its progress.
+    const began = this.record?.building?.since;
+    const earlier = this.progress?.samples ?? (began !== undefined ? [{ at: began, replayed: 0 }] : []);
+    const samples = [...earlier, { at: now, replayed }].filter((sample) => now - sample.at <= PROGRESS_LOG_MS);
     const loggedAt = this.progress?.loggedAt;
     this.progress = { replayed, left, samples, loggedAt };
     metrics.rebuildEventsReplayed.set(replayed);
