@@ -13,7 +13,7 @@ import {
   type LicenseState,
   type ProjectState,
 } from "@keybox/contract";
-import { partKey, registerKey } from "@keybox/read-model";
+import { keyId, partKey, registerKey, type LicenseChunk } from "@keybox/read-model";
 import { dashboardOf, ownerFragments, project, renderBody, toEvent } from "./support/inMemory.ts";
 
 const OWNER = "ownerA";
@@ -254,6 +254,45 @@ describe("applyEvent", () => {
 
     const loaded = withRecords(new Map() as Slice, [{ key: partKey(OWNER, "c1"), value: null }]);
     expect(renderBody(ownerFragments(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
+  });
+
+  it("asks for what an update of a license reads, and no other chunk of its project", () => {
+    // 40 licenses in order, a few to a chunk: their project has a dozen chunks.
+    const options = { chunkTargetBytes: 700 };
+    const created = Array.from({ length: 40 }, (_, n) => license(`l${n}`, "p1", { createdAt: day((n % 28) + 1) }));
+    const full = project([...parents, ...created].map(toEvent), new Map(), options);
+    const chunks = [...full.values()].filter(({ key }) => key.type === "part" && key.chunk > 0);
+    expect(chunks.length).toBeGreaterThan(8);
+
+    // What the projection asks for, round by round, loading each from the full slice.
+    const update = toEvent(
+      license("l20", "p1", { createdAt: day(21), status: "REVOKED" }, { v: 2, action: "revoked" }),
+    );
+    const asked: string[] = [];
+    let slice: Slice = new Map();
+    for (let missing = missingRecords(slice, update, options); missing.length; ) {
+      asked.push(...missing.map((key) => keyId(key)));
+      slice = withRecords(
+        slice,
+        missing.map((key) => full.get(keyId(key)) ?? { key, value: null }),
+      );
+      missing = missingRecords(slice, update, options);
+    }
+    const holding = chunks.find(({ value }) => (value as LicenseChunk).licenses.some((l) => l.id === "l20"))!;
+    expect(asked.sort()).toEqual(
+      [
+        registerKey(OWNER, "license", "l20"),
+        registerKey(OWNER, "project", "p1"),
+        partKey(OWNER, "c1", "p1"),
+        holding.key,
+      ]
+        .map(keyId)
+        .sort(),
+    );
+    const after = withRecords(full, applyEvent(slice, update, options).values());
+    const licenses = licensesOf(renderBody(ownerFragments(after, OWNER), NOW));
+    expect(licenses).toHaveLength(40);
+    expect(licenses).toContainEqual(expect.objectContaining({ _id: "l20", status: "REVOKED" }));
   });
 
   it("names a license's register among the missing records", () => {

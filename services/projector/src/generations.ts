@@ -17,6 +17,7 @@ import {
   type ReadModel,
 } from "@keybox/read-model";
 import type { Logger } from "@keybox/runtime";
+import { sampleProgress, type RebuildProgress } from "./domain/rebuildProgress.ts";
 import { projectorMetrics as metrics } from "./metrics.ts";
 import { Projector, type ProjectorConfig, type ProjectorReadiness } from "./projector.ts";
 
@@ -33,8 +34,6 @@ export interface GenerationsOptions {
 
 /** How often the control record is read, and the rebuild's progress sampled. */
 const CHECK_MS = 1000;
-/** How often the rebuild's progress is logged, and over how long its rate is measured. */
-const PROGRESS_LOG_MS = 5000;
 /**
  * A retired generation is dropped this long after readers left it: MongoDB readers follow the
  * control record within a poll (1 s), and reads begun before the switch have finished.
@@ -58,10 +57,7 @@ export class ProjectorGenerations {
   private serving: Running | undefined;
   private building: Running | undefined;
   private record: ControlRecord | undefined;
-  /** The rebuild's progress: the last sample, the samples its rate is measured over, when it was last logged. */
-  private progress:
-    | { replayed: number; left: number; samples: { at: number; replayed: number }[]; loggedAt: number | undefined }
-    | undefined;
+  private progress: RebuildProgress | undefined;
   /** In "rebuild" mode: the generation asked for. */
   private target: number | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -226,26 +222,17 @@ export class ProjectorGenerations {
     ]);
     const left = consumer.num_pending + consumer.num_ack_pending;
     const replayed = Math.max(0, stream.state.messages - left);
-    const now = Date.now();
-    // The rate is measured over the samples of the last PROGRESS_LOG_MS, and logged that often. The
-    // first sample is measured from when the rebuild began (nothing replayed then), so that even a
-    // rebuild that catches up within a check or two logs its progress.
-    const began = this.record?.building?.since;
-    const earlier = this.progress?.samples ?? (began !== undefined ? [{ at: began, replayed: 0 }] : []);
-    const samples = [...earlier, { at: now, replayed }].filter((sample) => now - sample.at <= PROGRESS_LOG_MS);
-    const loggedAt = this.progress?.loggedAt;
-    this.progress = { replayed, left, samples, loggedAt };
+    const { progress, log } = sampleProgress(this.progress, this.record?.building?.since, {
+      at: Date.now(),
+      replayed,
+      left,
+    });
+    this.progress = progress;
     metrics.rebuildEventsReplayed.set(replayed);
     metrics.rebuildEventsLeft.set(left);
-    const oldest = samples[0]!;
-    if (oldest.at < now) {
-      const eventsPerSecond = Math.round(((replayed - oldest.replayed) * 1000) / (now - oldest.at));
-      metrics.rebuildEventsPerSecond.set(eventsPerSecond);
-      if (loggedAt === undefined || now - loggedAt >= PROGRESS_LOG_MS) {
-        this.progress.loggedAt = now;
-        this.log.info({ generation, replayed, left, eventsPerSecond }, "rebuild progress");
-      }
-    }
+    const { eventsPerSecond } = progress;
+    if (eventsPerSecond !== undefined) metrics.rebuildEventsPerSecond.set(eventsPerSecond);
+    if (log) this.log.info({ generation, replayed, left, eventsPerSecond }, "rebuild progress");
     // Everything in the stream when the consumer was read is applied to the new generation: it
     // holds all the current one did then.
     if (left === 0) await this.switchReaders(generation);

@@ -25,3 +25,4 @@ export {
 } from "./domain/applyEvent.ts";
 export { applyBatch, type BatchOutcome } from "./domain/applyBatch.ts";
 export { withRecords, type Slice, type SliceEntry } from "./domain/slice.ts";
+export { PROGRESS_LOG_MS, sampleProgress, type RebuildProgress } from "./domain/rebuildProgress.ts";

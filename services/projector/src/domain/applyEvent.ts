@@ -17,6 +17,7 @@ import {
   partKey,
   registerKey,
   renderLicense,
+  type ChunkRange,
   type ClientPart,
   type Entry,
   type LicenseChunk,
@@ -84,7 +85,7 @@ export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT
       });
       break;
   }
-  return { missing: ws.missing, writes: [...ws.writes.values()] };
+  return { missing: [...ws.missing.values()], writes: [...ws.writes.values()] };
 }
 
 /** Applies one event. The same slice object comes back when the event is stale or a duplicate. */
@@ -104,7 +105,8 @@ export function missingRecords(slice: Slice, event: KeyboxEvent, options = DEFAU
 /** Reads through pending writes to the slice; records (but tolerates) what is missing. */
 class Workspace {
   readonly writes = new Map<string, SliceEntry>();
-  readonly missing: RecordKey[] = [];
+  /** By keyId: a record is asked for once, however often it is read. */
+  readonly missing = new Map<string, RecordKey>();
   private readonly slice: Slice;
   readonly chunkTargetBytes: number;
   constructor(slice: Slice, options: ProjectionOptions) {
@@ -116,10 +118,16 @@ class Workspace {
     const id = keyId(key);
     const entry = this.writes.get(id) ?? this.slice.get(id);
     if (!entry) {
-      if (!this.missing.some((k) => keyId(k) === id)) this.missing.push(key);
+      this.missing.set(id, key);
       return null;
     }
     return entry.value as T | null;
+  }
+
+  /** Whether the record is known: loaded (present or absent) or written. */
+  holds(key: RecordKey): boolean {
+    const id = keyId(key);
+    return this.writes.has(id) || this.slice.has(id);
   }
 
   set(key: RecordKey, value: StoredRecord | null): void {
@@ -196,6 +204,13 @@ function applyLicense(
     const index = chunk?.licenses.findIndex((l) => l.id === incoming.id) ?? -1;
     if (chunk && index >= 0) from = { key, chunk, index };
   }
+  // Where the license is filed (its register, then its chunk) decides what follows: until that is
+  // loaded, only what filing it would read is asked for besides, so no chunk is read on a guess.
+  if (ws.missing.size) {
+    const { headKey, head, at, chunkKey } = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
+    if (ws.holds(headKey)) ws.get(chunkKey(at < 0 ? head.chunks + 1 : head.ranges[at]!.chunk));
+    return;
+  }
   const current = from?.chunk.licenses[from.index];
   if (!isNewer(incoming, current)) return;
 
@@ -238,11 +253,7 @@ function fileLicense(
   clientIdHint: string,
   entry: LicenseEntry,
 ): number {
-  const clientId = projectClient(ws, ownerId, projectId, clientIdHint);
-  const headKey = partKey(ownerId, clientId, projectId);
-  const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0, ranges: [] };
-  const chunkKey = (n: number) => partKey(ownerId, clientId, projectId, n);
-  const order = orderOf(entry);
+  const { headKey, head, chunkKey, order, at } = filingPlace(ws, ownerId, projectId, clientIdHint, entry);
   const size = entryBytes(entry);
 
   /** A new chunk (checked free at commit) holding `licenses`, its range starting at `from`. */
@@ -255,9 +266,7 @@ function fileLicense(
     return n;
   };
 
-  if (head.ranges.length === 0) return open([entry], size, FIRST_KEY, 0);
-  let at = head.ranges.length - 1;
-  if (order) while (at > 0 && compareOrder(head.ranges[at]!.from, order) > 0) at--;
+  if (at < 0) return open([entry], size, FIRST_KEY, 0);
   const n = head.ranges[at]!.chunk;
   const current = ws.get<LicenseChunk>(chunkKey(n)) ?? { kind: "licenses", licenses: [], bytes: 0 };
   const licenses = withFiled(current.licenses, entry);
@@ -286,6 +295,31 @@ function fileLicense(
     ws.set(regKey, { kind: "license", projectId, chunk: m });
   }
   return moved.has(entry) ? m : n;
+}
+
+/**
+ * Where a license is filed in its project: the project's head (a new one if there is none yet), and
+ * the index of the range that holds the license (a tombstone: the last), -1 while there is none.
+ */
+function filingPlace(ws: Workspace, ownerId: string, projectId: string, clientIdHint: string, entry: LicenseEntry) {
+  const clientId = projectClient(ws, ownerId, projectId, clientIdHint);
+  const headKey = partKey(ownerId, clientId, projectId);
+  const head = ws.get<ProjectHead>(headKey) ?? { kind: "project", chunks: 0, ranges: [] };
+  const chunkKey = (n: number) => partKey(ownerId, clientId, projectId, n);
+  const order = orderOf(entry);
+  const last = head.ranges.length - 1;
+  return { headKey, head, chunkKey, order, at: order && last > 0 ? rangeHolding(head.ranges, order) : last };
+}
+
+/** The index of the range that holds `order`: the last whose `from` is not after it (the first starts at FIRST_KEY). */
+function rangeHolding(ranges: readonly ChunkRange[], order: OrderKey): number {
+  let [low, high] = [0, ranges.length - 1];
+  while (low < high) {
+    const middle = (low + high + 1) >> 1;
+    if (compareOrder(ranges[middle]!.from, order) > 0) high = middle - 1;
+    else low = middle;
+  }
+  return low;
 }
 
 /**
