@@ -13,7 +13,7 @@ import {
   type LicenseState,
   type ProjectState,
 } from "@keybox/contract";
-import { keyId, partKey, registerKey, type LicenseChunk } from "@keybox/read-model";
+import { keyId, partKey, registerKey, type LicenseChunk, type RecordKey } from "@keybox/read-model";
 import { dashboardOf, ownerFragments, project, renderBody, toEvent } from "./support/inMemory.ts";
 
 const OWNER = "ownerA";
@@ -256,43 +256,70 @@ describe("applyEvent", () => {
     expect(renderBody(ownerFragments(applyEvent(loaded, event), OWNER), NOW).clientsCount).toBe(1);
   });
 
-  it("asks for what an update of a license reads, and no other chunk of its project", () => {
-    // 40 licenses in order, a few to a chunk: their project has a dozen chunks.
+  describe("an update of a license in a project of many chunks", () => {
+    // 40 licenses, created an hour apart, a few to a chunk.
     const options = { chunkTargetBytes: 700 };
-    const created = Array.from({ length: 40 }, (_, n) => license(`l${n}`, "p1", { createdAt: day((n % 28) + 1) }));
+    const hour = (n: number) => new Date(Date.UTC(2024, 0, 1) + n * 3_600_000).toISOString();
+    const created = Array.from({ length: 40 }, (_, n) => license(`l${n}`, "p1", { createdAt: hour(n) }));
     const full = project([...parents, ...created].map(toEvent), new Map(), options);
-    const chunks = [...full.values()].filter(({ key }) => key.type === "part" && key.chunk > 0);
-    expect(chunks.length).toBeGreaterThan(8);
-
-    // What the projection asks for, round by round, loading each from the full slice.
+    const chunks = [...full.values()].filter(({ key }) => key.type === "part" && key.chunk > 1);
     const update = toEvent(
-      license("l20", "p1", { createdAt: day(21), status: "REVOKED" }, { v: 2, action: "revoked" }),
+      license("l20", "p1", { createdAt: hour(20), status: "REVOKED" }, { v: 2, action: "revoked" }),
     );
-    const asked: string[] = [];
-    let slice: Slice = new Map();
-    for (let missing = missingRecords(slice, update, options); missing.length; ) {
-      asked.push(...missing.map((key) => keyId(key)));
-      slice = withRecords(
-        slice,
-        missing.map((key) => full.get(keyId(key)) ?? { key, value: null }),
-      );
-      missing = missingRecords(slice, update, options);
-    }
     const holding = chunks.find(({ value }) => (value as LicenseChunk).licenses.some((l) => l.id === "l20"))!;
-    expect(asked.sort()).toEqual(
-      [
-        registerKey(OWNER, "license", "l20"),
-        registerKey(OWNER, "project", "p1"),
-        partKey(OWNER, "c1", "p1"),
-        holding.key,
-      ]
-        .map(keyId)
-        .sort(),
-    );
-    const after = withRecords(full, applyEvent(slice, update, options).values());
-    const licenses = licensesOf(renderBody(ownerFragments(after, OWNER), NOW));
-    expect(licenses).toHaveLength(40);
-    expect(licenses).toContainEqual(expect.objectContaining({ _id: "l20", status: "REVOKED" }));
+
+    /** What the projection asks for, round by round, each round loaded from the full slice. */
+    function roundsFrom(start: Slice) {
+      const rounds: string[][] = [];
+      let slice = start;
+      for (let missing = missingRecords(slice, update, options); missing.length; ) {
+        rounds.push(missing.map((key) => keyId(key)).sort());
+        slice = withRecords(
+          slice,
+          missing.map((key) => full.get(keyId(key)) ?? { key, value: null }),
+        );
+        missing = missingRecords(slice, update, options);
+      }
+      return { rounds, slice };
+    }
+
+    /** The dashboard once the update is applied to what was loaded. */
+    const served = (slice: Slice) =>
+      licensesOf(
+        renderBody(ownerFragments(withRecords(full, applyEvent(slice, update, options).values()), OWNER), NOW),
+      );
+
+    it("is loaded in two rounds: registers, head and the first chunk, then the chunk that holds it", () => {
+      expect(chunks.length).toBeGreaterThan(8);
+      const { rounds, slice } = roundsFrom(new Map());
+      const ids = (...keys: RecordKey[]) => keys.map(keyId).sort();
+      expect(rounds).toEqual([
+        ids(
+          registerKey(OWNER, "license", "l20"),
+          registerKey(OWNER, "project", "p1"),
+          partKey(OWNER, "c1", "p1"),
+          partKey(OWNER, "c1", "p1", 1),
+        ),
+        ids(holding.key),
+      ]);
+      expect(served(slice)).toHaveLength(40);
+      expect(served(slice)).toContainEqual(expect.objectContaining({ _id: "l20", status: "REVOKED" }));
+    });
+
+    it("asks only for its register when the rest is loaded (as earlier events of a batch leave it)", () => {
+      // Filing it before its register is known would add it to the full chunk it is already in,
+      // split that chunk, and ask for the registers of the licenses moved.
+      const { rounds, slice } = roundsFrom(
+        withRecords(
+          new Map(),
+          [registerKey(OWNER, "project", "p1"), partKey(OWNER, "c1", "p1"), holding.key].map(
+            (key) => full.get(keyId(key))!,
+          ),
+        ),
+      );
+      expect(rounds).toEqual([[keyId(registerKey(OWNER, "license", "l20"))]]);
+      expect(served(slice)).toContainEqual(expect.objectContaining({ _id: "l20", status: "REVOKED" }));
+    });
   });
 
   it("names a license's register among the missing records", () => {

@@ -1,4 +1,5 @@
-// @keybox/projector: the projection rules (pure), the batch applier, and the projector service.
+// @keybox/projector: the projection rules and a rebuild's progress (pure), the batch applier, and the
+// projector service with its generations.
 export { ConsumerLostError, Projector, type ProjectorConfig, type ProjectorReadiness } from "./projector.ts";
 export { projectorSettings, type ProjectorSettings } from "./config.ts";
 export {

@@ -1,6 +1,6 @@
 // A rebuild's progress (README, "Rebuild"), from samples of its consumer: how many events it has
-// replayed, how many are left, how fast it goes, and when that is worth a log line. Pure, so the
-// projector that samples it (generations.ts) only reads the consumer and logs.
+// replayed, how many are left, how fast it goes, and when that is worth a log line. Pure, so that
+// it is tested apart from the NATS calls that take the samples (generations.ts).
 
 /** How often progress is logged, and over how long the rate is measured. */
 export const PROGRESS_LOG_MS = 5000;
