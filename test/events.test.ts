@@ -1,6 +1,7 @@
 // The event contract (DESIGN.md "Event contract, version 1") as parseEvent enforces it: what it
 // accepts, how it normalises, and that every kind of invalid event is rejected with a reason that
 // names the problem (the reason is what the dead letter carries).
+import fc from "fast-check";
 import { describe, it, expect } from "vitest";
 import {
   buildEnvelope,
@@ -152,6 +153,30 @@ describe("valid events", () => {
     expect(accepted(client({ createdAt: "2024-03-01T12:00:00-05:30" })).data).toMatchObject({
       createdAt: "2024-03-01T17:30:00.000Z",
     });
+  });
+
+  it("keeps any time of the years 0000-9999 given in toISOString form as it is, at any offset as that form", () => {
+    const times = fc.date({
+      min: new Date("0000-01-01T00:00:00.000Z"),
+      max: new Date("9999-12-31T23:59:59.999Z"),
+      noInvalidDate: true,
+    });
+    fc.assert(
+      fc.property(times, fc.integer({ min: -23 * 60, max: 23 * 60 }), (time, offsetMinutes) => {
+        const iso = time.toISOString();
+        // The same instant as local time at that offset, e.g. 2024-01-01T05:30:00.000+05:30.
+        const local = new Date(time.getTime() + offsetMinutes * 60_000).toISOString().slice(0, 23);
+        const sign = offsetMinutes < 0 ? "-" : "+";
+        const hh = String(Math.floor(Math.abs(offsetMinutes) / 60)).padStart(2, "0");
+        const mm = String(Math.abs(offsetMinutes) % 60).padStart(2, "0");
+        expect(accepted(license({ issuedAt: iso })).data).toMatchObject({ issuedAt: iso });
+        // Local times past 9999 or before 0000 have no such form: only UTC's years are bounded.
+        if (/^\d{4}-/.test(local)) {
+          const shifted = accepted(editData(license(), { issuedAt: `${local}${sign}${hh}:${mm}` }));
+          expect(shifted.data).toMatchObject({ issuedAt: iso });
+        }
+      }),
+    );
   });
 
   it("turns a null machineId or createdAt into undefined, and keeps a given machineId", () => {

@@ -27,9 +27,14 @@ export const ACTIONS_BY_ENTITY: Record<Entity, readonly Action[]> = {
 export const idSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 characters of [A-Za-z0-9_-]");
 // Times are normalised to UTC `toISOString()` form, as KeyBox's own JSON gives them, so that
 // string order is time order everywhere downstream.
+/**
+ * That form itself: a valid time in it (the datetime check refuses dates that do not exist) is what
+ * `toISOString()` gives back, so it is kept without a round trip through Date (1-2 µs a field).
+ */
+const ISO_STRING_FORM = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const timeSchema = z.iso
   .datetime({ offset: true })
-  .transform((t) => new Date(t).toISOString())
+  .transform((t) => (ISO_STRING_FORM.test(t) ? t : new Date(t).toISOString()))
   .refine((t) => /^\d{4}-/.test(t), "must fall within the years 0000-9999 in UTC");
 
 export const clientStateSchema = z.object({
