@@ -211,9 +211,9 @@ function applyLicense(
   // the registers of half its licenses). Meanwhile only what filing reads first is asked for, in the
   // same round, so that no round is added: the chunk the head's ranges give, or chunk 1 while the
   // head is unknown (a new project's first, and a small project's only one).
-  const { headKey, chunkRead } = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
-  if (!ws.holds(regKey) || !ws.holds(headKey)) {
-    ws.get(chunkRead);
+  const place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
+  if (!ws.holds(regKey) || !ws.holds(place.headKey)) {
+    ws.get(place.chunkRead);
     return;
   }
   const current = from?.chunk.licenses[from.index];
@@ -238,7 +238,7 @@ function applyLicense(
     const licenses = chunk.licenses.toSpliced(index, 1);
     ws.set(key, licenses.length ? { kind: "licenses", licenses, bytes } : null);
   }
-  const chunk = fileLicense(ws, ownerId, projectId, clientIdHint, incoming);
+  const chunk = fileLicense(ws, ownerId, projectId, place, incoming);
   ws.set(regKey, { kind: "license", projectId, chunk });
 }
 
@@ -249,16 +249,16 @@ const orderOf = (entry: LicenseEntry): OrderKey | null => (entry.state ? [entry.
  * Adds a license to the chunk whose range holds its order key (a tombstone to the last chunk).
  * A chunk that overfills is split at its middle, the upper half becoming a new chunk with a range
  * of its own; a license past every other at the end of the order just opens a new last chunk. So
- * chunks never overlap. Returns the chunk the license is in.
+ * chunks never overlap. Returns the chunk the license is in. `place`: filingPlace's for `entry`
+ * (what it read is unchanged since: only the license's old chunk may have been written).
  */
 function fileLicense(
   ws: Workspace,
   ownerId: string,
   projectId: string,
-  clientIdHint: string,
+  { headKey, head, chunkKey, order, at }: FilingPlace,
   entry: LicenseEntry,
 ): number {
-  const { headKey, head, chunkKey, order, at } = filingPlace(ws, ownerId, projectId, clientIdHint, entry);
   const size = entryBytes(entry);
 
   /** A new chunk (checked free at commit) holding `licenses`, its range starting at `from`. */
@@ -318,6 +318,7 @@ function filingPlace(ws: Workspace, ownerId: string, projectId: string, clientId
   const chunkRead = chunkKey(at < 0 ? head.chunks + 1 : head.ranges[at]!.chunk);
   return { headKey, head, chunkKey, order, at, chunkRead };
 }
+type FilingPlace = ReturnType<typeof filingPlace>;
 
 /** The index of the range that holds `order`: the last whose `from` is not after it (the first starts at FIRST_KEY). */
 function rangeHolding(ranges: readonly ChunkRange[], order: OrderKey): number {
