@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildEnvelope } from "@keybox/contract";
 import { applyBatch } from "@keybox/projector";
-import { partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
+import { isBrokenStore, partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
@@ -155,5 +155,15 @@ describe("a client's version on LMDB", () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe("a broken LMDB environment", () => {
+  it("is told from an outage: MDB_PANIC ends the process (a new one opens it afresh), a full disk is retried", () => {
+    // As lmdb-js reports it once a commit has failed to update the meta page.
+    const panic = new Error("Invalid argument: MDB_PANIC: Update of meta page failed or environment had fatal error");
+    expect(isBrokenStore(panic)).toBe(true);
+    expect(isBrokenStore(new StoreUnavailableError("LMDB cannot write: ENOSPC: no space left on device"))).toBe(false);
+    expect(isBrokenStore("MDB_PANIC")).toBe(false);
   });
 });

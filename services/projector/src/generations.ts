@@ -10,6 +10,7 @@ import { isNotFound } from "@keybox/contract";
 import {
   forgetRetired,
   generationDurable,
+  isBrokenStore,
   requestRebuild,
   switchTo,
   upgradeTo,
@@ -134,6 +135,14 @@ export class ProjectorGenerations {
       try {
         await step();
       } catch (error) {
+        if (isBrokenStore(error)) {
+          this.log.fatal(
+            { err: error },
+            "the read model's environment is broken; stopping so that a supervisor restarts the projector",
+          );
+          this.fail(error as Error);
+          return;
+        }
         this.log.error({ err: error }, "read-model generations: a check failed; trying again");
       }
     });

@@ -40,6 +40,7 @@ export {
 export { licenseJsonAt, renderLicense, type LicenseView, type RenderedLicense } from "./licenseView.ts";
 export {
   StoreUnavailableError,
+  isBrokenStore,
   type Commit,
   type CommitResult,
   type Committed,

@@ -112,6 +112,15 @@ export class StoreUnavailableError extends Error {
   override name = "StoreUnavailableError";
 }
 
+/**
+ * The store's environment in this process is broken for good: LMDB's MDB_PANIC, after which every
+ * call of this process fails until the environment is opened again (a new process does). Retrying
+ * cannot help; the process should end so that its supervisor starts it afresh.
+ */
+export function isBrokenStore(error: unknown): boolean {
+  return error instanceof Error && /MDB_PANIC/.test(error.message);
+}
+
 export interface PartStats {
   parts: number;
   /** Stored bytes, as the adapter encodes them. */
