@@ -1,14 +1,16 @@
 // The read model's stored format, on LMDB: a store of format 5 (which also kept a `revisions`
-// database) is read as it is by a reader and upgraded in place by a writer; a store of any other
-// format, older or newer, is refused at start by both, saying how to rebuild it.
+// database) or 6 (which kept license chunks as records of `parts` too) is read as it is by a reader
+// and upgraded in place by a writer; a store of any other format, older or newer, is refused at
+// start by both, saying how to rebuild it.
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { open, type RootDatabase } from "lmdb";
+import { open, type Database, type RootDatabase } from "lmdb";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
 import {
   decodeFragment,
+  decodeStoredChunk,
   encodeFragment,
   READ_MODEL_FORMAT,
   renderLicense,
@@ -16,9 +18,12 @@ import {
 } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { NOW } from "./support/arbitraries.ts";
-import { clientCreated, clientEvent, projectCreated } from "./support/events.ts";
+import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
 import { readDashboard } from "./support/stores.ts";
+
+const dashboard = async (store: DashboardStore, ownerId: string) =>
+  renderBody((await readDashboard(store, ownerId)).fragments, NOW);
 
 describe("a store written in another format", () => {
   const owner = "formatOwner";
@@ -57,8 +62,6 @@ describe("a store written in another format", () => {
   const stored = () =>
     withEnv((env) => ({ format: env.openDB({ name: "meta" }).get("format"), databases: [...env.getKeys()] }));
 
-  const dashboard = async (store: DashboardStore) => renderBody((await readDashboard(store, owner)).fragments, NOW);
-
   it.each([4, READ_MODEL_FORMAT + 1])("of format %i is refused at start, saying how to rebuild it", async (format) => {
     await storedInFormat(format);
     const refusal = new RegExp(`has format ${format} and this version needs format ${READ_MODEL_FORMAT}: delete it`);
@@ -67,27 +70,96 @@ describe("a store written in another format", () => {
     expect((await stored()).format).toBe(format);
   });
 
-  it("of format 5 is read as it is by a reader, and upgraded in place by a writer", async () => {
-    expect(READ_MODEL_FORMAT).toBe(6);
-    await storedInFormat(5);
+  it.each([5, 6])("of format %i is read as it is by a reader, and upgraded in place by a writer", async (format) => {
+    expect(READ_MODEL_FORMAT).toBe(7);
+    await storedInFormat(format);
     const expected = dashboardOf(events, owner, NOW);
     const reader = LmdbDashboardStore.open(dir, { readOnly: true });
-    expect(await dashboard(reader)).toEqual(expected);
+    expect(await dashboard(reader, owner)).toEqual(expected);
     await reader.close();
-    expect(await stored()).toEqual({ format: 5, databases: expect.arrayContaining(["revisions"]) });
+    expect(await stored()).toEqual({ format, databases: expect.arrayContaining(["revisions"]) });
 
     const writer = LmdbDashboardStore.open(dir);
     try {
-      expect(await dashboard(writer)).toEqual(expected);
+      expect(await dashboard(writer, owner)).toEqual(expected);
       const renamed = clientEvent(owner, "c1", { name: "renamed" }, { version: 2 });
       expect((await applyBatch(writer, [toEvent(renamed)], 2)).applied).toBe(1);
-      expect(await dashboard(writer)).toEqual(dashboardOf([...events, renamed], owner, NOW));
+      expect(await dashboard(writer, owner)).toEqual(dashboardOf([...events, renamed], owner, NOW));
     } finally {
       await writer.close();
     }
     const upgraded = await stored();
-    expect(upgraded.format).toBe(6);
+    expect(upgraded.format).toBe(7);
     expect(upgraded.databases).not.toContain("revisions");
+  });
+});
+
+describe("a store of format 6's license chunks", () => {
+  const owner = "chunkOwner";
+  const place = { clientId: "c1", projectId: "p1" };
+  const events = [
+    clientCreated(owner, "c1"),
+    projectCreated(owner, "p1", { clientId: "c1" }),
+    licenseEvent(owner, "l1", place),
+    licenseEvent(owner, "__proto__", { ...place, status: "PENDING" }),
+  ];
+  const chunkKey = [owner, "c1", "p1", 1];
+  let dir = "";
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "keybox-format6-"));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The store's databases as the store opens them (records with shared msgpack structures). */
+  async function withDatabases<T>(
+    body: (dbs: { parts: Database; fragments: Database<Uint8Array>; meta: Database }) => T,
+  ): Promise<T> {
+    const env = open({ path: path.join(dir, "lmdb"), maxDbs: 8 });
+    try {
+      return await env.transaction(() =>
+        body({
+          parts: env.openDB({ name: "parts", sharedStructuresKey: Symbol.for("structures") }),
+          fragments: env.openDB({ name: "fragments", encoding: "binary" }),
+          meta: env.openDB({ name: "meta" }),
+        }),
+      );
+    } finally {
+      await env.close();
+    }
+  }
+
+  it("are read where format 6 kept them, and kept as their fragments once written again", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    await applyBatch(store, events.map(toEvent), 1);
+    await store.close();
+    // As format 6 kept the chunk: a record of `parts`, and a fragment without its state.
+    await withDatabases(({ parts, fragments, meta }) => {
+      const { chunk, rev } = decodeStoredChunk(fragments.get(chunkKey)!)!;
+      expect(chunk.licenses.map((l) => l.id)).toEqual(["__proto__", "l1"]);
+      parts.putSync(chunkKey, { rev, value: chunk });
+      fragments.putSync(chunkKey, encodeFragment(chunk)!);
+      meta.putSync("format", 6);
+    });
+
+    const writer = LmdbDashboardStore.open(dir);
+    try {
+      expect(await dashboard(writer, owner)).toEqual(dashboardOf(events, owner, NOW));
+      // An update applied to the chunk as format 6 kept it: its other license is still there.
+      const renewed = licenseEvent(owner, "l1", { ...place, duration: 24 }, { version: 2 });
+      expect((await applyBatch(writer, [toEvent(renewed)], 2)).applied).toBe(1);
+      expect(await dashboard(writer, owner)).toEqual(dashboardOf([...events, renewed], owner, NOW));
+    } finally {
+      await writer.close();
+    }
+    await withDatabases(({ parts, fragments, meta }) => {
+      expect(meta.get("format")).toBe(7);
+      expect(parts.get(chunkKey)).toBeUndefined();
+      const { chunk } = decodeStoredChunk(fragments.get(chunkKey)!)!;
+      expect(chunk.licenses.map((l) => [l.id, l.v])).toEqual([
+        ["__proto__", 1],
+        ["l1", 2],
+      ]);
+    });
   });
 });
 

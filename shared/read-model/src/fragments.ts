@@ -6,11 +6,14 @@
 // The head is a kind byte and length-prefixed ASCII strings (ids and ISO times are ASCII), read on
 // every request without a parser; the index (one slot per license) is read only when a chunk
 // needs re-rendering for expiry or merging with an overlapping chunk; the body is response JSON.
+// A license chunk as LMDB stores it (encodeStoredChunk) also carries the projection's state of the
+// chunk at the end of its head, where readers, which read the head's first strings only, skip it.
 import { licenseJsonAt, type RenderedLicense } from "./licenseView.ts";
 import {
   compareTimeAndId,
   type ClientPart,
   type LicenseChunk,
+  type LicenseEntry,
   type OrderKey,
   type Part,
   type ProjectHead,
@@ -63,8 +66,17 @@ type StoredSlot = [number, number, string];
 const utf8 = new TextEncoder();
 const str = JSON.stringify;
 
-/** The head's strings, each an ASCII string of at most 255 bytes (ids are 64, times 24 to 27). */
-function encode(kind: number, head: readonly string[], index: StoredSlot[] | null, body: string): Uint8Array {
+/**
+ * The head's strings, each an ASCII string of at most 255 bytes (ids are 64, times 24 to 27), then
+ * `state` (JSON of a StoredChunkState), when given, as a u32 length and its UTF-8 bytes.
+ */
+function encode(
+  kind: number,
+  head: readonly string[],
+  index: StoredSlot[] | null,
+  body: string,
+  state?: string,
+): Uint8Array {
   let headLength = 1;
   for (const field of head) {
     // A length byte each, Latin-1 written: anything else would corrupt the head.
@@ -72,6 +84,8 @@ function encode(kind: number, head: readonly string[], index: StoredSlot[] | nul
       throw new Error(`fragment head field not short ASCII: ${field}`);
     headLength += 1 + field.length;
   }
+  const stateLength = state === undefined ? 0 : Buffer.byteLength(state, "utf8");
+  if (state !== undefined) headLength += 4 + stateLength;
   const indexBytes = index ? utf8.encode(str(index)) : new Uint8Array(0);
   const bodyLength = Buffer.byteLength(body, "utf8");
   const out = Buffer.allocUnsafe(8 + headLength + indexBytes.length + bodyLength);
@@ -82,6 +96,10 @@ function encode(kind: number, head: readonly string[], index: StoredSlot[] | nul
   for (const field of head) {
     out[at++] = field.length;
     at += out.write(field, at, "latin1");
+  }
+  if (state !== undefined) {
+    out.writeUInt32LE(stateLength, at);
+    at += 4 + out.write(state, at + 4, "utf8");
   }
   out.set(indexBytes, at);
   out.write(body, at + indexBytes.length, "utf8");
@@ -118,17 +136,29 @@ export function encodeFragment(part: Part): Uint8Array | null {
   return encodeLicenses(part);
 }
 
-/** A live license of a chunk: its id and rendered state. */
-type LiveLicense = { id: string; state: RenderedLicense };
+/** A live license of a chunk: its id, rendered state, and where it is in the chunk's `licenses`. */
+type LiveLicense = { id: string; state: RenderedLicense; at: number };
 
 const compareLicenses = (a: LiveLicense, b: LiveLicense) => compareTimeAndId(a.state.order, a.id, b.state.order, b.id);
 
-function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
+/**
+ * A chunk's state as stored in its fragment's head: [rev, bytes, entries], the entries in the
+ * chunk's order, a live license as [id, v, order, start, end] (its JSON is body[start, end)) with
+ * its activeUntil appended while it has one, a tombstone as [id, v].
+ */
+type StoredChunkState = [rev: number, bytes: number, entries: StoredEntry[]];
+type StoredEntry =
+  | [id: string, v: number]
+  | [id: string, v: number, order: string, start: number, end: number]
+  | [id: string, v: number, order: string, start: number, end: number, activeUntil: string];
+
+/** A chunk's fragment; with `rev`, also its state (see encodeStoredChunk). */
+function encodeLicenses(chunk: LicenseChunk, rev?: number): Uint8Array | null {
   const live: LiveLicense[] = [];
   let sorted = true;
-  for (const { id, state } of chunk.licenses) {
+  for (const [at, { id, state }] of chunk.licenses.entries()) {
     if (state === null) continue;
-    const license = { id, state };
+    const license = { id, state, at };
     if (sorted && live.length > 0 && compareLicenses(live[live.length - 1]!, license) > 0) sorted = false;
     live.push(license);
   }
@@ -140,7 +170,8 @@ function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
   let bytes = 0;
   let validUntil: string | null = null;
   const index: StoredSlot[] = [];
-  for (const [n, { state: license }] of live.entries()) {
+  const entries: StoredEntry[] | undefined = rev === undefined ? undefined : [];
+  for (const [n, { id, state: license, at }] of live.entries()) {
     if (n > 0) {
       body += ",";
       bytes += 1;
@@ -149,11 +180,49 @@ function encodeLicenses(chunk: LicenseChunk): Uint8Array | null {
     const length = Buffer.byteLength(license.json, "utf8");
     const activeUntil = license.activeUntil ?? null;
     if (activeUntil !== null) index.push([bytes, bytes + length, activeUntil]);
+    if (entries) {
+      entries[at] =
+        activeUntil === null
+          ? [id, chunk.licenses[at]!.v, license.order, bytes, bytes + length]
+          : [id, chunk.licenses[at]!.v, license.order, bytes, bytes + length, activeUntil];
+    }
     body += license.json;
     bytes += length;
     if (activeUntil !== null && (validUntil === null || activeUntil < validUntil)) validUntil = activeUntil;
   }
-  return encode(LICENSES, [live[0]!.state.order, live[0]!.id, validUntil ?? ""], index, body);
+  let stored: string | undefined;
+  if (rev !== undefined && entries) {
+    for (const [at, { id, v, state }] of chunk.licenses.entries()) if (state === null) entries[at] = [id, v];
+    stored = str([rev, chunk.bytes, entries] satisfies StoredChunkState);
+  }
+  return encode(LICENSES, [live[0]!.state.order, live[0]!.id, validUntil ?? ""], index, body, stored);
+}
+
+/**
+ * A license chunk as LMDB stores it: its fragment, which readers serve as encodeFragment's, with the
+ * chunk's state and revision in its head, so that the projection reads and writes the chunk as one
+ * record. Null for a chunk with no live license, which has no fragment to carry its tombstones.
+ */
+export function encodeStoredChunk(chunk: LicenseChunk, rev: number): Uint8Array | null {
+  return encodeLicenses(chunk, rev);
+}
+
+/** The chunk and revision encodeStoredChunk stored; null for a fragment that carries no state. */
+export function decodeStoredChunk(bytes: Uint8Array): { chunk: LicenseChunk; rev: number } | null {
+  const buf = asBuffer(bytes);
+  if (buf[8] !== LICENSES) return null;
+  let at = 9;
+  for (let field = 0; field < 3; field++) at += 1 + buf[at]!;
+  if (at === headEnd(buf)) return null;
+  const length = buf.readUInt32LE(at);
+  const [rev, chunkBytes, entries] = JSON.parse(buf.toString("utf8", at + 4, at + 4 + length)) as StoredChunkState;
+  const body = indexEnd(buf);
+  const licenses = entries.map(([id, v, order, start, end, activeUntil]): LicenseEntry => {
+    if (order === undefined) return { id, v, state: null };
+    const json = buf.toString("utf8", body + start!, body + end!);
+    return { id, v, state: activeUntil === undefined ? { order, json } : { order, json, activeUntil } };
+  });
+  return { chunk: { kind: "licenses", licenses, bytes: chunkBytes }, rev };
 }
 
 const asBuffer = (bytes: Uint8Array) =>

@@ -28,7 +28,9 @@ export {
 } from "./shape.ts";
 export {
   decodeFragment,
+  decodeStoredChunk,
   encodeFragment,
+  encodeStoredChunk,
   fragmentBody,
   licenseBytesAt,
   type ClientFragment,

@@ -5,9 +5,16 @@ import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { setImmediate } from "node:timers/promises";
 import { open, type Database, type RootDatabase, type RootDatabaseOptions, type Transaction } from "lmdb";
-import { encodeFragment } from "./fragments.ts";
+import { decodeStoredChunk, encodeFragment, encodeStoredChunk } from "./fragments.ts";
 import { generationName } from "./generations.ts";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
+import {
+  checkReadModelFormat,
+  READ_MODEL_FORMAT,
+  type LicenseChunk,
+  type Part,
+  type RecordKey,
+  type StoredRecord,
+} from "./shape.ts";
 import {
   StoreUnavailableError,
   type Commit,
@@ -142,7 +149,8 @@ export class LmdbDashboardStore implements DashboardStore {
       const format = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
       if (format !== "current" && !readOnly) {
         // Format 5 also kept every record's revision in a database of its own, which this version
-        // neither reads nor keeps up to date: it goes in the transaction that records format 6.
+        // neither reads nor keeps up to date: it goes in the transaction that records format 7.
+        // Format 6's license chunks are read where it kept them until they are written again.
         if (format === "upgrade") env.openDB({ name: name(REVISIONS_OF_FORMAT_5) }).dropSync();
         meta.putSync(FORMAT, READ_MODEL_FORMAT);
       }
@@ -166,9 +174,19 @@ export class LmdbDashboardStore implements DashboardStore {
     return keys.map((key) => this.read(key));
   }
 
-  /** A record as stored (in a write transaction: as that transaction sees it). */
+  /**
+   * A record as stored (in a write transaction: as that transaction sees it). A license chunk with
+   * a live license is kept once, as its fragment (encodeStoredChunk); one with none, or written by
+   * format 6, is a record of `parts`.
+   */
   private read(key: RecordKey): RevisionedRecord {
-    const stored = this.db(key).get(lmdbKey(key));
+    const k = lmdbKey(key);
+    if (key.type === "part" && key.chunk > 0) {
+      const fragment = this.fragments.get(k);
+      const chunk = fragment === undefined ? null : decodeStoredChunk(fragment);
+      if (chunk) return { key, value: chunk.chunk, rev: chunk.rev };
+    }
+    const stored = this.db(key).get(k);
     return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
   }
 
@@ -267,6 +285,16 @@ export class LmdbDashboardStore implements DashboardStore {
     for (const write of writes) {
       const db = this.db(write.key);
       const k = lmdbKey(write.key);
+      const chunk =
+        write.key.type === "part" && write.key.chunk > 0 && write.value !== null
+          ? encodeStoredChunk(write.value as LicenseChunk, rev)
+          : null;
+      if (chunk) {
+        db.removeSync(k); // its tombstones, or what format 6 kept of it
+        this.fragments.putSync(k, chunk);
+        bytes += chunk.byteLength;
+        continue;
+      }
       if (write.value === null) db.removeSync(k);
       else {
         db.putSync(k, { rev, value: write.value });
@@ -300,8 +328,9 @@ export class LmdbDashboardStore implements DashboardStore {
 
   /** Whether a client has any part (in a write transaction: as that transaction leaves it). */
   private hasParts(ownerId: string, clientId: string): boolean {
-    const prefix = [ownerId, clientId];
-    return this.parts.getKeysCount({ start: prefix, end: [...prefix, AFTER_ANY_ID], limit: 1 }) > 0;
+    // A range each: lmdb-js sets its own options on the one it is given.
+    const range = () => ({ start: [ownerId, clientId], end: [ownerId, clientId, AFTER_ANY_ID], limit: 1 });
+    return this.parts.getKeysCount(range()) > 0 || this.fragments.getKeysCount(range()) > 0;
   }
 
   identity(): string {
@@ -353,12 +382,17 @@ export class LmdbDashboardStore implements DashboardStore {
 
   async partStats(ownerId: string): Promise<PartStats> {
     const stats: PartStats = { parts: 0, bytes: 0, largestPartBytes: 0 };
-    for (const key of this.parts.getKeys({ start: [ownerId], end: [ownerId, AFTER_ANY_ID] })) {
-      const size = this.parts.getBinary(key)?.length ?? 0;
+    const count = (size: number) => {
       stats.parts++;
       stats.bytes += size;
       stats.largestPartBytes = Math.max(stats.largestPartBytes, size);
-    }
+    };
+    // A range each: lmdb-js sets its own options on the one it is given.
+    const range = () => ({ start: [ownerId], end: [ownerId, AFTER_ANY_ID] });
+    for (const key of this.parts.getKeys(range())) count(this.parts.getBinary(key)?.length ?? 0);
+    // Chunks kept as their fragments (see read).
+    for (const { key, value } of this.fragments.getRange(range()))
+      if (Number(key[3]) > 0 && decodeStoredChunk(value)) count(value.length);
     return stats;
   }
 

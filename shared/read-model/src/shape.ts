@@ -129,19 +129,22 @@ export function keyId(key: RecordKey): string {
  * served wrong; it is rebuilt from the event stream (README, "Rebuild"). Format 5 added client
  * versions (DashboardStore.version), which a store written before has not kept. Format 6 is format
  * 5 without LMDB's `revisions` database, which a build of format 5 relies on: so such a build
- * refuses a store of format 6 instead of conflicting on it.
+ * refuses a store of format 6 instead of conflicting on it. Format 7 keeps LMDB's license chunks
+ * in their fragments only, where a build of format 6 would not find them. MongoDB's shape is the
+ * same in all three.
  */
-export const READ_MODEL_FORMAT = 6;
+export const READ_MODEL_FORMAT = 7;
 
 /**
- * The earlier format whose data this version reads as it is: a writer upgrades it in place (LMDB
- * drops its `revisions` database; MongoDB has nothing else to change) and records READ_MODEL_FORMAT.
+ * The earlier formats whose data this version reads as it is: a writer upgrades them in place
+ * (LMDB drops format 5's `revisions` database and moves format 6's chunks as it writes them again;
+ * MongoDB has nothing to change) and records READ_MODEL_FORMAT.
  */
-const UPGRADABLE_READ_MODEL_FORMAT = 5;
+const UPGRADABLE_READ_MODEL_FORMATS: readonly number[] = [5, 6];
 
 /**
  * Checks the format a store records (`hasData` without a record means the first format): "new"
- * for a store to record the current format in, "upgrade" for one in UPGRADABLE_READ_MODEL_FORMAT,
+ * for a store to record the current format in, "upgrade" for one in UPGRADABLE_READ_MODEL_FORMATS,
  * "current" for one in READ_MODEL_FORMAT. Throws on any other, older or newer.
  */
 export function checkReadModelFormat(
@@ -151,7 +154,7 @@ export function checkReadModelFormat(
 ): "new" | "upgrade" | "current" {
   const found = recorded ?? (hasData ? 1 : undefined);
   if (found === undefined) return "new";
-  if (found === UPGRADABLE_READ_MODEL_FORMAT) return "upgrade";
+  if (UPGRADABLE_READ_MODEL_FORMATS.includes(found)) return "upgrade";
   if (found !== READ_MODEL_FORMAT) {
     throw new Error(
       `the read model in ${where} has format ${found} and this version needs format ${READ_MODEL_FORMAT}: ` +
