@@ -64,7 +64,19 @@ const LICENSES = 3;
 type StoredSlot = [number, number, string];
 
 const utf8 = new TextEncoder();
+const COMMA = 0x2c;
 const str = JSON.stringify;
+
+/** A fragment's body: its length in bytes, and how to write it. */
+interface Body {
+  length: number;
+  writeAt(out: Buffer, at: number): void;
+}
+
+const textBody = (text: string): Body => ({
+  length: Buffer.byteLength(text, "utf8"),
+  writeAt: (out, at) => void out.write(text, at, "utf8"),
+});
 
 /**
  * The head's strings, each an ASCII string of at most 255 bytes (ids are 64, times 24 to 27), then
@@ -74,7 +86,7 @@ function encode(
   kind: number,
   head: readonly string[],
   index: StoredSlot[] | null,
-  body: string,
+  body: Body,
   state?: string,
 ): Uint8Array {
   let headLength = 1;
@@ -87,8 +99,7 @@ function encode(
   const stateLength = state === undefined ? 0 : Buffer.byteLength(state, "utf8");
   if (state !== undefined) headLength += 4 + stateLength;
   const indexBytes = index ? utf8.encode(str(index)) : new Uint8Array(0);
-  const bodyLength = Buffer.byteLength(body, "utf8");
-  const out = Buffer.allocUnsafe(8 + headLength + indexBytes.length + bodyLength);
+  const out = Buffer.allocUnsafe(8 + headLength + indexBytes.length + body.length);
   out.writeUInt32LE(headLength, 0);
   out.writeUInt32LE(indexBytes.length, 4);
   let at = 8;
@@ -102,7 +113,7 @@ function encode(
     at += 4 + out.write(state, at + 4, "utf8");
   }
   out.set(indexBytes, at);
-  out.write(body, at + indexBytes.length, "utf8");
+  body.writeAt(out, at + indexBytes.length);
   return out;
 }
 
@@ -126,12 +137,12 @@ export function encodeFragment(part: Part): Uint8Array | null {
   if (part.kind === "client") {
     const body = clientFragment(part);
     const c = part.client.state;
-    return body && c ? encode(CLIENT, [c.createdAt, c.id], null, body) : null;
+    return body && c ? encode(CLIENT, [c.createdAt, c.id], null, textBody(body)) : null;
   }
   if (part.kind === "project") {
     const body = projectFragment(part);
     const p = part.project?.state;
-    return body && p ? encode(PROJECT, [p.createdAt, p.id, p.clientId], null, body) : null;
+    return body && p ? encode(PROJECT, [p.createdAt, p.id, p.clientId], null, textBody(body)) : null;
   }
   return encodeLicenses(part);
 }
@@ -156,7 +167,8 @@ type StoredEntry =
 function encodeLicenses(chunk: LicenseChunk, rev?: number): Uint8Array | null {
   const live: LiveLicense[] = [];
   let sorted = true;
-  for (const [at, { id, state }] of chunk.licenses.entries()) {
+  for (let at = 0; at < chunk.licenses.length; at++) {
+    const { id, state } = chunk.licenses[at]!;
     if (state === null) continue;
     const license = { id, state, at };
     if (sorted && live.length > 0 && compareLicenses(live[live.length - 1]!, license) > 0) sorted = false;
@@ -166,33 +178,44 @@ function encodeLicenses(chunk: LicenseChunk, rev?: number): Uint8Array | null {
   // The projection keeps a chunk's licenses in order (it files each in its place); a chunk written
   // before it did is sorted here.
   if (!sorted) live.sort(compareLicenses);
-  let body = "";
   let bytes = 0;
   let validUntil: string | null = null;
   const index: StoredSlot[] = [];
   const entries: StoredEntry[] | undefined = rev === undefined ? undefined : [];
-  for (const [n, { id, state: license, at }] of live.entries()) {
-    if (n > 0) {
-      body += ",";
-      bytes += 1;
-    }
+  for (let n = 0; n < live.length; n++) {
+    const { id, state: license, at } = live[n]!;
+    if (n > 0) bytes += 1; // the comma
     // License JSON is ASCII except inside string values; measure it as UTF-8 to place slots right.
     const length = Buffer.byteLength(license.json, "utf8");
     const activeUntil = license.activeUntil ?? null;
     if (activeUntil !== null) index.push([bytes, bytes + length, activeUntil]);
     if (entries) {
+      const { v } = chunk.licenses[at]!;
       entries[at] =
         activeUntil === null
-          ? [id, chunk.licenses[at]!.v, license.order, bytes, bytes + length]
-          : [id, chunk.licenses[at]!.v, license.order, bytes, bytes + length, activeUntil];
+          ? [id, v, license.order, bytes, bytes + length]
+          : [id, v, license.order, bytes, bytes + length, activeUntil];
     }
-    body += license.json;
     bytes += length;
     if (activeUntil !== null && (validUntil === null || activeUntil < validUntil)) validUntil = activeUntil;
   }
+  // Each license's JSON is written straight into the fragment, never joined into one string first.
+  const body: Body = {
+    length: bytes,
+    writeAt: (out, start) => {
+      let at = start;
+      for (let n = 0; n < live.length; n++) {
+        if (n > 0) out[at++] = COMMA;
+        at += out.write(live[n]!.state.json, at, "utf8");
+      }
+    },
+  };
   let stored: string | undefined;
   if (rev !== undefined && entries) {
-    for (const [at, { id, v, state }] of chunk.licenses.entries()) if (state === null) entries[at] = [id, v];
+    for (let at = 0; at < chunk.licenses.length; at++) {
+      const { id, v, state } = chunk.licenses[at]!;
+      if (state === null) entries[at] = [id, v];
+    }
     stored = str([rev, chunk.bytes, entries] satisfies StoredChunkState);
   }
   return encode(LICENSES, [live[0]!.state.order, live[0]!.id, validUntil ?? ""], index, body, stored);
@@ -217,11 +240,21 @@ export function decodeStoredChunk(bytes: Uint8Array): { chunk: LicenseChunk; rev
   const length = buf.readUInt32LE(at);
   const [rev, chunkBytes, entries] = JSON.parse(buf.toString("utf8", at + 4, at + 4 + length)) as StoredChunkState;
   const body = indexEnd(buf);
-  const licenses = entries.map(([id, v, order, start, end, activeUntil]): LicenseEntry => {
-    if (order === undefined) return { id, v, state: null };
-    const json = buf.toString("utf8", body + start!, body + end!);
-    return { id, v, state: activeUntil === undefined ? { order, json } : { order, json, activeUntil } };
-  });
+  const licenses: LicenseEntry[] = [];
+  for (const entry of entries) {
+    const order = entry[2];
+    if (order === undefined) {
+      licenses.push({ id: entry[0], v: entry[1], state: null });
+      continue;
+    }
+    const json = buf.toString("utf8", body + entry[3]!, body + entry[4]!);
+    const activeUntil = entry[5];
+    licenses.push({
+      id: entry[0],
+      v: entry[1],
+      state: activeUntil === undefined ? { order, json } : { order, json, activeUntil },
+    });
+  }
   return { chunk: { kind: "licenses", licenses, bytes: chunkBytes }, rev };
 }
 
