@@ -9,7 +9,7 @@ import path from "node:path";
 import { open } from "lmdb";
 import { MongoClient } from "mongodb";
 import { afterAll, describe, expect, it } from "vitest";
-import { READ_MODEL_FORMAT } from "@keybox/read-model";
+import { READ_MODEL_FORMATS } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { MongoDashboardStore } from "@keybox/read-model/mongodb";
 import { mongoAdapter, readDashboard } from "./support/stores.ts";
@@ -36,7 +36,7 @@ describe("an LMDB read model opened read-only", () => {
 
     const writer = LmdbDashboardStore.open(dir);
     await writer.close();
-    expect(await recordedFormat()).toBe(READ_MODEL_FORMAT);
+    expect(await recordedFormat()).toBe(READ_MODEL_FORMATS.lmdb.current);
   });
 });
 
@@ -74,7 +74,11 @@ describe.skipIf(mongo.skip !== undefined)("a MongoDB read model opened read-only
     await writer.close();
     const after = await mongoContents();
     expect(after.collections).toEqual(["meta", "parts", "registers"]);
-    expect(after.format).toEqual({ _id: "format", version: READ_MODEL_FORMAT, identity: expect.any(Number) });
+    expect(after.format).toEqual({
+      _id: "format",
+      version: READ_MODEL_FORMATS.mongodb.current,
+      identity: expect.any(Number),
+    });
     expect(identity).toBe(String(after.format?.identity));
   });
 });

@@ -345,6 +345,31 @@ for (const adapter of adapters) {
       expect(fresh.ok).toBe(true);
     });
 
+    it("refuses a stale commit on a license chunk, whether it has live licenses or only tombstones", async () => {
+      // LMDB keeps a chunk with a live license as its fragment and one of tombstones only as a
+      // record: its revision must hold across both, and across the move between them.
+      const chunk = partKey("o5", "c1", "p1", 1);
+      const tombstones: Part = { kind: "licenses", licenses: [{ id: "l1", v: 2, state: null }], bytes: 0 };
+      let rev = 0;
+      for (const value of [licenses("l1"), tombstones, licenses("l1", "l2"), tombstones]) {
+        expect((await store.commit({ writes: [{ key: chunk, value, baseRev: rev }], ...noReads }, 15)).ok).toBe(true);
+        const [loaded] = await store.load([chunk]);
+        expect(loaded!.value).toEqual(value);
+        expect(loaded!.rev).toBeGreaterThan(rev);
+        const stale = { writes: [{ key: partKey("o5", "c2"), value: client("c2"), baseRev: 0 }] };
+        expect(await store.commit({ ...stale, reads: [{ key: chunk, rev }] }, 16)).toEqual({
+          ok: false,
+          conflict: chunk,
+        });
+        expect(await store.commit({ writes: [{ key: chunk, value, baseRev: rev }], ...noReads }, 16)).toEqual({
+          ok: false,
+          conflict: chunk,
+        });
+        rev = loaded!.rev;
+      }
+      expect((await readDashboard(store, "o5")).fragments).toEqual([]);
+    });
+
     it("deletes a record whose new value is null, and never reuses a revision for it", async () => {
       await store.commit({ writes: [{ key: partKey("o4", "c1"), value: client("c1"), baseRev: 0 }], ...noReads }, 11);
       const [first] = await store.load([partKey("o4", "c1")]);

@@ -97,5 +97,16 @@ describe("a license chunk stored as its fragment", () => {
       },
     });
     expect(decodeStoredChunk(client!)).toBeNull();
+    // A project's head has three strings too, as a chunk's has before its state.
+    const project = encodeFragment({
+      kind: "project",
+      project: {
+        v: 1,
+        state: { id: "p1", ownerId: "o1", clientId: "c1", name: "n", createdAt: "2024-01-01T00:00:00.000Z" },
+      },
+      chunks: 0,
+      ranges: [],
+    });
+    expect(decodeStoredChunk(project!)).toBeNull();
   });
 });

@@ -9,7 +9,7 @@ import { decodeStoredChunk, encodeFragment, encodeStoredChunk } from "./fragment
 import { generationName } from "./generations.ts";
 import {
   checkReadModelFormat,
-  READ_MODEL_FORMAT,
+  READ_MODEL_FORMATS,
   type LicenseChunk,
   type Part,
   type RecordKey,
@@ -45,7 +45,7 @@ const FORMAT = "format";
 /** The store's identity (see DashboardStore.identity): a random 48-bit number. */
 const IDENTITY = "identity";
 const WRITE_CHECK = "writeCheck";
-/** A database that format 5 kept (see READ_MODEL_FORMAT), dropped by its upgrade. */
+/** A database that format 5 kept (see READ_MODEL_FORMATS), dropped by its upgrade. */
 const REVISIONS_OF_FORMAT_5 = "revisions";
 /** A large owner's fragments are read this many at a time (under a MB) per event-loop turn. */
 const FRAGMENTS_PER_TURN = 250;
@@ -121,7 +121,7 @@ export class LmdbDashboardStore implements DashboardStore {
 
   /**
    * `readOnly`: never records the format nor upgrades it (a reader only checks it, and reads a store
-   * of format 5 as it is; writing it is a writer's job).
+   * of an upgradable format as it is; writing it is a writer's job).
    * `generation` (default 1): whose databases (see generations.ts).
    */
   static open(dataDir: string, options: LmdbStoreOptions = {}): LmdbDashboardStore {
@@ -146,13 +146,13 @@ export class LmdbDashboardStore implements DashboardStore {
     const meta = env.openDB<number, string | LmdbKey>({ name: name("meta") });
     env.transactionSync(() => {
       const hasData = parts.getKeysCount({ limit: 1 }) > 0;
-      const format = checkReadModelFormat(meta.get(FORMAT), hasData, dir);
+      const format = checkReadModelFormat(READ_MODEL_FORMATS.lmdb, meta.get(FORMAT), hasData, dir);
       if (format !== "current" && !readOnly) {
         // Format 5 also kept every record's revision in a database of its own, which this version
         // neither reads nor keeps up to date: it goes in the transaction that records format 7.
         // Format 6's license chunks are read where it kept them until they are written again.
         if (format === "upgrade") env.openDB({ name: name(REVISIONS_OF_FORMAT_5) }).dropSync();
-        meta.putSync(FORMAT, READ_MODEL_FORMAT);
+        meta.putSync(FORMAT, READ_MODEL_FORMATS.lmdb.current);
       }
       if (!readOnly && meta.get(IDENTITY) === undefined) meta.putSync(IDENTITY, randomInt(2 ** 48 - 1));
     });

@@ -26,7 +26,7 @@ import {
 import { encodeFragment } from "./fragments.ts";
 import { CommitBulk, type RecordDoc } from "./mongoBulk.ts";
 import { generationName } from "./generations.ts";
-import { checkReadModelFormat, READ_MODEL_FORMAT, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
+import { checkReadModelFormat, READ_MODEL_FORMATS, type Part, type RecordKey, type StoredRecord } from "./shape.ts";
 import {
   StoreUnavailableError,
   type Commit,
@@ -231,11 +231,20 @@ export class MongoDashboardStore implements DashboardStore {
     const format = db.collection<{ _id: string; version: number; identity?: number }>(name("meta"));
     const recorded = await format.findOne({ _id: FORMAT });
     const hasData = (await db.collection(name("parts")).findOne({}, { projection: { _id: 1 } })) !== null;
-    const found = checkReadModelFormat(recorded?.version, hasData, `MongoDB database ${db.databaseName}`);
+    const found = checkReadModelFormat(
+      READ_MODEL_FORMATS.mongodb,
+      recorded?.version,
+      hasData,
+      `MongoDB database ${db.databaseName}`,
+    );
     if (found !== "current" && !options.readOnly) {
       // A new store, or one of format 5, whose documents are those of format 6: only the number
       // changes. $max: a writer opening at the same time may have recorded it already.
-      await format.updateOne({ _id: FORMAT }, { $max: { version: READ_MODEL_FORMAT } }, { upsert: true });
+      await format.updateOne(
+        { _id: FORMAT },
+        { $max: { version: READ_MODEL_FORMATS.mongodb.current } },
+        { upsert: true },
+      );
     }
     if (!options.readOnly && recorded?.identity === undefined) {
       // Only where none is recorded yet: replicas opening at once agree on the first one written.

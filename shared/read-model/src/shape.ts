@@ -124,40 +124,45 @@ export function keyId(key: RecordKey): string {
     : `r/${key.ownerId}/${key.entity}/${key.id}`;
 }
 
-/**
- * The stored shape's version. A store written in another shape is refused at start rather than
- * served wrong; it is rebuilt from the event stream (README, "Rebuild"). Format 5 added client
- * versions (DashboardStore.version), which a store written before has not kept. Format 6 is format
- * 5 without LMDB's `revisions` database, which a build of format 5 relies on: so such a build
- * refuses a store of format 6 instead of conflicting on it. Format 7 keeps LMDB's license chunks
- * in their fragments only, where a build of format 6 would not find them. MongoDB's shape is the
- * same in all three.
- */
-export const READ_MODEL_FORMAT = 7;
+/** A store's format: the one it writes, and the earlier ones it reads as they are and upgrades in place. */
+export interface ReadModelFormat {
+  current: number;
+  upgradable: readonly number[];
+}
 
 /**
- * The earlier formats whose data this version reads as it is: a writer upgrades them in place
- * (LMDB drops format 5's `revisions` database and moves format 6's chunks as it writes them again;
- * MongoDB has nothing to change) and records READ_MODEL_FORMAT.
+ * The stored shape's version, per store. A store written in another shape is refused at start
+ * rather than served wrong; it is rebuilt from the event stream (README, "Rebuild"). Format 5 added
+ * client versions (DashboardStore.version), which a store written before has not kept. Format 6 is
+ * format 5 without LMDB's `revisions` database, which a build of format 5 relies on: so such a build
+ * refuses an LMDB store of format 6 instead of conflicting on it. Format 7 keeps LMDB's license
+ * chunks in their fragments only, where a build of format 6 would not find them. MongoDB's documents
+ * have not changed since format 5, so it stays at 6 (a build of format 6 still opens it).
  */
-const UPGRADABLE_READ_MODEL_FORMATS: readonly number[] = [5, 6];
+export const READ_MODEL_FORMATS = {
+  /** Upgrading drops format 5's `revisions` database; format 6's chunks move as they are written again. */
+  lmdb: { current: 7, upgradable: [5, 6] },
+  /** Upgrading changes only the recorded number. */
+  mongodb: { current: 6, upgradable: [5] },
+} as const satisfies Record<string, ReadModelFormat>;
 
 /**
  * Checks the format a store records (`hasData` without a record means the first format): "new"
- * for a store to record the current format in, "upgrade" for one in UPGRADABLE_READ_MODEL_FORMATS,
- * "current" for one in READ_MODEL_FORMAT. Throws on any other, older or newer.
+ * for a store to record the current format in, "upgrade" for one of an upgradable format,
+ * "current" for one of the current format. Throws on any other, older or newer.
  */
 export function checkReadModelFormat(
+  format: ReadModelFormat,
   recorded: number | undefined,
   hasData: boolean,
   where: string,
 ): "new" | "upgrade" | "current" {
   const found = recorded ?? (hasData ? 1 : undefined);
   if (found === undefined) return "new";
-  if (UPGRADABLE_READ_MODEL_FORMATS.includes(found)) return "upgrade";
-  if (found !== READ_MODEL_FORMAT) {
+  if (format.upgradable.includes(found)) return "upgrade";
+  if (found !== format.current) {
     throw new Error(
-      `the read model in ${where} has format ${found} and this version needs format ${READ_MODEL_FORMAT}: ` +
+      `the read model in ${where} has format ${found} and this version needs format ${format.current}: ` +
         `delete it and the projector's durable consumer to rebuild it from the event stream (README, "Rebuild")`,
     );
   }
