@@ -116,6 +116,15 @@ export async function renderSnapshot(
   return body.done();
 }
 
+/**
+ * A chunk to re-render, kept past the visit its bytes are valid for: its body copied, its slots
+ * decoded (not the whole stored fragment, which on LMDB also holds the chunk's projection state).
+ */
+function detached(fragment: LicensesFragment): LicensesFragment {
+  const slots = fragment.activeSlots();
+  return { ...fragment, body: Buffer.from(fragment.body), activeSlots: () => slots };
+}
+
 /** The first visit: the fragments' heads, then the body's layout. */
 class Layout {
   private readonly nowIso: string;
@@ -146,11 +155,7 @@ class Layout {
     if (fragment.kind === "project") entry.head = { index, order: fragment.order, clientId: fragment.clientId };
     else {
       const { first, validUntil } = fragment;
-      // Only valid during this visit: a chunk to re-render is kept as a copy.
-      const stale =
-        validUntil !== null && validUntil <= this.nowIso
-          ? (decodeFragment(Buffer.from(bytes)) as LicensesFragment)
-          : undefined;
+      const stale = validUntil !== null && validUntil <= this.nowIso ? detached(fragment) : undefined;
       entry.chunks.push({ index, first, validUntil, stale });
     }
   }
