@@ -9,6 +9,7 @@ import { open, type Database, type RootDatabase } from "lmdb";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
 import {
+  checkReadModelFormat,
   decodeFragment,
   decodeStoredChunk,
   encodeFragment,
@@ -94,6 +95,26 @@ describe("a store written in another format", () => {
     const upgraded = await stored();
     expect(upgraded.format).toBe(7);
     expect(upgraded.databases).not.toContain("revisions");
+  });
+});
+
+describe("the formats each store accepts (checked without a server)", () => {
+  const check = (store: keyof typeof READ_MODEL_FORMATS, recorded: number | undefined, hasData = true) =>
+    checkReadModelFormat(READ_MODEL_FORMATS[store], recorded, hasData, "here");
+
+  it("on MongoDB: 6 is current, 5 is upgraded in place, a new store records 6, any other is refused", () => {
+    expect(check("mongodb", 6)).toBe("current");
+    expect(check("mongodb", 5)).toBe("upgrade");
+    expect(check("mongodb", undefined, false)).toBe("new");
+    for (const other of [4, 7]) expect(() => check("mongodb", other)).toThrow(/needs format 6: delete it/);
+    // Data without a recorded format is the first format's.
+    expect(() => check("mongodb", undefined)).toThrow(/has format 1 and this version needs format 6/);
+  });
+
+  it("on LMDB: 7 is current, 5 and 6 are upgraded in place, any other is refused", () => {
+    expect(check("lmdb", 7)).toBe("current");
+    expect([check("lmdb", 5), check("lmdb", 6)]).toEqual(["upgrade", "upgrade"]);
+    expect(() => check("lmdb", 4)).toThrow(/needs format 7: delete it/);
   });
 });
 

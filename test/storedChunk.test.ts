@@ -95,7 +95,6 @@ describe("a license chunk stored as its fragment", () => {
   const created = { ownerId: "o1", name: "n", createdAt: "2024-01-01T00:00:00.000Z" };
   it.each<[string, Part]>([
     ["client's", { kind: "client", client: { v: 1, state: { id: "c1", email: "e@x.io", ...created } } }],
-    // A project's head has three strings, as a chunk's has before its state.
     [
       "project's",
       { kind: "project", project: { v: 1, state: { id: "p1", clientId: "c1", ...created } }, chunks: 0, ranges: [] },

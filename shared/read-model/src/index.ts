@@ -2,6 +2,7 @@
 // DashboardStore interface, the read model's generations. The adapters are subpaths
 // (`@keybox/read-model/lmdb`, `/mongodb`), and `openReadModel` loads only the one it picks.
 export {
+  checkReadModelFormat,
   compareOrder,
   compareTimeAndId,
   keyId,
