@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { buildEnvelope } from "@keybox/contract";
 import { applyBatch } from "@keybox/projector";
 import { isBrokenStore, partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
-import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { committed, LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
 import { readDashboard } from "./support/stores.ts";
@@ -165,5 +165,24 @@ describe("a broken LMDB environment", () => {
     expect(isBrokenStore(panic)).toBe(true);
     expect(isBrokenStore(new StoreUnavailableError("LMDB cannot write: ENOSPC: no space left on device"))).toBe(false);
     expect(isBrokenStore("MDB_PANIC")).toBe(false);
+  });
+});
+
+describe("a write transaction whose commit fails", () => {
+  it("rejects with LMDB's own error, and leaves no rejection unhandled (which would end the process)", async () => {
+    // As lmdb-js fails a commit: the transaction with a generic error, LMDB's error as a second
+    // promise. Left unhandled, that one ends a service (a projector did so when two replicas dropped
+    // a retired generation at once) and fails this run.
+    const lmdbError = Object.assign(new Error("MDB_BAD_TXN: Transaction must abort, has a child, or is invalid"), {
+      code: -30782,
+    });
+    const commitError = Promise.reject(lmdbError);
+    const transaction = Promise.reject(
+      Object.assign(new Error("Commit failed (see commitError for details)"), { commitError }),
+    );
+    await expect(committed(transaction)).rejects.toBe(lmdbError);
+    // A transaction whose body threw is rejected with what it threw.
+    const thrown = new Error("refused");
+    await expect(committed(Promise.reject(thrown))).rejects.toBe(thrown);
   });
 });

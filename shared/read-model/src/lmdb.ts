@@ -82,6 +82,24 @@ function lmdbKey(key: RecordKey): LmdbKey {
     : [key.ownerId, key.entity, key.id];
 }
 
+/**
+ * An lmdb-js transaction's outcome, a failed commit rejecting with LMDB's own error. lmdb-js rejects
+ * the transaction with a generic error and LMDB's as a second promise (`commitError`), which, left
+ * unhandled, would end the process: every write transaction goes through here.
+ */
+export async function committed<T>(transaction: Promise<T>): Promise<T> {
+  try {
+    return await transaction;
+  } catch (error) {
+    const commitError = (error as { commitError?: Promise<unknown> }).commitError;
+    if (commitError === undefined) throw error;
+    throw await commitError.then(
+      () => error,
+      (reason: unknown) => reason,
+    );
+  }
+}
+
 export interface LmdbStoreOptions {
   readOnly?: boolean;
   generation?: number;
@@ -232,28 +250,21 @@ export class LmdbDashboardStore implements DashboardStore {
   private async write<T>(body: () => T): Promise<T> {
     let thrown: unknown = NOTHING_THROWN;
     try {
-      const result = await this.env.childTransaction(() => {
-        try {
-          return body();
-        } catch (error) {
-          thrown = error;
-          throw error;
-        }
-      });
+      const result = await committed(
+        this.env.childTransaction(() => {
+          try {
+            return body();
+          } catch (error) {
+            thrown = error;
+            throw error;
+          }
+        }),
+      );
       await this.durable();
       return result;
     } catch (error) {
       if (error === thrown && typeof (error as { code?: unknown }).code !== "number") throw error;
-      // A failed commit carries LMDB's own error as a promise that rejects with it.
-      const commitError = (error as { commitError?: Promise<unknown> }).commitError;
-      const cause =
-        commitError === undefined
-          ? error
-          : await commitError.then(
-              () => error,
-              (reason: unknown) => reason,
-            );
-      throw new StoreUnavailableError(`LMDB cannot write: ${(cause as Error).message}`, { cause });
+      throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
     }
   }
 

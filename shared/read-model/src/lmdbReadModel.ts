@@ -14,7 +14,7 @@ import {
   type ControlUpdate,
   type ReadModel,
 } from "./generations.ts";
-import { LmdbDashboardStore, openLmdbEnv } from "./lmdb.ts";
+import { committed, LmdbDashboardStore, openLmdbEnv } from "./lmdb.ts";
 import type { DashboardStore } from "./store.ts";
 
 /** In the `control` database: the record, and beside it the current generation's number, which every read checks. */
@@ -71,14 +71,16 @@ export class LmdbReadModel implements ReadModel {
   }
 
   async updateControl(transition: ControlTransition): Promise<ControlUpdate> {
-    const update = await this.env.transaction(() => {
-      const record = this.record();
-      const next = transition(record);
-      if (!next) return { record, changed: false };
-      this.controlDb.putSync(RECORD, next);
-      this.controlDb.putSync(CURRENT, next.current.generation);
-      return { record: next, changed: true };
-    });
+    const update = await committed(
+      this.env.transaction(() => {
+        const record = this.record();
+        const next = transition(record);
+        if (!next) return { record, changed: false };
+        this.controlDb.putSync(RECORD, next);
+        this.controlDb.putSync(CURRENT, next.current.generation);
+        return { record: next, changed: true };
+      }),
+    );
     await this.env.flushed;
     return update;
   }
@@ -99,7 +101,15 @@ export class LmdbReadModel implements ReadModel {
     checkDroppable(this.record(), n);
     this.stores.delete(n);
     // A read snapshot taken before keeps seeing the data; LMDB frees its pages once none does.
-    for (const table of TABLES) await this.env.openDB({ name: generationName(table, n) }).drop();
+    // Only the databases still there, looked up in the same write transaction: replicas drop a
+    // retired generation at about the same time, and dropping what another has dropped fails.
+    const names = TABLES.map((table) => generationName(table, n));
+    await committed(
+      this.env.transaction(() => {
+        const existing = new Set(this.env.getKeys());
+        for (const name of names) if (existing.has(name)) this.env.openDB({ name }).dropSync();
+      }),
+    );
     await this.env.flushed;
   }
 
