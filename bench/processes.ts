@@ -103,11 +103,20 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND;
 }
 
-/** Resident memory now (VmRSS) and its peak so far (VmHWM), in bytes, from /proc/<pid>/status. */
-export function memoryBytes(pid: number): { rss: number; peak: number } {
+/**
+ * Resident memory now (VmRSS) and its peak so far (VmHWM), in bytes, from /proc/<pid>/status; and
+ * what VmRSS is now made of: anonymous memory (the heap, buffers) and mapped files' pages (RssFile:
+ * the code, and LMDB's map as far as reads have touched it).
+ */
+export function memoryBytes(pid: number): { rss: number; peak: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
-  return { rss: kib("VmRSS") * 1024, peak: kib("VmHWM") * 1024 };
+  return {
+    rss: kib("VmRSS") * 1024,
+    peak: kib("VmHWM") * 1024,
+    anon: kib("RssAnon") * 1024,
+    file: kib("RssFile") * 1024,
+  };
 }
 
 /** Polls `url` until it answers 200 (bounded), failing early if the process ends. */

@@ -21,7 +21,7 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
   });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {
-    const idleRss = memoryBytes(api.pid).rss;
+    const idle = memoryBytes(api.pid);
     const headers = bearer(seeded.tokens.get(seeded.bodies.large.ownerId)!);
     // One figure per round: the median of `sequentialReads` reads in a row.
     const readMedian = async (baseUrl: string, urlPath: string, body: Body) => {
@@ -56,7 +56,7 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
       results.bareFull.push(await readMedian(bare.baseUrl, `/${large.name}`, large));
       results.bareClient.push(await readMedian(bare.baseUrl, `/${bigClient.name}`, bigClient));
     }
-    const peakRss = memoryBytes(api.pid).peak;
+    const after = memoryBytes(api.pid);
 
     const scale = quick ? " (quick run: the 1/10 tenant)" : "";
     const tenant =
@@ -94,10 +94,10 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
       {
         row: "4",
         what:
-          `query API memory: peak VmHWM ${formatNumber(peakRss / MIB)} MiB over idle VmRSS ` +
-          `${formatNumber(idleRss / MIB)} MiB, growth`,
+          `query API memory: peak VmHWM ${formatNumber(after.peak / MIB)} MiB over idle VmRSS ` +
+          `${formatNumber(idle.rss / MIB)} MiB, growth`,
         unit: "MiB",
-        measured: [(peakRss - idleRss) / MIB],
+        measured: [(after.peak - idle.rss) / MIB],
         baseline: [large.bytes.length / MIB],
         baselineName: "the full dashboard's body",
         ratioMeans:
@@ -119,7 +119,10 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
           `and rendered; after a warm-up of ${sequentialReads} unmeasured GETs of each body on each server, each ` +
           `round's figure is the median of ${sequentialReads} sequential GETs on one keep-alive connection, timed to ` +
           `the last byte and checked for status and length; memory is from /proc/<pid>/status of a query API started ` +
-          `for this row (idle after start, peak at the end of all rounds); the seeding drain used ` +
+          `for this row (idle after start, peak at the end of all rounds); after the rounds, of VmRSS's growth ` +
+          `(${formatNumber((after.rss - idle.rss) / MIB)} MiB), anonymous memory (heap, body pieces) made ` +
+          `${formatNumber((after.anon - idle.anon) / MIB)} MiB and mapped files' pages (RssFile: LMDB's map as far as ` +
+          `the reads touched it) ${formatNumber((after.file - idle.file) / MIB)} MiB; the seeding drain used ` +
           `${formatNumber(seeded.seedDrain.cpuMicrosPerEvent)} µs of CPU per event.`,
       ],
     };
