@@ -3,7 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import os from "node:os";
-import type { BenchOptions } from "./options.ts";
+import type { BenchOptions, Scenario } from "./options.ts";
 import { formatNumber, formatSummary, ratios, type Figure } from "./stats.ts";
 
 export interface Environment {
@@ -60,9 +60,13 @@ export function renderReport(input: {
   notes: string[];
   problems: string[];
   seconds: number;
+  /** The scenarios a partial run (`--only`) was limited to; undefined: all of them. */
+  only: ReadonlySet<Scenario> | undefined;
 }): string {
-  const { options, environment: env, figures } = input;
-  const mode = options.quick ? "quick run (`npm run bench -- --quick`)" : "full run (`npm run bench`)";
+  const { options, environment: env, figures, only } = input;
+  const scope = only ? `${options.quick ? "quick" : "full-size"} partial` : options.quick ? "quick" : "full";
+  const args = [...(options.quick ? ["--quick"] : []), ...(only ? ["--only", [...only].join(",")] : [])];
+  const mode = `${scope} run (\`npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}\`)`;
   const quickNote = options.quick
     ? ` Quick: fewer and shorter rounds (${options.httpSeconds} s load runs, ` +
       `${options.perEventUpdates.toLocaleString("en-US")} updates per drain in row 7) and the large tenant at 1/10 ` +
@@ -70,7 +74,7 @@ export function renderReport(input: {
       `${options.largeTenant.bigClientLicenses.toLocaleString("en-US")}): for trying changes, not for the record.`
     : "";
   const lines = [
-    `# KeyBox read model: benchmark, ${options.quick ? "quick" : "full"} run`,
+    `# KeyBox read model: benchmark, ${scope} run`,
     "",
     `${mode}, ${env.date}, took ${formatNumber(input.seconds)} s.${quickNote}`,
     "",

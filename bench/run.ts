@@ -69,6 +69,7 @@ async function main(): Promise<void> {
     notes: results.flatMap((r) => r.notes),
     problems: observations(),
     seconds: (performance.now() - started) / 1000,
+    only,
   });
   process.stdout.write(`${report}\n`);
   if (only !== undefined) return; // a partial run is for working on a scenario, not a result
