@@ -53,6 +53,12 @@ export function describeEnvironment(repoRoot: string): Environment {
   };
 }
 
+/** What a run measures: "full", "quick", or a partial one (`--only`) of either size. */
+export function runScope(options: BenchOptions, only: ReadonlySet<Scenario> | undefined): string {
+  if (!only) return options.quick ? "quick" : "full";
+  return `${options.quick ? "quick" : "full-size"} partial`;
+}
+
 export function renderReport(input: {
   options: BenchOptions;
   environment: Environment;
@@ -64,7 +70,7 @@ export function renderReport(input: {
   only: ReadonlySet<Scenario> | undefined;
 }): string {
   const { options, environment: env, figures, only } = input;
-  const scope = only ? `${options.quick ? "quick" : "full-size"} partial` : options.quick ? "quick" : "full";
+  const scope = runScope(options, only);
   const args = [...(options.quick ? ["--quick"] : []), ...(only ? ["--only", [...only].join(",")] : [])];
   const mode = `${scope} run (\`npm run bench${args.length ? ` -- ${args.join(" ")}` : ""}\`)`;
   const quickNote = options.quick

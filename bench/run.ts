@@ -11,7 +11,7 @@ import type { Bench, Measured } from "./context.ts";
 import { startNats } from "./jetstream.ts";
 import { observations } from "./observations.ts";
 import { parseOptions, type Scenario } from "./options.ts";
-import { describeEnvironment, renderReport } from "./report.ts";
+import { describeEnvironment, renderReport, runScope } from "./report.ts";
 import { measureDrain } from "./scenarios/drain.ts";
 import { measureFreshness } from "./scenarios/freshness.ts";
 import { measureLargeTenant } from "./scenarios/largeTenant.ts";
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const progress = (message: string) =>
     process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0).padStart(3)} s] ${message}\n`);
   const environment = describeEnvironment(REPO_ROOT);
-  progress(`${options.quick ? "quick" : "full"} run on ${environment.cpuCount} × ${environment.cpuModel}`);
+  progress(`${runScope(options, only)} run on ${environment.cpuCount} × ${environment.cpuModel}`);
 
   const workDir = makeTempDir("keybox-benchrun-");
   // The services are built from the current sources into a folder of this run (not dist/, which

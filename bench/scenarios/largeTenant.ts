@@ -119,10 +119,10 @@ export async function measureLargeTenant(bench: Bench, seeded: Seeded, bare: Run
           `and rendered; after a warm-up of ${sequentialReads} unmeasured GETs of each body on each server, each ` +
           `round's figure is the median of ${sequentialReads} sequential GETs on one keep-alive connection, timed to ` +
           `the last byte and checked for status and length; memory is from /proc/<pid>/status of a query API started ` +
-          `for this row (idle after start, peak at the end of all rounds); after the rounds, of VmRSS's growth ` +
+          `for this row (idle after start, peak at the end of all rounds); of VmRSS's growth at the end of the rounds ` +
           `(${formatNumber((after.rss - idle.rss) / MIB)} MiB), anonymous memory (heap, body pieces) made ` +
-          `${formatNumber((after.anon - idle.anon) / MIB)} MiB and mapped files' pages (RssFile: LMDB's map as far as ` +
-          `the reads touched it) ${formatNumber((after.file - idle.file) / MIB)} MiB; the seeding drain used ` +
+          `${formatNumber((after.anon - idle.anon) / MIB)} MiB and mapped files' pages (RssFile: mostly LMDB's map, as ` +
+          `far as the reads touched it) ${formatNumber((after.file - idle.file) / MIB)} MiB; the seeding drain used ` +
           `${formatNumber(seeded.seedDrain.cpuMicrosPerEvent)} µs of CPU per event.`,
       ],
     };
