@@ -2,13 +2,10 @@
 // rendered from and until its first ACTIVE license expires; it stays within its bounds.
 import { describe, expect, it } from "vitest";
 import { DashboardCache, dashboardKey } from "../services/query-api/src/domain/dashboardCache.ts";
+import { wholeDashboard } from "./support/inMemory.ts";
 
-const release = () => {};
 /** A rendered dashboard of `text`, right until `validUntil`. */
-const dashboard = (text: string, validUntil?: string) => {
-  const body = new TextEncoder().encode(text);
-  return { pieces: [body], byteLength: body.byteLength, validUntil, release };
-};
+const dashboard = (text: string, validUntil?: string) => wholeDashboard(new TextEncoder().encode(text), validUntil);
 const T = "2026-01-01T00:00:00.000Z";
 const LATER = "2026-06-01T00:00:00.000Z";
 

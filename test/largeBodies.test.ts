@@ -1,8 +1,12 @@
-// Large dashboards through a real query-API process: their bodies are assembled in memory that is
-// reused once a response has been sent (bodyPieces.ts). A body must never be overwritten by another
-// while a client is still being sent it, however slowly that client reads.
+// Large dashboards through a real query-API process: their bodies are filled, piece by piece as the
+// socket takes them, from one snapshot of the store, into memory that is reused once a piece has
+// been sent (bodyPieces.ts). A body must never be overwritten by another while a client is still
+// being sent it, however slowly that client reads; it is the dashboard as it was when asked for,
+// whatever the projector commits meanwhile; and a client that leaves ends the snapshot it held.
 import { randomBytes } from "node:crypto";
 import net from "node:net";
+import path from "node:path";
+import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientCreated, licenseEvent, projectCreated } from "./support/events.ts";
 import { bearer, httpGet } from "./support/http.ts";
@@ -56,8 +60,20 @@ async function dashboard(owner: string): Promise<any> {
   return (await httpGet(`${url}/dashboard`, { headers: bearer(await tokenFor({ userId: owner })) })).body;
 }
 
+/** Whether the query-API process holds an LMDB read transaction (a snapshot) open now. */
+function apiHoldsSnapshot(): boolean {
+  // LMDB's reader table: a line per reader slot, with its process, thread and transaction ("-" when
+  // the slot is kept for reuse with no transaction open).
+  const env = open({ path: path.join(pipeline.config.DATA_DIR, "lmdb"), maxDbs: 256, readOnly: true });
+  return env
+    .readerList()
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .some(([pid, , txn]) => pid === String(api.child.pid) && txn !== undefined && txn !== "-");
+}
+
 /** GET /dashboard of `owner` on a raw socket that reads nothing until `resume()`; resolves with the body. */
-async function slowRead(owner: string): Promise<{ resume: () => void; body: Promise<Buffer> }> {
+async function slowRead(owner: string): Promise<{ resume: () => void; leave: () => void; body: Promise<Buffer> }> {
   const { port } = new URL(url);
   const token = await tokenFor({ userId: owner });
   const socket = net.connect(Number(port), "127.0.0.1");
@@ -80,7 +96,7 @@ async function slowRead(owner: string): Promise<{ resume: () => void; body: Prom
       else resolve(rest);
     });
   });
-  return { resume: () => socket.resume(), body };
+  return { resume: () => socket.resume(), leave: () => socket.destroy(), body };
 }
 
 describe("a large dashboard read slowly", () => {
@@ -88,15 +104,35 @@ describe("a large dashboard read slowly", () => {
     const [slowOwner, otherOwner] = OWNERS;
     const expected = JSON.stringify(await dashboard(slowOwner));
     const slow = await slowRead(slowOwner);
-    // The slow body is assembled and queued: the server waits on the socket.
-    await new Promise((r) => setTimeout(r, 500));
+    // The slow body's first pieces are queued: the server waits on the socket, its snapshot open.
+    await eventually(async () => apiHoldsSnapshot() || undefined);
     // Sent in full one after the other, their memory reused from one to the next.
     for (let i = 0; i < 4; i++)
       expect((await dashboard(otherOwner)).data[0].projects[0].licenses).toHaveLength(LICENSES);
+    // The projector changes the slow owner's dashboard meanwhile: its new version is served...
+    const place = { clientId: `${slowOwner}Client`, projectId: `${slowOwner}Project` };
+    await pipeline.publish(
+      licenseEvent(slowOwner, `${slowOwner}0`, { ...place, services: ["changed"] }, { version: 2 }),
+    );
+    await eventually(async () => {
+      const licenses = (await dashboard(slowOwner)).data[0].projects[0].licenses;
+      return licenses.some((license: { services: string[] }) => license.services[0] === "changed") || undefined;
+    });
+    // ...while the slow client still gets, to the last byte, the one it asked for.
     slow.resume();
     const body = await slow.body;
     // Where it first differs (-1: nowhere), not the 10 MB themselves, when it does.
     const differsAt = body.findIndex((byte, i) => byte !== expected.charCodeAt(i));
     expect({ length: body.length, differsAt }).toEqual({ length: expected.length, differsAt: -1 });
+  });
+
+  it("ends the snapshot it was filled from once its client leaves halfway", async () => {
+    const slow = await slowRead(OWNERS[1]);
+    slow.body.catch(() => {}); // cut short on purpose
+    await eventually(async () => apiHoldsSnapshot() || undefined);
+    slow.leave();
+    await eventually(async () => !apiHoldsSnapshot() || undefined);
+    // And it goes on serving large bodies whole.
+    expect((await dashboard(OWNERS[1])).data[0].projects[0].licenses).toHaveLength(LICENSES);
   });
 });

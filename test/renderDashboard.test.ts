@@ -1,5 +1,6 @@
-// Assembling a body from a snapshot's fragments in two visits (renderDashboard.ts): the body's
-// pieces, the reuse of their memory, and a snapshot that does not hold still.
+// Assembling a body from a snapshot's fragments (renderDashboard.ts), in two visits or streamed by
+// reads by key: the body's pieces, the reuse of their memory, the snapshot's end, and a snapshot
+// that does not hold still.
 import { describe, expect, it } from "vitest";
 import type { DashboardSnapshot, StoredFragment } from "@keybox/read-model";
 import { freePieceCount, PIECE_BYTES } from "../services/query-api/src/domain/bodyPieces.ts";
@@ -23,48 +24,128 @@ function fragmentsOf(licenses: number): StoredFragment[] {
   return ownerFragments(project(events.map(toEvent)), OWNER);
 }
 
-/** A snapshot of `fragments`, visited as a store would; `second` (if given) is what a second visit sees. */
-function snapshotOf(fragments: StoredFragment[], second = fragments): DashboardSnapshot {
+/**
+ * A snapshot of `fragments`, visited as a store would; `second` (if given) is what a later visit
+ * or read sees. With `byKey`, it also reads a fragment by key as LMDB does: into one scratch buffer
+ * that the next read overwrites, as `otherRead` does (another request's read, all of it). `closed`
+ * counts close() calls.
+ */
+function snapshotOf(fragments: StoredFragment[], { second = fragments, byKey = false } = {}) {
   let visits = 0;
-  return {
+  const scratch = Buffer.alloc(1 << 16);
+  const stored = new Map(second.map((f) => [`${f.clientId}/${f.projectId}/${f.chunk}`, f.bytes]));
+  const snapshot: DashboardSnapshot & { closed: number; otherRead: () => void } = {
     version: 1,
+    closed: 0,
+    otherRead: () => scratch.fill("!"),
     fragments: async (visit) => {
       for (const fragment of visits++ === 0 ? fragments : second) visit(fragment);
     },
-    close: () => {},
+    close: () => {
+      snapshot.closed++;
+    },
   };
+  if (byKey)
+    snapshot.fragment = (clientId, projectId, chunk) => {
+      const bytes = stored.get(`${clientId}/${projectId}/${chunk}`);
+      if (!bytes) return undefined;
+      scratch.set(bytes);
+      return scratch.subarray(0, bytes.byteLength);
+    };
+  return snapshot;
 }
 
-describe("a rendered dashboard", () => {
-  it("is one piece up to a MiB, and pieces of a MiB beyond, that join to the same JSON", async () => {
-    const small = renderDashboard(fragmentsOf(10), NOW);
-    expect(small.pieces).toHaveLength(1);
-    expect(small.pieces[0]!.byteLength).toBe(small.byteLength);
+const KINDS = [
+  { kind: "assembled from a second visit", byKey: false },
+  { kind: "streamed by reads by key", byKey: true },
+] as const;
 
-    const fragments = fragmentsOf(1500);
-    const large = await renderSnapshot(snapshotOf(fragments), NOW);
-    expect(large.byteLength).toBeGreaterThan(2 * PIECE_BYTES);
-    expect(large.pieces.map((piece) => piece.byteLength)).toEqual([
-      ...Array(large.pieces.length - 1).fill(PIECE_BYTES),
-      large.byteLength - (large.pieces.length - 1) * PIECE_BYTES,
-    ]);
-    const body = JSON.parse(dashboardText(large));
-    expect(body.data[0].projects[0].licenses).toHaveLength(1500);
-    expect(dashboardText(large)).toBe(dashboardText(renderDashboard(fragments, NOW)));
+describe("a rendered dashboard", () => {
+  it("is one buffer up to a MiB", () => {
+    const small = renderDashboard(fragmentsOf(10), NOW);
+    expect(small.whole?.byteLength).toBe(small.byteLength);
+    expect([...small.pieces()]).toEqual([small.whole]);
   });
 
-  it("gives a large body's pieces back once released, once only, and the next one reuses them", async () => {
+  describe.each(KINDS)("beyond a MiB, $kind", ({ byKey }) => {
+    it("is pieces of a MiB (the last less) that join to the same JSON, its snapshot closed once", async () => {
+      const fragments = fragmentsOf(1500);
+      const snapshot = snapshotOf(fragments, { byKey });
+      const large = await renderSnapshot(snapshot, NOW);
+      expect(large.whole).toBeUndefined();
+      expect(large.byteLength).toBeGreaterThan(2 * PIECE_BYTES);
+      const pieces: Uint8Array[] = [];
+      for (const piece of large.pieces()) pieces.push(Buffer.from(piece)); // each as it was when taken
+      expect(pieces.map((piece) => piece.byteLength)).toEqual([
+        ...Array(pieces.length - 1).fill(PIECE_BYTES),
+        large.byteLength - (pieces.length - 1) * PIECE_BYTES,
+      ]);
+      const text = Buffer.concat(pieces).toString("utf8");
+      expect(JSON.parse(text).data[0].projects[0].licenses).toHaveLength(1500);
+      expect(text).toBe(dashboardText(renderDashboard(fragments, NOW)));
+      large.release();
+      expect(snapshot.closed).toBe(1);
+    });
+
+    it("is refused when what the snapshot holds differs from its first visit", async () => {
+      const fragments = fragmentsOf(1500);
+      const changed = fragments.map((f) =>
+        f.projectId === "" ? f : { ...f, bytes: Buffer.concat([f.bytes, Buffer.from(" ")]) },
+      );
+      for (const second of [fragments.slice(1), changed]) {
+        const snapshot = snapshotOf(fragments, { second, byKey });
+        // Assembled: while rendering; streamed: while its pieces are taken.
+        await expect(renderSnapshot(snapshot, NOW).then((body) => [...body.pieces()])).rejects.toThrow(
+          "a snapshot's fragments differed between two visits",
+        );
+      }
+    });
+  });
+
+  it("gives an assembled body's pieces back, each once, and the next one reuses them", async () => {
     const fragments = fragmentsOf(1500);
     const first = await renderSnapshot(snapshotOf(fragments), NOW);
     const before = freePieceCount();
-    first.release();
-    first.release();
-    expect(freePieceCount()).toBe(before + first.pieces.length);
+    const pieces = [...first.pieces()];
+    for (const piece of [...pieces, ...pieces]) first.recycle(piece);
+    expect(freePieceCount()).toBe(before + pieces.length);
     const second = await renderSnapshot(snapshotOf(fragments), NOW);
     expect(freePieceCount()).toBe(before);
-    const reused = new Set(first.pieces.map((piece) => piece.buffer));
-    expect(second.pieces.every((piece) => reused.has(piece.buffer))).toBe(true);
+    const reused = new Set(pieces.map((piece) => piece.buffer));
+    expect([...second.pieces()].every((piece) => reused.has(piece.buffer))).toBe(true);
     expect(JSON.parse(dashboardText(second)).data[0].projects[0].licenses).toHaveLength(1500);
+  });
+
+  it("streamed, holds no more than two pieces of memory when each is given back once sent", async () => {
+    const fragments = fragmentsOf(3000);
+    const snapshot = snapshotOf(fragments, { byKey: true });
+    const large = await renderSnapshot(snapshot, NOW);
+    expect(snapshot.closed).toBe(0); // held for the pieces
+    const memory = new Set<ArrayBufferLike>();
+    const taken: Uint8Array[] = [];
+    for (const piece of large.pieces()) {
+      memory.add(piece.buffer);
+      taken.push(Buffer.from(piece));
+      // Another request reads meanwhile, overwriting the scratch a straddling fragment was read into.
+      snapshot.otherRead();
+      large.recycle(piece);
+    }
+    expect(taken.length).toBeGreaterThan(4);
+    expect(memory.size).toBeLessThanOrEqual(2);
+    expect(Buffer.concat(taken).toString("utf8")).toBe(dashboardText(renderDashboard(fragments, NOW)));
+    expect(snapshot.closed).toBe(1); // by the last piece
+    large.release();
+    expect(snapshot.closed).toBe(1);
+  });
+
+  it("streamed and released before its pieces are all taken, ends its snapshot then", async () => {
+    const snapshot = snapshotOf(fragmentsOf(1500), { byKey: true });
+    const large = await renderSnapshot(snapshot, NOW);
+    const pieces = large.pieces()[Symbol.iterator]();
+    pieces.next();
+    large.release();
+    large.release();
+    expect(snapshot.closed).toBe(1);
   });
 
   it("is refused rather than sent with bytes it never wrote, when corrupt heads list a project twice", () => {
@@ -73,20 +154,6 @@ describe("a rendered dashboard", () => {
     const client = fragments.find((f) => f.projectId === "")!;
     expect(() => renderDashboard([...fragments, { ...client, clientId: "elsewhere" }], NOW)).toThrow(
       "a dashboard fragment was placed twice in the body",
-    );
-  });
-
-  it("is refused when a snapshot's second visit differs from its first", async () => {
-    const fragments = fragmentsOf(20);
-    const fewer = fragments.slice(1);
-    await expect(renderSnapshot(snapshotOf(fragments, fewer), NOW)).rejects.toThrow(
-      "a snapshot's fragments differed between two visits",
-    );
-    const changed = fragments.map((f) =>
-      f.projectId === "" ? f : { ...f, bytes: Buffer.concat([f.bytes, Buffer.from(" ")]) },
-    );
-    await expect(renderSnapshot(snapshotOf(fragments, changed), NOW)).rejects.toThrow(
-      "a snapshot's fragments differed between two visits",
     );
   });
 });

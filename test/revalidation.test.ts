@@ -20,6 +20,7 @@ import {
 } from "../services/query-api/src/dashboardFastPath.ts";
 import { clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { bearer, httpGet, rawRequest, type HttpResult } from "./support/http.ts";
+import { wholeDashboard } from "./support/inMemory.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
 import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
@@ -431,12 +432,7 @@ describe.each([
   /** A cache holding o1's whole dashboard at version 5, and (once `keepGzip`) its gzip form. */
   function cacheAtVersion(version: number, keepGzip = false): DashboardCache {
     const cache = new DashboardCache({ maxEntries: 10, maxBytes: 1024 * 1024 });
-    const dashboard = {
-      pieces: [cachedBody],
-      byteLength: cachedBody.byteLength,
-      validUntil: undefined,
-      release: () => {},
-    };
+    const dashboard = wholeDashboard(cachedBody);
     cache.set("o1/", { version, dashboard });
     if (keepGzip) cache.keepEncodedForm("o1/", dashboard, "gzip", gzipped);
     return cache;
@@ -564,7 +560,7 @@ describe.each([
     expect(await outcome(gzip, answering)).toBe(`200 "${tag}.gzip" gzip ${gzipped.byteLength}`);
     // The store moves on and the app caches the new body: the same fast path sends it as it is now.
     const newer = Buffer.from(`{"data":"${"y".repeat(3000)}"}`);
-    const dashboard = { pieces: [newer], byteLength: newer.byteLength, validUntil: undefined, release: () => {} };
+    const dashboard = wholeDashboard(newer);
     storeVersion = 6;
     try {
       cache.set("o1/", { version: 6, dashboard });

@@ -73,9 +73,23 @@ export function ownerFragments(slice: Slice, ownerId: string, clientId?: string)
   return fragments;
 }
 
+function piecesOfWhole(this: { whole: Uint8Array }) {
+  return [this.whole];
+}
+const nothing = () => {};
+/** A rendered dashboard of `body` in one buffer (as the response cache keeps them), right until `validUntil`. */
+export const wholeDashboard = (body: Uint8Array, validUntil?: string): RenderedDashboard => ({
+  whole: body,
+  pieces: piecesOfWhole,
+  byteLength: body.byteLength,
+  validUntil,
+  recycle: nothing,
+  release: nothing,
+});
+
 /** A rendered dashboard's body as text. */
 export const dashboardText = (rendered: RenderedDashboard) =>
-  Buffer.concat(rendered.pieces, rendered.byteLength).toString("utf8");
+  Buffer.concat([...rendered.pieces()], rendered.byteLength).toString("utf8");
 
 /** The dashboard body the API would send for these fragments, parsed. */
 export function renderBody(fragments: readonly StoredFragment[], now: Date): DashboardBody {

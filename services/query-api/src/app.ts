@@ -146,28 +146,73 @@ function notModified(c: Context<Env>, tag: string, extra: Record<string, string>
 }
 
 /**
- * Sends a dashboard with its Content-Length and ETag. A large one's pieces are queued on the socket
- * as they are: the socket sends them as it drains, so the body is not copied again and the event
- * loop is free meanwhile. Once the response has finished the socket is done with them, and they go
- * back for the next large body; a response cut short (destroyed) leaves them to the garbage collector.
+ * The body in one buffer: `whole`, or a large body's pieces copied together (and given back: the
+ * copy is what is sent). For what must have all of it at once: a response without a socket of its
+ * own, a compressor that compresses it whole.
  */
-function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra: Record<string, string>) {
-  const { pieces, byteLength } = dashboard;
-  const headers = { ...dashboardHeaders(tag, "identity", extra), "Content-Length": String(byteLength) };
+function wholeBody(dashboard: RenderedDashboard): Uint8Array {
+  if (dashboard.whole) return dashboard.whole;
+  try {
+    const pieces = [...dashboard.pieces()];
+    const body = Buffer.concat(pieces, dashboard.byteLength);
+    for (const piece of pieces) dashboard.recycle(piece);
+    return body;
+  } finally {
+    dashboard.release();
+  }
+}
+
+/** Resolves once `outgoing` can take more (drain) or will not (close). */
+function drainedOrClosed(outgoing: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      outgoing.off("drain", done);
+      outgoing.off("close", done);
+      resolve();
+    };
+    outgoing.on("drain", done);
+    outgoing.on("close", done);
+  });
+}
+
+/**
+ * Writes a large body to the socket piece by piece, each once the socket has taken the one before
+ * (a streamed body's is filled from its snapshot then), so the body is not copied again, a
+ * streamed one is never whole in memory, and the event loop is free between pieces. Each piece
+ * goes back for later bodies once the socket has sent it; a response cut short (the client left,
+ * or stalled) stops taking pieces and leaves those in flight to the garbage collector.
+ */
+async function writePieces(outgoing: ServerResponse, dashboard: RenderedDashboard): Promise<void> {
+  try {
+    for (const piece of dashboard.pieces()) {
+      if (outgoing.destroyed) return;
+      const more = outgoing.write(piece, (error) => {
+        if (!error) dashboard.recycle(piece);
+      });
+      if (more) await setImmediate();
+      else await drainedOrClosed(outgoing);
+    }
+    if (!outgoing.destroyed) outgoing.end();
+  } finally {
+    dashboard.release();
+  }
+}
+
+/** Sends a dashboard with its Content-Length and ETag: at once when whole, else piece by piece. */
+function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra: Record<string, string>, log: Logger) {
+  const headers = { ...dashboardHeaders(tag, "identity", extra), "Content-Length": String(dashboard.byteLength) };
   const outgoing = c.env?.outgoing;
-  if (pieces.length === 1 || !outgoing) {
-    const body = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, byteLength);
-    dashboard.release(); // a body in one piece is the cache's (release does nothing), else a copy
+  if (dashboard.whole || !outgoing) {
+    const body = wholeBody(dashboard);
     return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
   }
   outgoing.writeHead(200, headers);
-  // A response destroyed after end() (a client that stalled) still emits finish: its pieces stay out.
-  outgoing.once("finish", () => {
-    if (!outgoing.destroyed) dashboard.release();
+  // The head is sent: a failure now (a snapshot that changed under a streamed body) can only cut
+  // the body short, which the client sees as a connection closed before Content-Length.
+  writePieces(outgoing, dashboard).catch((error: unknown) => {
+    log.error({ err: error }, "dashboard body cut short");
+    outgoing.destroy(error as Error);
   });
-  outgoing.cork();
-  for (const piece of pieces) outgoing.write(piece);
-  outgoing.end();
   return RESPONSE_ALREADY_SENT;
 }
 
@@ -187,11 +232,10 @@ async function sendCompressedWhole(
   let body = cache?.encodedForm(key, dashboard, coding);
   if (!body) {
     metrics.dashboardCompressions.inc({ coding, body: "whole" });
-    const whole = dashboard.pieces.length === 1 ? dashboard.pieces[0]! : Buffer.concat(dashboard.pieces);
-    dashboard.release(); // several pieces were copied (one is the cache's: release does nothing)
-    body = await compressWhole(whole, coding);
+    body = await compressWhole(wholeBody(dashboard), coding);
     cache?.keepEncodedForm(key, dashboard, coding, body);
   }
+  dashboard.release(); // a cached compressed form was sent: its body was not read
   const headers = { ...dashboardHeaders(tag, coding, extra), "Content-Length": String(body.byteLength) };
   return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
 }
@@ -226,13 +270,20 @@ async function sendStreamed(
 ) {
   metrics.dashboardCompressions.inc({ coding, body: "streamed" });
   outgoing.writeHead(200, dashboardHeaders(tag, coding, extra));
+  // The compressor may still hold a piece it was given when it asks for the next: the pieces go
+  // back only once it has read them all.
+  const taken: Uint8Array[] = [];
+  function* remembered() {
+    for (const piece of dashboard.pieces()) yield taken[taken.push(piece) - 1]!;
+  }
   try {
-    await streamCompressed(dashboard.pieces, dashboard.byteLength, coding, outgoing);
-    // The compressor has read it all (one cut short may still be reading: left to the GC).
-    dashboard.release();
+    await streamCompressed(remembered(), dashboard.byteLength, coding, outgoing);
+    for (const piece of taken) dashboard.recycle(piece);
   } catch (error) {
     // The head is sent: all there is to do is log why the body was cut short (usually the client left).
     log.debug({ err: error }, "compressed dashboard not sent whole");
+  } finally {
+    dashboard.release();
   }
   return RESPONSE_ALREADY_SENT;
 }
@@ -262,16 +313,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
     metrics.dashboardReads.inc({ source: cached ? "cache" : "store" });
     if (cached) return { dashboard: cached, version };
     const snapshot = await deps.store.openDashboard(ownerId, clientId);
-    let rendered: RenderedDashboard;
-    try {
-      rendered = await renderSnapshot(snapshot, at, page && pageSelection(page));
-    } finally {
-      snapshot.close();
-    }
-    // A large body took a while to assemble: let other requests run before it is written.
-    if (rendered.pieces.length > 1) await setImmediate();
+    // The snapshot is the render's now: closed by it, or by the body's release() when streamed.
+    const rendered = await renderSnapshot(snapshot, at, page && pageSelection(page));
+    // A large body took a while to lay out (and assemble): let other requests run before it is written.
+    if (!rendered.whole) await setImmediate();
     // Only a body in one piece (up to a MiB): what the fast path sends as it is.
-    if (rendered.pieces.length === 1) deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
+    else deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
     return { dashboard: rendered, version: snapshot.version };
   };
 
@@ -287,15 +334,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }: { tag: string; negotiated: ContentCoding | "identity"; extra: Record<string, string>; key: string },
   ) => {
     const outgoing = c.env?.outgoing;
-    if (dashboard.pieces.length > 1 && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
+    if (!dashboard.whole && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
     const { compression } = deps;
-    if (!compression) return send(c, dashboard, tag, extra);
+    if (!compression) return send(c, dashboard, tag, extra, deps.log);
     const coding = codingFor(dashboard.byteLength, negotiated, compression.minBytes);
-    if (coding === "identity") return send(c, dashboard, tag, extra);
-    if (dashboard.pieces.length === 1 || !outgoing)
-      return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
+    if (coding === "identity") return send(c, dashboard, tag, extra, deps.log);
+    if (dashboard.whole || !outgoing) return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
     // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
-    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra);
+    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra, deps.log);
     metrics.compressedStreams.set(++compressedStreams);
     try {
       return await sendStreamed(outgoing, dashboard, tag, coding, extra, deps.log);

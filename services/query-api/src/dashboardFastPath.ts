@@ -123,10 +123,10 @@ export function createDashboardFastPath(deps: DashboardFastPathDeps): DashboardF
   function cachedAnswer({ req, clientId }: Ask, ownerId: string, version: number) {
     const key = dashboardKey(ownerId, clientId);
     const dashboard = cache?.get(key, version, now());
-    if (dashboard?.pieces.length !== 1) return undefined; // only bodies in one piece are cached
+    if (!dashboard?.whole) return undefined; // only bodies in one piece are cached
     const negotiated = negotiateCoding(req.headers["accept-encoding"]);
     const coding = codingFor(dashboard.byteLength, negotiated, compressionMinBytes);
-    const body = coding === "identity" ? dashboard.pieces[0]! : cache?.encodedForm(key, dashboard, coding);
+    const body = coding === "identity" ? dashboard.whole : cache?.encodedForm(key, dashboard, coding);
     if (!body) return undefined; // not compressed yet: the app compresses it and keeps the result
     const identity = store.identity();
     let made = headersOfCached.get(body);

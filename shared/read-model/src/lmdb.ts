@@ -362,8 +362,8 @@ export class LmdbDashboardStore implements DashboardStore {
 
   async openDashboard(ownerId: string, clientId?: string): Promise<DashboardSnapshot> {
     // The read transaction held for this snapshot (lmdb-js's of this turn, with a reference for it):
-    // both visits of the fragments, in several event-loop turns each, and the version see the same
-    // snapshot, while other requests run between the turns.
+    // the visits of the fragments and the reads by key, over many event-loop turns, and the version
+    // see the same snapshot, while other requests run between the turns.
     const transaction = this.env.useReadTransaction();
     let closed = false;
     try {
@@ -379,6 +379,8 @@ export class LmdbDashboardStore implements DashboardStore {
             if (++visited % FRAGMENTS_PER_TURN === 0) await setImmediate();
           }
         },
+        fragment: (clientId, projectId, chunk) =>
+          this.fragments.get([ownerId, clientId, projectId, chunk], { transaction }),
         close: () => {
           // Once: a second done() would drop a reference another read of the same turn holds.
           if (!closed) transaction.done();

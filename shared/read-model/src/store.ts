@@ -66,6 +66,12 @@ export interface DashboardSnapshot {
    * may be visited over several event-loop turns (LMDB's are); resolves once all have been.
    */
   fragments(visit: (fragment: StoredFragment) => void): Promise<void>;
+  /**
+   * One fragment of the snapshot by the key its visit gave it, or undefined if it has none; its
+   * bytes are only valid until the next read of the store. Stores that read one by key at once
+   * have it (LMDB): a large body is then filled in response order as it is sent, never whole.
+   */
+  fragment?(clientId: string, projectId: string, chunk: number): Uint8Array | undefined;
   /** Ends the snapshot (LMDB: its read transaction): called once, when done with it. */
   close(): void;
 }

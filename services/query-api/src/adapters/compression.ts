@@ -43,7 +43,7 @@ export function compressWhole(body: Uint8Array, coding: ContentCoding): Promise<
  * closes early (the client went away) the compressor is destroyed and this rejects.
  */
 export function streamCompressed(
-  pieces: readonly Uint8Array[],
+  pieces: Iterable<Uint8Array>,
   byteLength: number,
   coding: ContentCoding,
   destination: Writable,

@@ -3,12 +3,15 @@
 // and license chunks by time, then id) and re-renders only license chunks that a license's expiry
 // has overtaken. Nothing of the projection's state is decoded.
 //
-// It visits the fragments twice, from one snapshot of the store: first their heads, which give the
-// response order and every body's length, so the body's size and each fragment's place in it are
-// known; then their bodies, each copied once, straight into its place. Only a chunk to re-render is
-// copied on the way (kept from the first visit), and few objects outlive a visit: a large tenant's
-// read made about ten per fragment survive until the body was assembled, and collecting them was a
-// quarter of its time.
+// It visits the fragments first for their heads, which give the response order and every body's
+// length, so the body's size and each fragment's place in it are known before a byte of it is
+// written. Then the bodies, each copied once, straight into their place: a large body from a store
+// that reads a fragment by key (LMDB) is filled piece by piece in response order as the response
+// takes the pieces, from the same snapshot, so it is never whole in memory; otherwise (and for a
+// body up to a MiB) the fragments are visited a second time and the body is assembled whole. Only
+// a chunk to re-render is copied on the way (kept from the first visit), and few objects outlive a
+// visit: a large tenant's read made about ten per fragment survive until the body was assembled,
+// and collecting them was a quarter of its time.
 import {
   compareOrder,
   decodeFragment,
@@ -41,17 +44,29 @@ export interface ClientView {
 
 /** A rendered dashboard: its bytes, and until when they are right (see renderDashboard). */
 export interface RenderedDashboard {
-  /** The body's bytes, in order: one buffer up to a MiB, else pieces of a MiB each (the last less). */
-  pieces: Uint8Array[];
   byteLength: number;
   /**
    * The first time at which an ACTIVE license in it passes its end and is served as EXPIRED
    * (ISO form); undefined when the body stays right until the read model changes.
    */
   validUntil: string | undefined;
+  /** The body in one buffer, when it is up to a MiB (what the response cache keeps); else undefined. */
+  whole: Uint8Array | undefined;
   /**
-   * Gives a large body's memory back for the next one (see bodyPieces.ts): only once nothing reads
-   * its pieces again. Not calling it is always safe; for a body in one piece it does nothing.
+   * The body's bytes in order, taken once: `whole`, or pieces of a MiB each (the last less). A
+   * streamed body's pieces are filled as they are taken, from the snapshot it was laid out from,
+   * and fail (throw) if that snapshot's fragments differ from its first visit.
+   */
+  pieces(): Iterable<Uint8Array>;
+  /**
+   * Gives a piece of a large body back for a later body (see bodyPieces.ts): only once nothing
+   * reads it again. Not calling it is always safe; for `whole` it does nothing.
+   */
+  recycle(piece: Uint8Array): void;
+  /**
+   * Done taking pieces: ends the snapshot a streamed body still holds (LMDB: its read transaction,
+   * which would keep the writer from reusing pages). Every rendered body gets it, once its pieces
+   * are taken or will not be; calling it again does nothing.
    */
   release(): void;
 }
@@ -98,22 +113,37 @@ export function renderDashboard(
 ): RenderedDashboard {
   const layout = new Layout(now);
   for (const fragment of stored) layout.visit(fragment);
-  const body = layout.place(select);
+  const body = new BodyFill(layout.place(select));
   for (const fragment of stored) body.fill(fragment);
   return body.done();
 }
 
-/** renderDashboard of a store's snapshot (which the caller closes), visiting its fragments twice. */
+/**
+ * renderDashboard of a store's snapshot, which it takes over: it is closed here, or by the body's
+ * release() when the body is streamed from it (a body over a MiB, from a store that reads a
+ * fragment by key).
+ */
 export async function renderSnapshot(
   snapshot: DashboardSnapshot,
   now: Date,
   select?: ClientSelection,
 ): Promise<RenderedDashboard> {
-  const layout = new Layout(now);
-  await snapshot.fragments((fragment) => layout.visit(fragment));
-  const body = layout.place(select);
-  await snapshot.fragments((fragment) => body.fill(fragment));
-  return body.done();
+  let streamed = false;
+  try {
+    const layout = new Layout(now);
+    await snapshot.fragments((fragment) => layout.visit(fragment));
+    const placement = layout.place(select);
+    const fragment = snapshot.fragment?.bind(snapshot);
+    if (fragment && placement.byteLength > PIECE_BYTES) {
+      streamed = true;
+      return streamedBody(placement, layout.readAgain(fragment), () => snapshot.close());
+    }
+    const body = new BodyFill(placement);
+    await snapshot.fragments((stored) => body.fill(stored));
+    return body.done();
+  } finally {
+    if (!streamed) snapshot.close();
+  }
 }
 
 /**
@@ -128,8 +158,11 @@ function detached(fragment: LicensesFragment): LicensesFragment {
 /** The first visit: the fragments' heads, then the body's layout. */
 class Layout {
   private readonly nowIso: string;
-  /** Each visited fragment's body length, by visiting order. */
+  /** Each visited fragment's body length and key (client, project, chunk), by visiting order. */
   private readonly bodyLengths: number[] = [];
+  private readonly clientIds: string[] = [];
+  private readonly projectIds: string[] = [];
+  private readonly chunks: number[] = [];
   private readonly clients: ClientHead[] = [];
   /** Project heads and license chunks by the part key they are filed under (client/project). */
   private readonly projects = new Map<string, ProjectEntry>();
@@ -139,9 +172,12 @@ class Layout {
     this.nowIso = now.toISOString();
   }
 
-  visit({ clientId, projectId, bytes }: StoredFragment): void {
+  visit({ clientId, projectId, chunk, bytes }: StoredFragment): void {
     const fragment = decodeFragment(bytes);
     const index = this.bodyLengths.push(fragment.body.byteLength) - 1;
+    this.clientIds.push(clientId);
+    this.projectIds.push(projectId);
+    this.chunks.push(chunk);
     if (fragment.kind === "client") {
       this.clients.push({ index, order: fragment.order });
       return;
@@ -160,8 +196,13 @@ class Layout {
     }
   }
 
+  /** Reads a visited fragment again, by its index: through `read`, by the key its visit gave it. */
+  readAgain(read: NonNullable<DashboardSnapshot["fragment"]>): (index: number) => Uint8Array | undefined {
+    return (index) => read(this.clientIds[index]!, this.projectIds[index]!, this.chunks[index]!);
+  }
+
   /** The body in response order: joints and re-rendered licenses as bytes, stored bodies by index. */
-  place(select: ClientSelection | undefined): BodyFill {
+  place(select: ClientSelection | undefined): Placement {
     const projectsByClient = new Map<string, ProjectEntry[]>();
     for (const entry of this.projects.values()) {
       if (!entry.head) continue;
@@ -195,7 +236,10 @@ class Layout {
         page ? `"nextCursor":${JSON.stringify(page.nextCursor)},` : ""
       }"data":[`,
     );
-    return new BodyFill(sequence, this.bodyLengths, this.validUntil);
+    const length = (item: Uint8Array | number) =>
+      typeof item === "number" ? this.bodyLengths[item]! : item.byteLength;
+    const byteLength = sequence.reduce<number>((sum, item) => sum + length(item), 0);
+    return { sequence, bodyLengths: this.bodyLengths, byteLength, validUntil: this.validUntil };
   }
 
   private until(activeUntil: string | null): void {
@@ -237,26 +281,102 @@ class Layout {
   }
 }
 
-/** The second visit: each stored body copied into its place in the body. */
+/**
+ * The body laid out: what goes where, in response order — bytes (joints, re-rendered licenses) and
+ * visited fragments' bodies by their index.
+ */
+interface Placement {
+  sequence: readonly (Uint8Array | number)[];
+  /** Each visited fragment's body length, by visiting order. */
+  bodyLengths: readonly number[];
+  byteLength: number;
+  validUntil: string | undefined;
+}
+
+const SNAPSHOT_CHANGED = "a snapshot's fragments differed between two visits";
+
+/** The stored body of a fragment visited again, checked against its first visit's length. */
+function bodyAgain(bytes: Uint8Array | undefined, expectedLength: number): Buffer {
+  const body = bytes && fragmentBody(bytes);
+  if (body?.byteLength !== expectedLength) throw new Error(SNAPSHOT_CHANGED);
+  return body;
+}
+
+/** A piece of a large body's memory (see bodyPieces.ts) given back, unless it is a small body's own. */
+function recycle(piece: Uint8Array): void {
+  givePieces([piece]);
+}
+
+/**
+ * A large body filled piece by piece as they are taken, in response order, each fragment read by
+ * key from the snapshot (`read`), which `close` ends once the last piece is filled or the body is
+ * released. A fragment's bytes are only good until the next read, and other requests read between
+ * two pieces: one that straddles two pieces is read again for the second.
+ */
+function streamedBody(
+  { sequence, bodyLengths, byteLength, validUntil }: Placement,
+  read: (index: number) => Uint8Array | undefined,
+  close: () => void,
+): RenderedDashboard {
+  let closed = false;
+  const release = () => {
+    if (!closed) close();
+    closed = true;
+  };
+  function* pieces(): Generator<Uint8Array> {
+    let piece = takePiece();
+    let filled = 0;
+    let left = byteLength;
+    for (const item of sequence) {
+      let bytes = typeof item === "number" ? bodyAgain(read(item), bodyLengths[item]!) : item;
+      for (let from = 0; from < bytes.byteLength; ) {
+        const count = Math.min(bytes.byteLength - from, PIECE_BYTES - filled);
+        piece.set(count === bytes.byteLength ? bytes : bytes.subarray(from, from + count), filled);
+        from += count;
+        filled += count;
+        left -= count;
+        if (filled < PIECE_BYTES) continue;
+        if (left === 0) release(); // the last byte is read: the snapshot is not needed any more
+        yield piece;
+        piece = takePiece();
+        filled = 0;
+        if (typeof item === "number" && from < bytes.byteLength) bytes = bodyAgain(read(item), bodyLengths[item]!);
+      }
+    }
+    if (left !== 0) throw new Error("a dashboard body was not written whole");
+    release();
+    if (filled > 0) yield piece.subarray(0, filled);
+    else givePieces([piece]);
+  }
+  let taken = false;
+  return {
+    byteLength,
+    validUntil,
+    whole: undefined,
+    pieces: () => {
+      if (taken) throw new Error("a streamed dashboard's pieces are taken once");
+      taken = true;
+      return pieces();
+    },
+    recycle,
+    release,
+  };
+}
+
+/** The second visit: each stored body copied into its place in the body, assembled whole. */
 class BodyFill {
   /** Where each visited fragment's body goes in the body; -1 for one left out. */
   private readonly offsets: number[];
   private readonly pieces: Buffer[] = [];
-  private readonly byteLength: number;
   private visited = 0;
   private written = 0;
 
-  constructor(
-    sequence: readonly (Uint8Array | number)[],
-    private readonly bodyLengths: readonly number[],
-    private readonly validUntil: string | undefined,
-  ) {
-    const length = (item: Uint8Array | number) => (typeof item === "number" ? bodyLengths[item]! : item.byteLength);
-    this.byteLength = sequence.reduce<number>((sum, item) => sum + length(item), 0);
-    if (this.byteLength <= PIECE_BYTES) this.pieces.push(Buffer.allocUnsafe(this.byteLength));
+  constructor(private readonly placement: Placement) {
+    const { sequence, bodyLengths, byteLength } = placement;
+    if (byteLength <= PIECE_BYTES) this.pieces.push(Buffer.allocUnsafe(byteLength));
     else
-      for (let at = 0; at < this.byteLength; at += PIECE_BYTES)
-        this.pieces.push(takePiece().subarray(0, Math.min(PIECE_BYTES, this.byteLength - at)));
+      for (let at = 0; at < byteLength; at += PIECE_BYTES)
+        this.pieces.push(takePiece().subarray(0, Math.min(PIECE_BYTES, byteLength - at)));
     this.offsets = new Array<number>(bodyLengths.length).fill(-1);
     let at = 0;
     for (const item of sequence) {
@@ -265,30 +385,34 @@ class BodyFill {
       // ones): only corrupt data (two heads naming one client) could list a fragment twice.
       else if (this.offsets[item] !== -1) throw new Error("a dashboard fragment was placed twice in the body");
       else this.offsets[item] = at;
-      at += length(item);
+      at += typeof item === "number" ? bodyLengths[item]! : item.byteLength;
     }
   }
 
   fill({ bytes }: StoredFragment): void {
     const index = this.visited++;
     const at = this.offsets[index];
-    const body = fragmentBody(bytes);
-    if (at === undefined || body.byteLength !== this.bodyLengths[index])
-      throw new Error("a snapshot's fragments differed between two visits");
+    if (at === undefined) throw new Error(SNAPSHOT_CHANGED);
+    const body = bodyAgain(bytes, this.placement.bodyLengths[index]!);
     if (at >= 0) this.write(at, body);
   }
 
   done(): RenderedDashboard {
-    if (this.visited !== this.offsets.length) throw new Error("a snapshot's fragments differed between two visits");
+    if (this.visited !== this.offsets.length) throw new Error(SNAPSHOT_CHANGED);
+    const { byteLength, validUntil } = this.placement;
     // Sent only once every byte is written: the pieces are not zeroed, and may be a body's before.
-    if (this.written !== this.byteLength) throw new Error("a dashboard body was not written whole");
-    const { pieces, byteLength, validUntil } = this;
-    let released = pieces.length === 1;
-    const release = () => {
-      if (!released) givePieces(pieces); // once: a piece given back twice would serve two bodies
-      released = true;
+    if (this.written !== byteLength) throw new Error("a dashboard body was not written whole");
+    const { pieces } = this;
+    const whole = pieces.length === 1 ? pieces[0] : undefined;
+    return {
+      byteLength,
+      validUntil,
+      whole,
+      pieces: () => pieces,
+      // A body in one piece is its own buffer (and may be cached): it never joins the pool.
+      recycle: whole ? () => {} : recycle,
+      release: () => {},
     };
-    return { pieces, byteLength, validUntil, release };
   }
 
   /** Copies `bytes` to `at` in the body, across pieces if it straddles them. */
