@@ -72,7 +72,7 @@ describe("a rendered dashboard", () => {
       const fragments = fragmentsOf(1500);
       const snapshot = snapshotOf(fragments, { byKey });
       const large = await renderSnapshot(snapshot, NOW);
-      expect(large.whole).toBeUndefined();
+      expect({ whole: large.whole, streamed: large.streamed }).toEqual({ whole: undefined, streamed: byKey });
       expect(large.byteLength).toBeGreaterThan(2 * PIECE_BYTES);
       const pieces: Uint8Array[] = [];
       for (const piece of large.pieces()) pieces.push(Buffer.from(piece)); // each as it was when taken
@@ -148,12 +148,23 @@ describe("a rendered dashboard", () => {
     expect(snapshot.closed).toBe(1);
   });
 
-  it("is refused rather than sent with bytes it never wrote, when corrupt heads list a project twice", () => {
+  it("is refused rather than sent with bytes it never wrote, when corrupt heads list a project twice", async () => {
     const fragments = fragmentsOf(1500);
     // A second client head naming the same client, under another key: its projects would be listed twice.
     const client = fragments.find((f) => f.projectId === "")!;
-    expect(() => renderDashboard([...fragments, { ...client, clientId: "elsewhere" }], NOW)).toThrow(
-      "a dashboard fragment was placed twice in the body",
-    );
+    const corrupt = [...fragments, { ...client, clientId: "elsewhere" }];
+    expect(() => renderDashboard(corrupt, NOW)).toThrow("a dashboard fragment was placed twice in the body");
+    // Streamed too: refused before a byte is sent.
+    const snapshot = snapshotOf(corrupt, { byKey: true });
+    await expect(renderSnapshot(snapshot, NOW)).rejects.toThrow("a dashboard fragment was placed twice in the body");
+    expect(snapshot.closed).toBe(1);
+  });
+
+  it("is assembled whole, its snapshot closed at once, when streaming is not allowed", async () => {
+    const fragments = fragmentsOf(1500);
+    const snapshot = snapshotOf(fragments, { byKey: true });
+    const large = await renderSnapshot(snapshot, NOW, { stream: false });
+    expect({ streamed: large.streamed, closed: snapshot.closed }).toEqual({ streamed: false, closed: 1 });
+    expect(dashboardText(large)).toBe(dashboardText(renderDashboard(fragments, NOW)));
   });
 });

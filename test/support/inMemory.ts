@@ -80,6 +80,7 @@ const nothing = () => {};
 /** A rendered dashboard of `body` in one buffer (as the response cache keeps them), right until `validUntil`. */
 export const wholeDashboard = (body: Uint8Array, validUntil?: string): RenderedDashboard => ({
   whole: body,
+  streamed: false,
   pieces: piecesOfWhole,
   byteLength: body.byteLength,
   validUntil,

@@ -1,7 +1,7 @@
 // The HTTP surface: GET /dashboard, health and readiness, metrics. A thin adapter: it reads the
-// owner's fragments with one range read and sends them in response order (compressed when the
-// client accepts it), or answers a revalidation (If-None-Match) with 304 from one point read of the
-// version.
+// owner's fragments from one snapshot of the store and sends them in response order (compressed
+// when the client accepts it), or answers a revalidation (If-None-Match) with 304 from one point
+// read of the version.
 import type { ServerResponse } from "node:http";
 import { setImmediate } from "node:timers/promises";
 import type { HttpBindings } from "@hono/node-server";
@@ -12,6 +12,7 @@ import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
 import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
 import { compressWhole, streamCompressed } from "./adapters/compression.ts";
+import { writePieces } from "./adapters/pieceWriter.ts";
 import { codingFor, negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
 import { DEFAULT_PAGE_MAX_LIMIT } from "./config.ts";
 import { dashboardKey, type DashboardCache } from "./domain/dashboardCache.ts";
@@ -49,6 +50,11 @@ export interface AppDeps {
   cache?: DashboardCache;
   /** How long a large body may wait for its client to read before it is abandoned (default 60 s). */
   stalledBodyTimeoutMs?: number;
+  /**
+   * Most large bodies filled from a snapshot of the store they hold while being sent, at once
+   * (default 32); more are assembled whole first (see renderSnapshot).
+   */
+  streamedBodiesMax?: number;
   /** When to compress bodies the request accepts compressed; without it, none are. */
   compression?: CompressionLimits;
   /** Waits for a request's minSeq; without it no sequence is known to be visible (fresh: false). */
@@ -162,37 +168,13 @@ function wholeBody(dashboard: RenderedDashboard): Uint8Array {
   }
 }
 
-/** Resolves once `outgoing` can take more (drain) or will not (close). */
-function drainedOrClosed(outgoing: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      outgoing.off("drain", done);
-      outgoing.off("close", done);
-      resolve();
-    };
-    outgoing.on("drain", done);
-    outgoing.on("close", done);
-  });
-}
-
 /**
- * Writes a large body to the socket piece by piece, each once the socket has taken the one before
- * (a streamed body's is filled from its snapshot then), so the body is not copied again, a
- * streamed one is never whole in memory, and the event loop is free between pieces. Each piece
- * goes back for later bodies once the socket has sent it; a response cut short (the client left,
- * or stalled) stops taking pieces and leaves those in flight to the garbage collector.
+ * Writes a large body to the socket piece by piece (writePieces) and ends the response, each piece
+ * back in the pool once the socket has sent it; done with the body (its snapshot ended) in any case.
  */
-async function writePieces(outgoing: ServerResponse, dashboard: RenderedDashboard): Promise<void> {
+async function sendPieces(outgoing: ServerResponse, dashboard: RenderedDashboard): Promise<void> {
   try {
-    for (const piece of dashboard.pieces()) {
-      if (outgoing.destroyed) return;
-      const more = outgoing.write(piece, (error) => {
-        if (!error) dashboard.recycle(piece);
-      });
-      if (more) await setImmediate();
-      else await drainedOrClosed(outgoing);
-    }
-    if (!outgoing.destroyed) outgoing.end();
+    if (await writePieces(outgoing, dashboard.pieces(), (piece) => dashboard.recycle(piece))) outgoing.end();
   } finally {
     dashboard.release();
   }
@@ -209,9 +191,9 @@ function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra:
   outgoing.writeHead(200, headers);
   // The head is sent: a failure now (a snapshot that changed under a streamed body) can only cut
   // the body short, which the client sees as a connection closed before Content-Length.
-  writePieces(outgoing, dashboard).catch((error: unknown) => {
+  sendPieces(outgoing, dashboard).catch((error: unknown) => {
     log.error({ err: error }, "dashboard body cut short");
-    outgoing.destroy(error as Error);
+    outgoing.destroy();
   });
   return RESPONSE_ALREADY_SENT;
 }
@@ -270,18 +252,14 @@ async function sendStreamed(
 ) {
   metrics.dashboardCompressions.inc({ coding, body: "streamed" });
   outgoing.writeHead(200, dashboardHeaders(tag, coding, extra));
-  // The compressor may still hold a piece it was given when it asks for the next: the pieces go
-  // back only once it has read them all.
-  const taken: Uint8Array[] = [];
-  function* remembered() {
-    for (const piece of dashboard.pieces()) yield taken[taken.push(piece) - 1]!;
-  }
   try {
-    await streamCompressed(remembered(), dashboard.byteLength, coding, outgoing);
-    for (const piece of taken) dashboard.recycle(piece);
+    const recycle = (piece: Uint8Array) => dashboard.recycle(piece);
+    const whole = await streamCompressed(dashboard.pieces(), dashboard.byteLength, coding, outgoing, recycle);
+    // Cut short: the client left or stalled (the head is sent, so there is nothing more to answer).
+    if (!whole) log.debug("compressed dashboard not sent whole: the client went away");
   } catch (error) {
-    // The head is sent: all there is to do is log why the body was cut short (usually the client left).
-    log.debug({ err: error }, "compressed dashboard not sent whole");
+    log.error({ err: error }, "dashboard body cut short");
+    outgoing.destroy();
   } finally {
     dashboard.release();
   }
@@ -294,6 +272,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>();
   /** Large bodies being streamed through a compressor now (also the gauge's value). */
   let compressedStreams = 0;
+  /** Large bodies being filled from a snapshot they hold (see renderSnapshot) now. */
+  let streamedBodies = 0;
 
   /**
    * The body to answer with at `version`: the cached one, or one read and rendered now (its
@@ -314,12 +294,21 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (cached) return { dashboard: cached, version };
     const snapshot = await deps.store.openDashboard(ownerId, clientId);
     // The snapshot is the render's now: closed by it, or by the body's release() when streamed.
-    const rendered = await renderSnapshot(snapshot, at, page && pageSelection(page));
-    // A large body took a while to lay out (and assemble): let other requests run before it is written.
-    if (!rendered.whole) await setImmediate();
+    const stream = streamedBodies < (deps.streamedBodiesMax ?? 32);
+    const rendered = await renderSnapshot(snapshot, at, { select: page && pageSelection(page), stream });
     // Only a body in one piece (up to a MiB): what the fast path sends as it is.
-    else deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
-    return { dashboard: rendered, version: snapshot.version };
+    if (rendered.whole) deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
+    // A large body took a while to lay out: let other requests run before it is written.
+    else await setImmediate();
+    if (!rendered.streamed) return { dashboard: rendered, version: snapshot.version };
+    streamedBodies++;
+    let counted = true;
+    const release = () => {
+      if (counted) streamedBodies--;
+      counted = false;
+      rendered.release();
+    };
+    return { dashboard: { ...rendered, release }, version: snapshot.version };
   };
 
   /** Sends a 200: as it is, compressed whole (kept in the cache), or streamed through a compressor. */
@@ -443,7 +432,12 @@ export function createApp(deps: AppDeps): Hono<Env> {
       body.dashboard.release(); // not sent
       return notModified(c, tag, extra);
     }
-    return sendBody(c, body.dashboard, { tag, negotiated, extra, key });
+    try {
+      return await sendBody(c, body.dashboard, { tag, negotiated, extra, key });
+    } catch (error) {
+      body.dashboard.release(); // its snapshot, if sending failed before it took the body over
+      throw error;
+    }
   });
 
   app.get("/dashboard/events", async (c) => {

@@ -18,6 +18,9 @@ export const queryApiSettings = z.object({
   COMPRESSION_MIN_BYTES: intSetting(0, 2 ** 31 - 1).default(1024),
   // Large bodies streamed through a compressor at once (each holds one and keeps the threadpool busy).
   COMPRESSION_MAX_STREAMS: intSetting(0, 10_000).default(16),
+  // Large bodies sent at once while being filled from a snapshot of the store, each holding an
+  // LMDB read transaction until sent; past it a large body is assembled whole first (0: always).
+  STREAMED_BODIES_MAX: intSetting(0, 10_000).default(32),
   // A large body whose client reads nothing of it for this long is abandoned: the connection is
   // closed, freeing the body (and its compressor) that a stalled client would otherwise hold.
   STALLED_BODY_TIMEOUT_MS: intSetting(1000, 3_600_000).default(60_000),

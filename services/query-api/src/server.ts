@@ -55,6 +55,7 @@ export async function startQueryApi(
     readiness: readinessCheck({ nc, store, log }),
     compression: { minBytes: config.COMPRESSION_MIN_BYTES, maxStreams: config.COMPRESSION_MAX_STREAMS },
     stalledBodyTimeoutMs: config.STALLED_BODY_TIMEOUT_MS,
+    streamedBodiesMax: config.STREAMED_BODIES_MAX,
     maxPageLimit: config.PAGE_MAX_LIMIT,
     freshness: new AckFloorWatch({
       nc,

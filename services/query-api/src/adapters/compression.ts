@@ -1,13 +1,13 @@
 // gzip and brotli for dashboard bodies, with node:zlib: its asynchronous APIs and streams run in
 // libuv's threadpool, so compressing never blocks the event loop. A small body is compressed whole
 // (once: the response cache keeps the result); a large one is streamed through a compressor to the
-// socket as the socket drains, never held compressed whole.
+// socket as the socket drains, neither it nor its compressed form ever held whole.
 import type { Writable } from "node:stream";
-import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import zlib from "node:zlib";
 import type { ContentCoding } from "../domain/contentCoding.ts";
+import { writePieces } from "./pieceWriter.ts";
 
 const gzip = promisify(zlib.gzip);
 const brotliCompress = promisify(zlib.brotliCompress);
@@ -38,21 +38,32 @@ export function compressWhole(body: Uint8Array, coding: ContentCoding): Promise<
 }
 
 /**
- * Writes `pieces` compressed in `coding` to `destination` (whose head is sent already) and ends
- * it. Backpressure holds at most a piece and the streams' buffers in memory; when the destination
- * closes early (the client went away) the compressor is destroyed and this rejects.
+ * Writes `pieces` compressed in `coding` to `destination` (whose head is sent already) and ends it,
+ * piece by piece (writePieces): each piece goes to `written` once the compressor has read it.
+ * Resolves true once all of it is sent, false when the destination closed early (the client went
+ * away; the compressor is destroyed with it); rejects with the error of taking a piece.
  */
-export function streamCompressed(
+export async function streamCompressed(
   pieces: Iterable<Uint8Array>,
   byteLength: number,
   coding: ContentCoding,
   destination: Writable,
-): Promise<void> {
+  written: (piece: Uint8Array) => void,
+): Promise<boolean> {
   const compressor =
     coding === "br"
       ? zlib.createBrotliCompress(brotliOptions(STREAMED.brotliQuality, byteLength))
       : zlib.createGzip({ level: STREAMED.gzipLevel });
-  // A large body's pieces are a MiB each, written to the compressor as they are. Not object mode:
-  // the source reads ahead by bytes (one piece), not by a count of pieces.
-  return pipeline(Readable.from(pieces, { objectMode: false }), compressor, destination);
+  const sent = pipeline(compressor, destination).then(
+    () => true,
+    () => false,
+  );
+  try {
+    if (await writePieces(compressor, pieces, written)) compressor.end();
+  } catch (error) {
+    compressor.destroy();
+    await sent;
+    throw error;
+  }
+  return sent;
 }

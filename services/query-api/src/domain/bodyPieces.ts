@@ -22,7 +22,8 @@ export function takePiece(): Buffer {
 export function givePieces(pieces: readonly Uint8Array[]): void {
   for (const piece of pieces) {
     if (freePieces.length >= MAX_FREE_PIECES) return;
-    // Once only, however often it comes back: a piece kept twice would hold two bodies at once.
+    // Not kept twice if it comes back while still free (a piece kept twice would hold two bodies at
+    // once); callers give each piece back once, after its last reader is done with it.
     if (piece.buffer.byteLength !== PIECE_BYTES || piece.byteOffset !== 0) continue;
     if (freePieces.some((free) => free.buffer === piece.buffer)) continue;
     freePieces.push(Buffer.from(piece.buffer, 0, PIECE_BYTES));

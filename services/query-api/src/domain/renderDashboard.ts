@@ -52,6 +52,8 @@ export interface RenderedDashboard {
   validUntil: string | undefined;
   /** The body in one buffer, when it is up to a MiB (what the response cache keeps); else undefined. */
   whole: Uint8Array | undefined;
+  /** Whether its pieces are filled as they are taken, from a snapshot it holds until release(). */
+  streamed: boolean;
   /**
    * The body's bytes in order, taken once: `whole`, or pieces of a MiB each (the last less). A
    * streamed body's pieces are filled as they are taken, from the snapshot it was laid out from,
@@ -121,12 +123,12 @@ export function renderDashboard(
 /**
  * renderDashboard of a store's snapshot, which it takes over: it is closed here, or by the body's
  * release() when the body is streamed from it (a body over a MiB, from a store that reads a
- * fragment by key).
+ * fragment by key, when `stream` allows: each holds the snapshot while it is sent).
  */
 export async function renderSnapshot(
   snapshot: DashboardSnapshot,
   now: Date,
-  select?: ClientSelection,
+  { select, stream = true }: { select?: ClientSelection | undefined; stream?: boolean } = {},
 ): Promise<RenderedDashboard> {
   let streamed = false;
   try {
@@ -134,7 +136,7 @@ export async function renderSnapshot(
     await snapshot.fragments((fragment) => layout.visit(fragment));
     const placement = layout.place(select);
     const fragment = snapshot.fragment?.bind(snapshot);
-    if (fragment && placement.byteLength > PIECE_BYTES) {
+    if (stream && fragment && placement.byteLength > PIECE_BYTES) {
       streamed = true;
       return streamedBody(placement, layout.readAgain(fragment), () => snapshot.close());
     }
@@ -196,9 +198,13 @@ class Layout {
     }
   }
 
-  /** Reads a visited fragment again, by its index: through `read`, by the key its visit gave it. */
+  /**
+   * Reads a visited fragment again, by its index: through `read`, by the key its visit gave it.
+   * It keeps the keys only, not the layout, for as long as the body is sent.
+   */
   readAgain(read: NonNullable<DashboardSnapshot["fragment"]>): (index: number) => Uint8Array | undefined {
-    return (index) => read(this.clientIds[index]!, this.projectIds[index]!, this.chunks[index]!);
+    const { clientIds, projectIds, chunks } = this;
+    return (index) => read(clientIds[index]!, projectIds[index]!, chunks[index]!);
   }
 
   /** The body in response order: joints and re-rendered licenses as bytes, stored bodies by index. */
@@ -236,9 +242,18 @@ class Layout {
         page ? `"nextCursor":${JSON.stringify(page.nextCursor)},` : ""
       }"data":[`,
     );
-    const length = (item: Uint8Array | number) =>
-      typeof item === "number" ? this.bodyLengths[item]! : item.byteLength;
-    const byteLength = sequence.reduce<number>((sum, item) => sum + length(item), 0);
+    // One place per fragment, or an assembled body would keep bytes it never wrote (a pooled
+    // piece's old ones): only corrupt data (two heads naming one client) could list one twice.
+    const placed = new Uint8Array(this.bodyLengths.length);
+    let byteLength = 0;
+    for (const item of sequence) {
+      if (typeof item !== "number") byteLength += item.byteLength;
+      else if (placed[item]) throw new Error("a dashboard fragment was placed twice in the body");
+      else {
+        placed[item] = 1;
+        byteLength += this.bodyLengths[item]!;
+      }
+    }
     return { sequence, bodyLengths: this.bodyLengths, byteLength, validUntil: this.validUntil };
   }
 
@@ -353,6 +368,7 @@ function streamedBody(
     byteLength,
     validUntil,
     whole: undefined,
+    streamed: true,
     pieces: () => {
       if (taken) throw new Error("a streamed dashboard's pieces are taken once");
       taken = true;
@@ -381,9 +397,6 @@ class BodyFill {
     let at = 0;
     for (const item of sequence) {
       if (typeof item !== "number") this.write(at, item);
-      // One place per fragment, or the body would keep bytes it never wrote (a pooled piece's old
-      // ones): only corrupt data (two heads naming one client) could list a fragment twice.
-      else if (this.offsets[item] !== -1) throw new Error("a dashboard fragment was placed twice in the body");
       else this.offsets[item] = at;
       at += typeof item === "number" ? bodyLengths[item]! : item.byteLength;
     }
@@ -408,6 +421,7 @@ class BodyFill {
       byteLength,
       validUntil,
       whole,
+      streamed: false,
       pieces: () => pieces,
       // A body in one piece is its own buffer (and may be cached): it never joins the pool.
       recycle: whole ? () => {} : recycle,
