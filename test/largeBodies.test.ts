@@ -2,7 +2,8 @@
 // socket takes them, from one snapshot of the store, into memory that is reused once a piece has
 // been sent (bodyPieces.ts). A body must never be overwritten by another while a client is still
 // being sent it, however slowly that client reads; it is the dashboard as it was when asked for,
-// whatever the projector commits meanwhile; and a client that leaves ends the snapshot it held.
+// whatever the projector commits meanwhile; a client that leaves ends the snapshot it held; and no
+// more bodies hold a snapshot at once than STREAMED_BODIES_MAX allows.
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import path from "node:path";
@@ -29,7 +30,10 @@ const LICENSES = 48;
 
 beforeAll(async () => {
   pipeline = await startPipeline(nats.url);
-  ({ url, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, { RESPONSE_CACHE_MB: "0" }));
+  ({ url, service: api } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, {
+    RESPONSE_CACHE_MB: "0",
+    STREAMED_BODIES_MAX: "1",
+  }));
   for (const owner of OWNERS) {
     const place = { clientId: `${owner}Client`, projectId: `${owner}Project` };
     await pipeline.publish(clientCreated(owner, place.clientId));
@@ -58,6 +62,13 @@ afterAll(async () => {
 
 async function dashboard(owner: string): Promise<any> {
   return (await httpGet(`${url}/dashboard`, { headers: bearer(await tokenFor({ userId: owner })) })).body;
+}
+
+/** Large bodies the query API is filling from a snapshot they hold now (its gauge). */
+async function streamedBodies(): Promise<number> {
+  const text: string = (await httpGet(`${url}/metrics`)).body;
+  const line = text.split("\n").find((l) => l.startsWith("keybox_query_dashboard_streamed_bodies "));
+  return Number(line?.split(" ")[1]);
 }
 
 /** Whether the query-API process holds an LMDB read transaction (a snapshot) open now. */
@@ -124,6 +135,33 @@ describe("a large dashboard read slowly", () => {
     // Where it first differs (-1: nowhere), not the 10 MB themselves, when it does.
     const differsAt = body.findIndex((byte, i) => byte !== expected.charCodeAt(i));
     expect({ length: body.length, differsAt }).toEqual({ length: expected.length, differsAt: -1 });
+  });
+
+  it("is streamed for at most STREAMED_BODIES_MAX clients at once (here 1), assembled whole for the others", async () => {
+    const [first, second] = [await slowRead(OWNERS[0]), await slowRead(OWNERS[1])];
+    await eventually(async () => apiHoldsSnapshot() || undefined);
+    await new Promise((r) => setTimeout(r, 300)); // both asked and answered as far as they go
+    expect(await streamedBodies()).toBe(1);
+    first.resume();
+    second.resume();
+    const bodies = await Promise.all([first.body, second.body]);
+    for (const [i, body] of bodies.entries()) expect(body.toString()).toBe(JSON.stringify(await dashboard(OWNERS[i]!)));
+    expect(await streamedBodies()).toBe(0);
+  });
+
+  it("holds no snapshot for a request pipelined behind a response that never ends", async () => {
+    const { port } = new URL(url);
+    const token = await tokenFor({ userId: OWNERS[0] });
+    const request = (path: string) =>
+      `GET ${path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n\r\n`;
+    const socket = net.connect(Number(port), "127.0.0.1");
+    socket.on("error", () => {}); // cut short on purpose
+    // A live stream, then the large dashboard: its response waits behind the stream for good (and
+    // node:http never closes such a queued response when the client leaves).
+    socket.write(request("/dashboard/events") + request("/dashboard"));
+    await new Promise((r) => setTimeout(r, 1000));
+    expect({ holds: apiHoldsSnapshot(), streamed: await streamedBodies() }).toEqual({ holds: false, streamed: 0 });
+    socket.destroy();
   });
 
   it("ends the snapshot it was filled from once its client leaves halfway", async () => {

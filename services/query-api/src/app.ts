@@ -152,6 +152,16 @@ function notModified(c: Context<Env>, tag: string, extra: Record<string, string>
 }
 
 /**
+ * The response to write a large body to piece by piece, when it has its socket. A response to a
+ * request pipelined behind another has none until that one is sent, and if the client leaves
+ * meanwhile it is never closed: its body is handed over whole instead (written when it gets one).
+ */
+function socketOf(c: Context<Env>): ServerResponse | undefined {
+  const outgoing = c.env?.outgoing;
+  return outgoing?.socket ? outgoing : undefined;
+}
+
+/**
  * The body in one buffer: `whole`, or a large body's pieces copied together (and given back: the
  * copy is what is sent). For what must have all of it at once: a response without a socket of its
  * own, a compressor that compresses it whole.
@@ -183,7 +193,7 @@ async function sendPieces(outgoing: ServerResponse, dashboard: RenderedDashboard
 /** Sends a dashboard with its Content-Length and ETag: at once when whole, else piece by piece. */
 function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra: Record<string, string>, log: Logger) {
   const headers = { ...dashboardHeaders(tag, "identity", extra), "Content-Length": String(dashboard.byteLength) };
-  const outgoing = c.env?.outgoing;
+  const outgoing = socketOf(c);
   if (dashboard.whole || !outgoing) {
     const body = wholeBody(dashboard);
     return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
@@ -254,9 +264,9 @@ async function sendStreamed(
   outgoing.writeHead(200, dashboardHeaders(tag, coding, extra));
   try {
     const recycle = (piece: Uint8Array) => dashboard.recycle(piece);
-    const whole = await streamCompressed(dashboard.pieces(), dashboard.byteLength, coding, outgoing, recycle);
-    // Cut short: the client left or stalled (the head is sent, so there is nothing more to answer).
-    if (!whole) log.debug("compressed dashboard not sent whole: the client went away");
+    const complete = await streamCompressed(dashboard.pieces(), dashboard.byteLength, coding, outgoing, recycle);
+    // Cut short (the head is sent, so there is nothing more to answer).
+    if (!complete) log.debug("compressed dashboard not sent whole: the client went away or the compressor failed");
   } catch (error) {
     log.error({ err: error }, "dashboard body cut short");
     outgoing.destroy();
@@ -293,19 +303,31 @@ export function createApp(deps: AppDeps): Hono<Env> {
     metrics.dashboardReads.inc({ source: cached ? "cache" : "store" });
     if (cached) return { dashboard: cached, version };
     const snapshot = await deps.store.openDashboard(ownerId, clientId);
-    // The snapshot is the render's now: closed by it, or by the body's release() when streamed.
+    // A slot for a streamed body, taken before the render (other requests run during it) and given
+    // back when the body turns out not streamed, or once it is released.
     const stream = streamedBodies < (deps.streamedBodiesMax ?? 32);
-    const rendered = await renderSnapshot(snapshot, at, { select: page && pageSelection(page), stream });
+    let slotHeld = stream;
+    const giveSlotBack = () => {
+      if (slotHeld) metrics.streamedBodies.set(--streamedBodies);
+      slotHeld = false;
+    };
+    if (stream) metrics.streamedBodies.set(++streamedBodies);
+    let rendered: RenderedDashboard;
+    try {
+      // The snapshot is the render's now: closed by it, or by the body's release() when streamed.
+      rendered = await renderSnapshot(snapshot, at, { select: page && pageSelection(page), stream });
+    } catch (error) {
+      giveSlotBack();
+      throw error;
+    }
+    if (!rendered.streamed) giveSlotBack();
     // Only a body in one piece (up to a MiB): what the fast path sends as it is.
     if (rendered.whole) deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
     // A large body took a while to lay out: let other requests run before it is written.
     else await setImmediate();
     if (!rendered.streamed) return { dashboard: rendered, version: snapshot.version };
-    streamedBodies++;
-    let counted = true;
     const release = () => {
-      if (counted) streamedBodies--;
-      counted = false;
+      giveSlotBack();
       rendered.release();
     };
     return { dashboard: { ...rendered, release }, version: snapshot.version };
@@ -322,7 +344,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       key,
     }: { tag: string; negotiated: ContentCoding | "identity"; extra: Record<string, string>; key: string },
   ) => {
-    const outgoing = c.env?.outgoing;
+    const outgoing = socketOf(c);
     if (!dashboard.whole && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
     const { compression } = deps;
     if (!compression) return send(c, dashboard, tag, extra, deps.log);
@@ -426,13 +448,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }
     const key = dashboardKey(ownerId, clientId) + (pageQuery ?? "");
     const body = await currentBody({ ownerId, clientId, page, at }, key, version);
-    const tag = dashboardTag(scope, body.version, body.dashboard.validUntil);
-    // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
-    if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag))) {
-      body.dashboard.release(); // not sent
-      return notModified(c, tag, extra);
-    }
     try {
+      const tag = dashboardTag(scope, body.version, body.dashboard.validUntil);
+      // `*` (any current body), or a tag equal to this one that the check above could not vouch for.
+      if (conditions && (conditions.any || conditions.tags.some((t) => uncodedTag(t, negotiated) === tag))) {
+        body.dashboard.release(); // not sent
+        return notModified(c, tag, extra);
+      }
       return await sendBody(c, body.dashboard, { tag, negotiated, extra, key });
     } catch (error) {
       body.dashboard.release(); // its snapshot, if sending failed before it took the body over

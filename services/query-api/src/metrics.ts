@@ -38,6 +38,10 @@ export const queryApiMetrics = {
       "response cache when the cache keeps the body) or streamed (a larger one, compressed for each request)",
     labelNames: ["coding", "body"] as const,
   }),
+  streamedBodies: new Gauge({
+    name: "keybox_query_dashboard_streamed_bodies",
+    help: "Large GET /dashboard bodies being filled from a snapshot of the store they hold now",
+  }),
   compressedStreams: new Gauge({
     name: "keybox_query_dashboard_compressed_streams",
     help: "Large GET /dashboard bodies being streamed through a compressor now",

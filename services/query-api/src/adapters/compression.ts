@@ -1,7 +1,7 @@
 // gzip and brotli for dashboard bodies, with node:zlib: its asynchronous APIs and streams run in
 // libuv's threadpool, so compressing never blocks the event loop. A small body is compressed whole
 // (once: the response cache keeps the result); a large one is streamed through a compressor to the
-// socket as the socket drains, neither it nor its compressed form ever held whole.
+// socket as the socket drains, its compressed form never held whole.
 import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";

@@ -12,9 +12,9 @@ const UNWRITTEN_MAX = 2;
  * unwritten, so the destination always has one queued but never a whole large body. Each piece
  * goes to `written` once the destination reports it written (nothing reads it any more then).
  *
- * Resolves true once every piece is written (the destination is not ended), false as soon as the
- * destination is destroyed (the client left, or stalled and was cut off); rejects with the error
- * of taking a piece (a streamed body whose snapshot changed).
+ * Resolves true once every piece is handed over (the last may still be unwritten; the destination
+ * is not ended), false as soon as the destination is destroyed (the client left, or stalled and was
+ * cut off); rejects with the error of taking a piece (a streamed body whose snapshot changed).
  */
 export async function writePieces(
   destination: Writable,
