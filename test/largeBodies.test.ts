@@ -10,7 +10,7 @@ import path from "node:path";
 import { open } from "lmdb";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientCreated, licenseEvent, projectCreated } from "./support/events.ts";
-import { bearer, httpGet } from "./support/http.ts";
+import { bearer, httpGet, rawRequest } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
 import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
@@ -64,12 +64,15 @@ async function dashboard(owner: string): Promise<any> {
   return (await httpGet(`${url}/dashboard`, { headers: bearer(await tokenFor({ userId: owner })) })).body;
 }
 
-/** Large bodies the query API is filling from a snapshot they hold now (its gauge). */
-async function streamedBodies(): Promise<number> {
+/** A sample's value on the query API's /metrics (`series`: its name and labels as shown); 0 if absent. */
+async function metric(series: string): Promise<number> {
   const text: string = (await httpGet(`${url}/metrics`)).body;
-  const line = text.split("\n").find((l) => l.startsWith("keybox_query_dashboard_streamed_bodies "));
-  return Number(line?.split(" ")[1]);
+  const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return Number(line?.split(" ")[1] ?? 0);
 }
+
+/** Large bodies the query API is filling from a snapshot they hold now (its gauge). */
+const streamedBodies = () => metric("keybox_query_dashboard_streamed_bodies");
 
 /** Whether the query-API process holds an LMDB read transaction (a snapshot) open now. */
 function apiHoldsSnapshot(): boolean {
@@ -162,6 +165,37 @@ describe("a large dashboard read slowly", () => {
     await new Promise((r) => setTimeout(r, 1000));
     expect({ holds: apiHoldsSnapshot(), streamed: await streamedBodies() }).toEqual({ holds: false, streamed: 0 });
     socket.destroy();
+  });
+
+  it("answers HEAD with the headers GET sends, without reading or compressing the body", async () => {
+    const owner = OWNERS[1];
+    const token = await tokenFor({ userId: owner });
+    const ask = (method: string, acceptEncoding?: string) =>
+      rawRequest(
+        url,
+        `${method} /dashboard HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${token}\r\n` +
+          (acceptEncoding ? `Accept-Encoding: ${acceptEncoding}\r\n` : "") +
+          "Connection: close\r\n\r\n",
+      );
+    const get = await ask("GET");
+    expect(get.status).toBe(200);
+    const bodyBytes = Buffer.byteLength(JSON.stringify(get.body));
+    expect(Number(get.headers["content-length"])).toBe(bodyBytes);
+    const head = await ask("HEAD");
+    expect({ status: head.status, body: head.body }).toEqual({ status: 200, body: "" });
+    for (const name of ["content-length", "etag", "cache-control", "content-type"])
+      expect([name, head.headers[name]]).toEqual([name, get.headers[name]]);
+
+    const gzipStreams = 'keybox_query_dashboard_compressions_total{coding="gzip",body="streamed"}';
+    const compressedBefore = await metric(gzipStreams);
+    const headGzip = await ask("HEAD", "gzip");
+    expect(headGzip.status).toBe(200);
+    // As GET's compressed answer: the coding, no length (a streamed compressed body is chunked).
+    expect([headGzip.headers["content-encoding"], headGzip.headers["content-length"]]).toEqual(["gzip", undefined]);
+    expect(await metric(gzipStreams)).toBe(compressedBefore);
+    await ask("GET", "gzip"); // which does compress it: the counter counts
+    expect(await metric(gzipStreams)).toBe(compressedBefore + 1);
+    expect({ holds: apiHoldsSnapshot(), streamed: await streamedBodies() }).toEqual({ holds: false, streamed: 0 });
   });
 
   it("ends the snapshot it was filled from once its client leaves halfway", async () => {

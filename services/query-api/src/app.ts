@@ -190,9 +190,15 @@ async function sendPieces(outgoing: ServerResponse, dashboard: RenderedDashboard
   }
 }
 
+/** The headers of a body sent as it is: with its length. */
+const identityHeaders = (dashboard: RenderedDashboard, tag: string, extra: Record<string, string>) => ({
+  ...dashboardHeaders(tag, "identity", extra),
+  "Content-Length": String(dashboard.byteLength),
+});
+
 /** Sends a dashboard with its Content-Length and ETag: at once when whole, else piece by piece. */
 function send(c: Context<Env>, dashboard: RenderedDashboard, tag: string, extra: Record<string, string>, log: Logger) {
-  const headers = { ...dashboardHeaders(tag, "identity", extra), "Content-Length": String(dashboard.byteLength) };
+  const headers = identityHeaders(dashboard, tag, extra);
   const outgoing = socketOf(c);
   if (dashboard.whole || !outgoing) {
     const body = wholeBody(dashboard);
@@ -345,17 +351,30 @@ export function createApp(deps: AppDeps): Hono<Env> {
     }: { tag: string; negotiated: ContentCoding | "identity"; extra: Record<string, string>; key: string },
   ) => {
     const outgoing = socketOf(c);
-    if (!dashboard.whole && outgoing) abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
     const { compression } = deps;
-    if (!compression) return send(c, dashboard, tag, extra, deps.log);
-    const coding = codingFor(dashboard.byteLength, negotiated, compression.minBytes);
-    if (coding === "identity") return send(c, dashboard, tag, extra, deps.log);
-    if (dashboard.whole || !outgoing) return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
+    const coding = compression ? codingFor(dashboard.byteLength, negotiated, compression.minBytes) : "identity";
+    if (dashboard.whole || !outgoing) {
+      if (coding === "identity") return send(c, dashboard, tag, extra, deps.log);
+      return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
+    }
     // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
-    if (compressedStreams >= compression.maxStreams) return send(c, dashboard, tag, extra, deps.log);
+    const streamedCoding = compression && compressedStreams < compression.maxStreams ? coding : "identity";
+    if (c.req.method === "HEAD") {
+      // A large body's headers are known before its bytes are read: HEAD gets them, and nothing is
+      // read or compressed (a streamed compressed body has no Content-Length, in GET's answer either).
+      dashboard.release();
+      const headers =
+        streamedCoding === "identity"
+          ? identityHeaders(dashboard, tag, extra)
+          : dashboardHeaders(tag, streamedCoding, extra);
+      outgoing.writeHead(200, headers).end();
+      return RESPONSE_ALREADY_SENT;
+    }
+    abandonIfStalled(outgoing, deps.stalledBodyTimeoutMs ?? 60_000);
+    if (streamedCoding === "identity") return send(c, dashboard, tag, extra, deps.log);
     metrics.compressedStreams.set(++compressedStreams);
     try {
-      return await sendStreamed(outgoing, dashboard, tag, coding, extra, deps.log);
+      return await sendStreamed(outgoing, dashboard, tag, streamedCoding, extra, deps.log);
     } finally {
       metrics.compressedStreams.set(--compressedStreams);
     }
