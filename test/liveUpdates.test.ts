@@ -11,7 +11,7 @@ import { openReadModel, requestRebuild, storeSettings, switchTo } from "@keybox/
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { freePort, startLocalNats } from "../scripts/natsServer.ts";
 import { clientCreated, clientEvent } from "./support/events.ts";
-import { bearer, httpGet } from "./support/http.ts";
+import { bearer, httpGet, rawRequest } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
 import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
@@ -252,6 +252,30 @@ describe("limits", () => {
     // A closed stream frees its place.
     a1.close();
     await eventually(async () => ((await open(url, "limitA")).status === 200 ? true : undefined));
+  });
+
+  it("answers HEAD with the status and headers GET would start with, and opens no stream", async () => {
+    const api = await queryApiProcess({ LIVE_STREAMS_PER_OWNER: "1" });
+    const head = async (ownerId: string) =>
+      rawRequest(
+        api.url,
+        `HEAD /dashboard/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${await tokenFor({ userId: ownerId })}\r\n` +
+          "Connection: close\r\n\r\n",
+      );
+    // Answered and ended: a stream would hold the connection (and a place) until the token expires.
+    const answered = await head("headOwner");
+    expect({ status: answered.status, type: answered.headers["content-type"], body: answered.body }).toEqual({
+      status: 200,
+      type: "text/event-stream",
+      body: "",
+    });
+    const liveStreams = async () =>
+      /^keybox_query_live_streams (\d+)$/m.exec((await httpGet(`${api.url}/metrics`)).body)?.[1];
+    expect(await liveStreams()).toBe("0");
+    // The owner's one place is free for a stream; once taken, HEAD says what GET would: 429.
+    expect((await open(`${api.url}/dashboard/events`, "headOwner")).status).toBe(200);
+    const refused = await head("headOwner");
+    expect([refused.status, refused.headers["retry-after"]]).toEqual([429, "30"]);
   });
 });
 

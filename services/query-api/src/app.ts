@@ -25,7 +25,7 @@ import {
   type FreshnessSource,
 } from "./domain/freshness.ts";
 import { pageKey, pageSelection, readPageRequest, type PageRequest } from "./domain/paging.ts";
-import type { LiveUpdates } from "./adapters/liveUpdates.ts";
+import { LIVE_STREAM_HEADERS, type LiveRefusal, type LiveUpdates } from "./adapters/liveUpdates.ts";
 import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import type { FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
@@ -150,6 +150,10 @@ async function readClientId(c: Context<Env>): Promise<ClientIdInput> {
 function notModified(c: Context<Env>, tag: string, extra: Record<string, string>) {
   return c.body(null, 304, notModifiedHeaders(tag, extra));
 }
+
+/** A live stream refused: its status, why, and when to try again. */
+const refuseStream = (c: Context<Env>, { status, message, retryAfterSeconds }: LiveRefusal) =>
+  c.json({ message }, status, { "Retry-After": String(retryAfterSeconds) });
 
 /**
  * The response to write a large body to piece by piece, when it has its socket. A response to a
@@ -487,12 +491,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const asked = await authorize(c);
     if (asked instanceof Response) return asked;
     const { ownerId, expiresAtMs } = asked.owner;
+    // HEAD: the answer GET would start with, and no stream (which would hold a slot until the token expires).
+    if (c.req.method === "HEAD") {
+      const refusal = deps.live.refusal(ownerId);
+      if (refusal) return refuseStream(c, refusal);
+      outgoing.writeHead(200, LIVE_STREAM_HEADERS).end();
+      return RESPONSE_ALREADY_SENT;
+    }
     // EventSource sends Last-Event-ID on reconnect; polyfills that cannot set headers use the query.
     const lastEventId = parseLastEventId(c.req.header("Last-Event-ID") ?? c.req.query("lastEventId"));
     const opening = await deps.live.open({ ownerId, clientId: asked.clientId, expiresAtMs, lastEventId }, outgoing);
-    if (!opening.streaming)
-      return c.json({ message: opening.message }, opening.status, { "Retry-After": String(opening.retryAfterSeconds) });
-    return RESPONSE_ALREADY_SENT;
+    return opening.streaming ? RESPONSE_ALREADY_SENT : refuseStream(c, opening);
   });
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));

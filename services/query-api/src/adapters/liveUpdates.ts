@@ -41,12 +41,14 @@ export interface LiveStreamRequest {
   lastEventId: number | undefined;
 }
 
-/** How open() went: the stream took the response over, or a limit refused it (nothing written). */
-export type LiveOpening =
-  | { streaming: true }
-  | { streaming: false; status: 429 | 503; message: string; retryAfterSeconds: number };
+/** A stream a limit (or shutdown) refuses: the answer to send instead. */
+export type LiveRefusal = { streaming: false; status: 429 | 503; message: string; retryAfterSeconds: number };
 
-const STREAM_HEADERS = {
+/** How open() went: the stream took the response over, or it was refused (nothing written). */
+export type LiveOpening = { streaming: true } | LiveRefusal;
+
+/** The headers a live stream is sent with. */
+export const LIVE_STREAM_HEADERS = {
   "Content-Type": "text/event-stream",
   "Cache-Control": "no-cache",
   // nginx (and others that honour it) would otherwise buffer the stream.
@@ -113,7 +115,7 @@ class LiveStream {
   }
 }
 
-const SHUTTING_DOWN: LiveOpening = {
+const SHUTTING_DOWN: LiveRefusal = {
   streaming: false,
   status: 503,
   message: "The server is shutting down; reconnect",
@@ -158,17 +160,13 @@ export class LiveUpdates {
   }
 
   /**
-   * Opens a stream on `res`: once the owner's notices are subscribed and the stream's version (the
-   * owner's, or its client's) is read, sends the headers and, when the client's Last-Event-ID is
-   * another version, a change at once.
+   * Why a new stream of `ownerId` would be refused now (a limit reached, or shutting down), counted
+   * in keybox_query_live_refused_total; undefined when it would open.
    */
-  async open(request: LiveStreamRequest, res: ServerResponse): Promise<LiveOpening> {
+  refusal(ownerId: string): LiveRefusal | undefined {
     const { limits } = this.deps;
-    // The client may have left while the request was authorized: its 'close' is not emitted again.
-    if (res.closed || res.destroyed) return { streaming: true };
     if (this.closing) return SHUTTING_DOWN;
-    const existing = this.owners.get(request.ownerId);
-    if (existing && existing.streams.size >= limits.perOwner) {
+    if ((this.owners.get(ownerId)?.streams.size ?? 0) >= limits.perOwner) {
       metrics.liveRefused.inc({ limit: "owner" });
       const message = `Too many live streams for this owner (at most ${limits.perOwner})`;
       return { streaming: false, status: 429, message, retryAfterSeconds: 30 };
@@ -177,8 +175,21 @@ export class LiveUpdates {
       metrics.liveRefused.inc({ limit: "process" });
       return { streaming: false, status: 503, message: "Too many live streams on this server", retryAfterSeconds: 5 };
     }
+    return undefined;
+  }
+
+  /**
+   * Opens a stream on `res`: once the owner's notices are subscribed and the stream's version (the
+   * owner's, or its client's) is read, sends the headers and, when the client's Last-Event-ID is
+   * another version, a change at once.
+   */
+  async open(request: LiveStreamRequest, res: ServerResponse): Promise<LiveOpening> {
+    // The client may have left while the request was authorized: its 'close' is not emitted again.
+    if (res.closed || res.destroyed) return { streaming: true };
+    const refusal = this.refusal(request.ownerId);
+    if (refusal) return refusal;
     // Counted before anything is awaited, so concurrent opens cannot pass the limits.
-    const owner = existing ?? this.subscribe(request.ownerId);
+    const owner = this.owners.get(request.ownerId) ?? this.subscribe(request.ownerId);
     const stream = new LiveStream(res, owner, request.clientId);
     owner.streams.add(stream);
     this.streamCount++;
@@ -202,7 +213,7 @@ export class LiveUpdates {
       this.release(request.ownerId, stream);
       return SHUTTING_DOWN;
     }
-    res.writeHead(200, STREAM_HEADERS);
+    res.writeHead(200, LIVE_STREAM_HEADERS);
     res.flushHeaders();
     stream.started = true;
     stream.flush();
