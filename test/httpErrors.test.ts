@@ -53,6 +53,41 @@ describe.each(servers)("%s, for requests Node's HTTP parser refuses", (_name, ba
   });
 });
 
+describe.each(servers)("%s, for a method its routes do not take", (name, baseUrl) => {
+  const paths = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    ...(name === "the query API" ? ["/dashboard", "/dashboard/events"] : []),
+  ];
+  const ask = (method: string, path: string) =>
+    rawRequest(baseUrl(), `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+
+  it.each(["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])(
+    "answers %s with a JSON 405 and Allow: GET, HEAD",
+    async (method) => {
+      for (const path of paths) {
+        const res = await ask(method, path);
+        expect([path, res.headers.allow]).toEqual([path, "GET, HEAD"]);
+        expectJson(res, 405, { message: "Method Not Allowed" });
+      }
+    },
+  );
+
+  it("answers HEAD as GET, without a body", async () => {
+    const res = await ask("HEAD", "/healthz");
+    expect({ status: res.status, type: res.headers["content-type"], body: res.body }).toEqual({
+      status: 200,
+      type: "application/json",
+      body: "",
+    });
+  });
+
+  it("answers a path it does not serve with a JSON 404, whatever the method", async () => {
+    for (const method of ["GET", "POST"]) expectJson(await ask(method, "/nowhere"), 404, { message: "Not Found" });
+  });
+});
+
 describe("the JSON answer to a request Node times out", () => {
   it("is a 408", async () => {
     // Node's request timeout is 5 minutes; a server of its own with a short one shows the answer.

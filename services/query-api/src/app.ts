@@ -10,7 +10,7 @@ import { Hono, type Context } from "hono";
 import { routePath } from "hono/route";
 import { idSchema } from "@keybox/contract";
 import type { DashboardStore } from "@keybox/read-model";
-import { metricsAnswer, type Logger, type Readiness } from "@keybox/runtime";
+import { metricsAnswer, READ_ONLY_METHODS, type Logger, type Readiness } from "@keybox/runtime";
 import { compressWhole, streamCompressed } from "./adapters/compression.ts";
 import { writePieces } from "./adapters/pieceWriter.ts";
 import { codingFor, negotiateCoding, type ContentCoding } from "./domain/contentCoding.ts";
@@ -515,6 +515,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const { status, contentType, body } = await metricsAnswer();
     return c.body(body, status, { "Content-Type": contentType });
   });
+
+  // Every route only reads: another method on one of them is refused with the methods it takes.
+  for (const path of new Set(app.routes.filter((route) => route.method === "GET").map((route) => route.path)))
+    app.all(path, (c) => c.json({ message: "Method Not Allowed" }, 405, { Allow: READ_ONLY_METHODS }));
 
   app.notFound((c) => c.json({ message: "Not Found" }, 404));
 

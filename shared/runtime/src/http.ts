@@ -3,6 +3,9 @@
 import type { Server } from "node:http";
 import type { Socket } from "node:net";
 
+/** The `Allow` header of every route of the services: they only read. */
+export const READ_ONLY_METHODS = "GET, HEAD";
+
 const ANSWERS: ReadonlyMap<string, [status: number, reason: string, message: string]> = new Map([
   ["HPE_HEADER_OVERFLOW", [431, "Request Header Fields Too Large", "Request header too large"]],
   ["ERR_HTTP_REQUEST_TIMEOUT", [408, "Request Timeout", "Request Timeout"]],

@@ -9,7 +9,7 @@ export {
   runtimeSettings,
   type RuntimeSettings,
 } from "./config.ts";
-export { answerClientErrorsWithJson } from "./http.ts";
+export { answerClientErrorsWithJson, READ_ONLY_METHODS } from "./http.ts";
 export { exitOnStartFailure, onShutdownSignal } from "./lifecycle.ts";
 export { createLogger, type Logger } from "./logger.ts";
 export { type Readiness, withTimeout } from "./health.ts";
