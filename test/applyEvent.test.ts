@@ -13,7 +13,14 @@ import {
   type LicenseState,
   type ProjectState,
 } from "@keybox/contract";
-import { keyId, partKey, registerKey, type LicenseChunk, type RecordKey } from "@keybox/read-model";
+import {
+  keyId,
+  partKey,
+  registerKey,
+  type LicenseChunk,
+  type LicenseRegister,
+  type RecordKey,
+} from "@keybox/read-model";
 import { dashboardOf, ownerFragments, project, renderBody, toEvent } from "./support/inMemory.ts";
 
 const OWNER = "ownerA";
@@ -258,7 +265,8 @@ describe("applyEvent", () => {
 
   describe("an update of a license in a project of many chunks", () => {
     // 40 licenses, created an hour apart, a few to a chunk.
-    const options = { chunkTargetBytes: 700 };
+    const options = { chunkTargetBytes: 700, readAhead: true };
+    const asNeeded = { ...options, readAhead: false };
     const hour = (n: number) => new Date(Date.UTC(2024, 0, 1) + n * 3_600_000).toISOString();
     const created = Array.from({ length: 40 }, (_, n) => license(`l${n}`, "p1", { createdAt: hour(n) }));
     const full = project([...parents, ...created].map(toEvent), new Map(), options);
@@ -269,30 +277,30 @@ describe("applyEvent", () => {
     const holding = chunks.find(({ value }) => (value as LicenseChunk).licenses.some((l) => l.id === "l20"))!;
 
     /** What the projection asks for, round by round, each round loaded from the full slice. */
-    function roundsFrom(start: Slice) {
+    function roundsFrom(start: Slice, event = update, projection = options) {
       const rounds: string[][] = [];
       let slice = start;
-      for (let missing = missingRecords(slice, update, options); missing.length; ) {
+      for (let missing = missingRecords(slice, event, projection); missing.length; ) {
         rounds.push(missing.map((key) => keyId(key)).sort());
         slice = withRecords(
           slice,
           missing.map((key) => full.get(keyId(key)) ?? { key, value: null }),
         );
-        missing = missingRecords(slice, update, options);
+        missing = missingRecords(slice, event, projection);
       }
       return { rounds, slice };
     }
 
     /** The dashboard once the update is applied to what was loaded. */
-    const served = (slice: Slice) =>
+    const served = (slice: Slice, event = update, projection = options) =>
       licensesOf(
-        renderBody(ownerFragments(withRecords(full, applyEvent(slice, update, options).values()), OWNER), NOW),
+        renderBody(ownerFragments(withRecords(full, applyEvent(slice, event, projection).values()), OWNER), NOW),
       );
+    const ids = (...keys: RecordKey[]) => keys.map(keyId).sort();
 
     it("is loaded in two rounds: registers, head and the first chunk, then the chunk that holds it", () => {
       expect(chunks.length).toBeGreaterThan(8);
       const { rounds, slice } = roundsFrom(new Map());
-      const ids = (...keys: RecordKey[]) => keys.map(keyId).sort();
       expect(rounds).toEqual([
         ids(
           registerKey(OWNER, "license", "l20"),
@@ -319,6 +327,47 @@ describe("applyEvent", () => {
       );
       expect(rounds).toEqual([[keyId(registerKey(OWNER, "license", "l20"))]]);
       expect(served(slice)).toContainEqual(expect.objectContaining({ _id: "l20", status: "REVOKED" }));
+    });
+
+    describe("read as needed (readAhead: false, as in LMDB's write transaction)", () => {
+      it("asks for its project's register and head, then the chunk its place is in, never its register", () => {
+        const { rounds, slice } = roundsFrom(new Map(), update, asNeeded);
+        expect(rounds).toEqual([
+          ids(registerKey(OWNER, "project", "p1"), partKey(OWNER, "c1", "p1")),
+          ids(holding.key),
+        ]);
+        expect(served(slice, update, asNeeded)).toHaveLength(40);
+        expect(served(slice, update, asNeeded)).toContainEqual(
+          expect.objectContaining({ _id: "l20", status: "REVOKED" }),
+        );
+      });
+
+      it("reads the register of a license its place does not hold (a new one), then files it", () => {
+        const added = toEvent(license("l40", "p1", { createdAt: hour(20.5) }));
+        const { rounds, slice } = roundsFrom(new Map(), added, asNeeded);
+        // Then what filing it into that full chunk reads: the split's new chunk, the moved licenses' registers.
+        expect(rounds.slice(0, 3)).toEqual([
+          ids(registerKey(OWNER, "project", "p1"), partKey(OWNER, "c1", "p1")),
+          ids(holding.key),
+          ids(registerKey(OWNER, "license", "l40")),
+        ]);
+        const licenses = served(slice, added, asNeeded);
+        expect(licenses.map((l: { _id: string }) => l._id).indexOf("l40")).toBe(21); // after l20, before l21
+      });
+
+      it("reads the register of a license that moves in the order before moving it", () => {
+        const moved = toEvent(license("l20", "p1", { createdAt: hour(45) }, { v: 2, action: "renewed" }));
+        const { rounds, slice } = roundsFrom(new Map(), moved, asNeeded);
+        expect(rounds.flat()).toContain(keyId(registerKey(OWNER, "license", "l20")));
+        const licenses = served(slice, moved, asNeeded);
+        expect(licenses).toHaveLength(40);
+        expect(licenses.at(-1)).toMatchObject({ _id: "l20" });
+        // Where it went: its register names the chunk that now holds it.
+        const written = applyEvent(slice, moved, asNeeded);
+        const register = written.get(keyId(registerKey(OWNER, "license", "l20")))!.value as LicenseRegister;
+        const chunk = written.get(keyId(partKey(OWNER, "c1", "p1", register.chunk)))!.value as LicenseChunk;
+        expect(chunk.licenses.some((l) => l.id === "l20" && l.state !== null)).toBe(true);
+      });
     });
   });
 

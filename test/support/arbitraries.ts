@@ -46,8 +46,18 @@ const EXPIRY_TIMES = [
   "2024-06-01T01:00:00+01:00",
   "2024-07-01T00:00:00.000Z",
 ];
-/** Chunk targets to run the rules with: the default, and tiny ones so every chunking path runs. */
-export const CHUNKINGS: ProjectionOptions[] = [DEFAULT_PROJECTION, { chunkTargetBytes: 1 }, { chunkTargetBytes: 700 }];
+/**
+ * Options to run the rules with: the default chunk target, and tiny ones so every chunking path runs,
+ * each reading ahead and reading as needed.
+ */
+export const CHUNKINGS: ProjectionOptions[] = [
+  DEFAULT_PROJECTION,
+  { chunkTargetBytes: 1, readAhead: true },
+  { chunkTargetBytes: 700, readAhead: true },
+  { ...DEFAULT_PROJECTION, readAhead: false },
+  { chunkTargetBytes: 1, readAhead: false },
+  { chunkTargetBytes: 700, readAhead: false },
+];
 const LICENSE_ACTIONS: Action[] = ["updated", "activated", "revoked", "reinstated", "expired", "renewed"];
 
 /** One change of an entity: a new live state (the data that varies) or a delete. */

@@ -100,8 +100,10 @@ export async function applyBatch(
 ): Promise<BatchOutcome> {
   if (store.commitInWriteTransaction) {
     let prepared: Prepared | undefined;
+    // Reads there are local: only what each event certainly needs is read (ProjectionOptions.readAhead).
+    const asNeeded = { ...options, readAhead: false };
     const committed = store.commitInWriteTransaction((load) => {
-      prepared = prepareWith(prepare(events, options, []), load);
+      prepared = prepareWith(prepare(events, asNeeded, []), load);
       return prepared.commit;
     }, streamSeq);
     onCommit();

@@ -52,9 +52,16 @@ export class MissingRecordsError extends Error {
 export interface ProjectionOptions {
   /** A license chunk takes new licenses until it holds this many bytes. */
   chunkTargetBytes: number;
+  /**
+   * Whether a license event asks, in its first round, for records it will probably need (its
+   * register, its project's first chunk) beside those it needs first: fewer rounds where each is a
+   * round trip to the store (MongoDB), wasted reads where reads are local (LMDB's write
+   * transaction), where only what is certainly needed is read. Either way the result is the same.
+   */
+  readAhead: boolean;
 }
 
-export const DEFAULT_PROJECTION: ProjectionOptions = { chunkTargetBytes: LICENSE_CHUNK_TARGET_BYTES };
+export const DEFAULT_PROJECTION: ProjectionOptions = { chunkTargetBytes: LICENSE_CHUNK_TARGET_BYTES, readAhead: true };
 
 export interface Projection {
   /** Records the event needs that the slice does not hold: load them and project again. */
@@ -111,9 +118,11 @@ class Workspace {
   readonly missing = new Map<string, RecordKey>();
   private readonly slice: Slice;
   readonly chunkTargetBytes: number;
+  readonly readAhead: boolean;
   constructor(slice: Slice, options: ProjectionOptions) {
     this.slice = slice;
     this.chunkTargetBytes = options.chunkTargetBytes;
+    this.readAhead = options.readAhead;
   }
 
   get<T extends StoredRecord>(key: RecordKey): T | null {
@@ -193,28 +202,28 @@ function applyLicense(
   incoming: LicenseEntry,
 ): void {
   const regKey = registerKey(ownerId, "license", incoming.id);
-  const register = ws.get<LicenseRegister>(regKey);
-  let from: { key: PartKey; chunk: LicenseChunk; index: number } | undefined;
-  if (register) {
-    const key = partKey(
-      ownerId,
-      projectClient(ws, ownerId, register.projectId, clientIdHint),
-      register.projectId,
-      register.chunk,
-    );
-    const chunk = ws.get<LicenseChunk>(key);
-    const index = chunk?.licenses.findIndex((l) => l.id === incoming.id) ?? -1;
-    if (chunk && index >= 0) from = { key, chunk, index };
-  }
-  // Until the license's register and its project's head are loaded, where it is and where it goes
-  // are unknown: filing it then would work on a guess (split a full chunk it is already in, and read
-  // the registers of half its licenses). Meanwhile only what filing reads first is asked for, in the
-  // same round, so that no round is added: the chunk the head's ranges give, or chunk 1 while the
-  // head is unknown (a new project's first, and a small project's only one).
-  const place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
-  if (!ws.holds(regKey) || !ws.holds(place.headKey)) {
-    ws.get(place.chunkRead);
-    return;
+  let from: Filed | undefined;
+  let place: FilingPlace;
+  if (ws.readAhead) {
+    from = registered(ws, ownerId, clientIdHint, incoming.id);
+    // Until the license's register and its project's head are loaded, where it is and where it goes
+    // are unknown: filing it then would work on a guess (split a full chunk it is already in, and read
+    // the registers of half its licenses). Meanwhile only what filing reads first is asked for, in the
+    // same round, so that no round is added: the chunk the head's ranges give, or chunk 1 while the
+    // head is unknown (a new project's first, and a small project's only one).
+    place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
+    if (!ws.holds(regKey) || !ws.holds(place.headKey)) {
+      ws.get(place.chunkRead);
+      return;
+    }
+  } else {
+    // The head first, then the chunk whose range holds the license's place: a license is in one
+    // chunk at a time, the one its register names, so found there its register need not be read.
+    place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
+    if (place.at >= 0 && ws.holds(place.headKey)) from = filedIn(ws, place.chunkRead, incoming.id);
+    if (!from && ws.missing.size === 0) from = registered(ws, ownerId, clientIdHint, incoming.id);
+    // Nothing is filed on a guess: with a record still to load, the event waits for it.
+    if (ws.missing.size) return;
   }
   const current = from?.chunk.licenses[from.index];
   if (!isNewer(incoming, current)) return;
@@ -227,19 +236,41 @@ function applyLicense(
     const [was, now] = [orderOf(current), orderOf(incoming)];
     const keepsPlace = now === null || (was !== null && compareOrder(was, now) === 0);
     const size = bytes + entryBytes(incoming);
-    if (
-      register?.projectId === projectId &&
-      keepsPlace &&
-      (size <= ws.chunkTargetBytes || chunk.licenses.length === 1)
-    ) {
+    if (from.projectId === projectId && keepsPlace && (size <= ws.chunkTargetBytes || chunk.licenses.length === 1)) {
       ws.set(key, { kind: "licenses", licenses: chunk.licenses.with(index, incoming), bytes: size });
       return;
     }
+    // It moves: its register is rewritten, so it is read first (a conditional commit checks it).
+    ws.get(regKey);
+    if (!ws.holds(regKey)) return;
     const licenses = chunk.licenses.toSpliced(index, 1);
     ws.set(key, licenses.length ? { kind: "licenses", licenses, bytes } : null);
   }
   const chunk = fileLicense(ws, ownerId, projectId, place, incoming);
   ws.set(regKey, { kind: "license", projectId, chunk });
+}
+
+/** Where a license is filed: its project, its chunk's key, the chunk, and its index there. */
+interface Filed {
+  projectId: string;
+  key: PartKey;
+  chunk: LicenseChunk;
+  index: number;
+}
+
+/** The license in the chunk under `key`, if it is there (asking for the chunk if not loaded). */
+function filedIn(ws: Workspace, key: PartKey, licenseId: string): Filed | undefined {
+  const chunk = ws.get<LicenseChunk>(key);
+  const index = chunk?.licenses.findIndex((l) => l.id === licenseId) ?? -1;
+  return chunk && index >= 0 ? { projectId: key.projectId, key, chunk, index } : undefined;
+}
+
+/** Where the license's register says it is filed (asking for what is not loaded); undefined: nowhere yet. */
+function registered(ws: Workspace, ownerId: string, clientIdHint: string, licenseId: string): Filed | undefined {
+  const register = ws.get<LicenseRegister>(registerKey(ownerId, "license", licenseId));
+  if (!register) return undefined;
+  const clientId = projectClient(ws, ownerId, register.projectId, clientIdHint);
+  return filedIn(ws, partKey(ownerId, clientId, register.projectId, register.chunk), licenseId);
 }
 
 /** A license's place in its project's order; a tombstone has none. */
