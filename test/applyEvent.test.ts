@@ -355,6 +355,20 @@ describe("applyEvent", () => {
         expect(licenses.map((l: { _id: string }) => l._id).indexOf("l40")).toBe(21); // after l20, before l21
       });
 
+      it("reads the register of a license found in its place once it leaves it (its place in the order changed)", () => {
+        // Still within its chunk's range, so found there; its place changed, so it is filed again.
+        const shifted = toEvent(license("l20", "p1", { createdAt: hour(20.5) }, { v: 2, action: "renewed" }));
+        const { rounds, slice } = roundsFrom(new Map(), shifted, asNeeded);
+        expect(rounds.slice(0, 3)).toEqual([
+          ids(registerKey(OWNER, "project", "p1"), partKey(OWNER, "c1", "p1")),
+          ids(holding.key),
+          ids(registerKey(OWNER, "license", "l20")),
+        ]);
+        const licenses = served(slice, shifted, asNeeded);
+        expect(licenses).toHaveLength(40);
+        expect(licenses.findIndex((l: { _id: string }) => l._id === "l20")).toBe(20);
+      });
+
       it("reads the register of a license that moves in the order before moving it", () => {
         const moved = toEvent(license("l20", "p1", { createdAt: hour(45) }, { v: 2, action: "renewed" }));
         const { rounds, slice } = roundsFrom(new Map(), moved, asNeeded);

@@ -274,8 +274,14 @@ describe("limits", () => {
     expect(await liveStreams()).toBe("0");
     // The owner's one place is free for a stream; once taken, HEAD says what GET would: 429.
     expect((await open(`${api.url}/dashboard/events`, "headOwner")).status).toBe(200);
+    const refusedStreams = async () =>
+      /^keybox_query_live_refused_total\{limit="owner"\} (\d+)$/m.exec(
+        (await httpGet(`${api.url}/metrics`)).body,
+      )?.[1] ?? "0";
     const refused = await head("headOwner");
     expect([refused.status, refused.headers["retry-after"]]).toEqual([429, "30"]);
+    // No stream was asked for: none counts as refused.
+    expect(await refusedStreams()).toBe("0");
   });
 });
 

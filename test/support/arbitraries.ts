@@ -48,7 +48,7 @@ const EXPIRY_TIMES = [
 ];
 /**
  * Options to run the rules with: the default chunk target, and tiny ones so every chunking path runs,
- * each reading ahead and reading as needed.
+ * each reading ahead and reading as needed (through applyBatch, LMDB always reads as needed).
  */
 export const CHUNKINGS: ProjectionOptions[] = [
   DEFAULT_PROJECTION,

@@ -364,8 +364,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     // Each stream holds a compressor and keeps threadpool threads busy: past the limit, uncompressed.
     const streamedCoding = compression && compressedStreams < compression.maxStreams ? coding : "identity";
     if (c.req.method === "HEAD") {
-      // A large body's headers are known before its bytes are read: HEAD gets them, and nothing is
-      // read or compressed (a streamed compressed body has no Content-Length, in GET's answer either).
+      // A large body's headers are known once its heads are visited: HEAD gets them, and nothing
+      // more is read (of a streamed body), compressed or sent (a streamed compressed body has no
+      // Content-Length, in GET's answer either).
+      if (!dashboard.streamed) for (const piece of dashboard.pieces()) dashboard.recycle(piece);
       dashboard.release();
       const headers =
         streamedCoding === "identity"

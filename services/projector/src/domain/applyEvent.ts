@@ -73,8 +73,8 @@ export interface Projection {
 /**
  * The effect of one validated event on the slice. A register can point at a part not yet loaded,
  * so `missing` is loaded and the event projected again until nothing is missing: each round asks
- * only for records not loaded yet (at most three rounds in the tests' random histories, moves
- * included).
+ * only for records not loaded yet (at most three rounds in the tests' random histories with
+ * readAhead, moves included; more without it, each a local read).
  */
 export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT_PROJECTION): Projection {
   const ws = new Workspace(slice, options);
@@ -202,8 +202,8 @@ function applyLicense(
   incoming: LicenseEntry,
 ): void {
   const regKey = registerKey(ownerId, "license", incoming.id);
+  const place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
   let from: Filed | undefined;
-  let place: FilingPlace;
   if (ws.readAhead) {
     from = registered(ws, ownerId, clientIdHint, incoming.id);
     // Until the license's register and its project's head are loaded, where it is and where it goes
@@ -211,16 +211,15 @@ function applyLicense(
     // the registers of half its licenses). Meanwhile only what filing reads first is asked for, in the
     // same round, so that no round is added: the chunk the head's ranges give, or chunk 1 while the
     // head is unknown (a new project's first, and a small project's only one).
-    place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
     if (!ws.holds(regKey) || !ws.holds(place.headKey)) {
       ws.get(place.chunkRead);
       return;
     }
   } else {
-    // The head first, then the chunk whose range holds the license's place: a license is in one
-    // chunk at a time, the one its register names, so found there its register need not be read.
-    place = filingPlace(ws, ownerId, projectId, clientIdHint, incoming);
-    if (place.at >= 0 && ws.holds(place.headKey)) from = filedIn(ws, place.chunkRead, incoming.id);
+    // The head first (a range only once it is loaded), then the chunk whose range holds the
+    // license's place: a license is in one chunk at a time, the one its register names, so found
+    // there its register need not be read.
+    if (place.at >= 0) from = filedIn(ws, place.chunkRead, incoming.id);
     if (!from && ws.missing.size === 0) from = registered(ws, ownerId, clientIdHint, incoming.id);
     // Nothing is filed on a guess: with a record still to load, the event waits for it.
     if (ws.missing.size) return;

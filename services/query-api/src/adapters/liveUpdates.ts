@@ -41,8 +41,14 @@ export interface LiveStreamRequest {
   lastEventId: number | undefined;
 }
 
-/** A stream a limit (or shutdown) refuses: the answer to send instead. */
-export type LiveRefusal = { streaming: false; status: 429 | 503; message: string; retryAfterSeconds: number };
+/** A stream a limit (or shutdown) refuses: the answer to send instead, and the limit if one. */
+export type LiveRefusal = {
+  streaming: false;
+  status: 429 | 503;
+  message: string;
+  retryAfterSeconds: number;
+  limit?: "owner" | "process";
+};
 
 /** How open() went: the stream took the response over, or it was refused (nothing written). */
 export type LiveOpening = { streaming: true } | LiveRefusal;
@@ -159,21 +165,17 @@ export class LiveUpdates {
     this.watchGeneration();
   }
 
-  /**
-   * Why a new stream of `ownerId` would be refused now (a limit reached, or shutting down), counted
-   * in keybox_query_live_refused_total; undefined when it would open.
-   */
+  /** Why a new stream of `ownerId` would be refused now (a limit reached, or shutting down); undefined when it would open. */
   refusal(ownerId: string): LiveRefusal | undefined {
     const { limits } = this.deps;
     if (this.closing) return SHUTTING_DOWN;
     if ((this.owners.get(ownerId)?.streams.size ?? 0) >= limits.perOwner) {
-      metrics.liveRefused.inc({ limit: "owner" });
       const message = `Too many live streams for this owner (at most ${limits.perOwner})`;
-      return { streaming: false, status: 429, message, retryAfterSeconds: 30 };
+      return { streaming: false, status: 429, message, retryAfterSeconds: 30, limit: "owner" };
     }
     if (this.streamCount >= limits.perProcess) {
-      metrics.liveRefused.inc({ limit: "process" });
-      return { streaming: false, status: 503, message: "Too many live streams on this server", retryAfterSeconds: 5 };
+      const message = "Too many live streams on this server";
+      return { streaming: false, status: 503, message, retryAfterSeconds: 5, limit: "process" };
     }
     return undefined;
   }
@@ -187,7 +189,10 @@ export class LiveUpdates {
     // The client may have left while the request was authorized: its 'close' is not emitted again.
     if (res.closed || res.destroyed) return { streaming: true };
     const refusal = this.refusal(request.ownerId);
-    if (refusal) return refusal;
+    if (refusal) {
+      if (refusal.limit) metrics.liveRefused.inc({ limit: refusal.limit });
+      return refusal;
+    }
     // Counted before anything is awaited, so concurrent opens cannot pass the limits.
     const owner = this.owners.get(request.ownerId) ?? this.subscribe(request.ownerId);
     const stream = new LiveStream(res, owner, request.clientId);
