@@ -87,8 +87,11 @@ function apiHoldsSnapshot(): boolean {
 }
 
 /** GET /dashboard of `owner` on a raw socket that reads nothing until `resume()`; resolves with the body. */
-async function slowRead(owner: string): Promise<{ resume: () => void; leave: () => void; body: Promise<Buffer> }> {
-  const { port } = new URL(url);
+async function slowRead(
+  owner: string,
+  apiUrl = url,
+): Promise<{ resume: () => void; leave: () => void; body: Promise<Buffer> }> {
+  const { port } = new URL(apiUrl);
   const token = await tokenFor({ userId: owner });
   const socket = net.connect(Number(port), "127.0.0.1");
   socket.pause();
@@ -196,6 +199,44 @@ describe("a large dashboard read slowly", () => {
     sameHead(await ask("HEAD", "gzip"), getGzip);
     expect(await metric(gzipStreams)).toBe(compressedBefore + 1);
     expect({ holds: apiHoldsSnapshot(), streamed: await streamedBodies() }).toEqual({ holds: false, streamed: 0 });
+  });
+
+  it("is assembled whole within ASSEMBLED_BODIES_MAX_MB at once, past it answered 503, and one is always admitted", async () => {
+    // Every large body assembled whole (none streamed), and 1 MiB for them: less than one body.
+    const { url: tightUrl, service } = await spawnQueryApi(nats.url, pipeline.config.DATA_DIR, {
+      RESPONSE_CACHE_MB: "0",
+      STREAMED_BODIES_MAX: "0",
+      ASSEMBLED_BODIES_MAX_MB: "1",
+    });
+    let held: Awaited<ReturnType<typeof slowRead>> | undefined;
+    try {
+      const assembledBytes = async () => {
+        const text: string = (await httpGet(`${tightUrl}/metrics`)).body;
+        return Number(/^keybox_query_dashboard_assembled_body_bytes (\d+)$/m.exec(text)?.[1]);
+      };
+      const get = async (owner: string) =>
+        httpGet(`${tightUrl}/dashboard`, { headers: bearer(await tokenFor({ userId: owner })) });
+      const [heldOwner, otherOwner] = OWNERS;
+      held = await slowRead(heldOwner, tightUrl); // admitted: nothing else held
+      await eventually(async () => ((await assembledBytes()) > 1024 * 1024 ? true : undefined));
+      const refused = await get(otherOwner);
+      expect([refused.status, refused.headers["retry-after"], refused.body]).toEqual([
+        503,
+        "1",
+        { message: "Too many large dashboards are being sent; try again shortly" },
+      ]);
+      held.resume();
+      expect((await held.body).toString()).toBe(JSON.stringify(await dashboard(heldOwner)));
+      await eventually(async () => ((await assembledBytes()) === 0 ? true : undefined));
+      const served = await get(otherOwner);
+      expect(served.status).toBe(200);
+      expect(served.body.data[0].projects[0].licenses).toHaveLength(LICENSES);
+      expect(await assembledBytes()).toBe(0);
+    } finally {
+      held?.leave(); // a paused client would hold the process's shutdown
+      service.child.kill("SIGTERM");
+      await service.exited;
+    }
   });
 
   it("ends the snapshot it was filled from once its client leaves halfway", async () => {

@@ -4,7 +4,11 @@
 import { describe, expect, it } from "vitest";
 import type { DashboardSnapshot, StoredFragment } from "@keybox/read-model";
 import { freePieceCount, PIECE_BYTES } from "../services/query-api/src/domain/bodyPieces.ts";
-import { renderDashboard, renderSnapshot } from "../services/query-api/src/domain/renderDashboard.ts";
+import {
+  LargeBodyRefusedError,
+  renderDashboard,
+  renderSnapshot,
+} from "../services/query-api/src/domain/renderDashboard.ts";
 import { clientCreated, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardText, ownerFragments, project, toEvent } from "./support/inMemory.ts";
 
@@ -166,5 +170,26 @@ describe("a rendered dashboard", () => {
     const large = await renderSnapshot(snapshot, NOW, { stream: false });
     expect({ streamed: large.streamed, closed: snapshot.closed }).toEqual({ streamed: false, closed: 1 });
     expect(dashboardText(large)).toBe(dashboardText(renderDashboard(fragments, NOW)));
+  });
+
+  it("asks `admit` before assembling a large body, and takes no memory when refused", async () => {
+    const fragments = fragmentsOf(1500);
+    const asked: number[] = [];
+    const admit = (refuse: boolean) => (bytes: number) => {
+      asked.push(bytes);
+      return !refuse;
+    };
+    const freeBefore = freePieceCount();
+    const refusing = snapshotOf(fragments);
+    await expect(renderSnapshot(refusing, NOW, { admit: admit(true) })).rejects.toBeInstanceOf(LargeBodyRefusedError);
+    expect({ closed: refusing.closed, free: freePieceCount() }).toEqual({ closed: 1, free: freeBefore });
+    const whole = renderDashboard(fragments, NOW);
+    expect(asked).toEqual([whole.byteLength]);
+    const admitted = await renderSnapshot(snapshotOf(fragments), NOW, { admit: admit(false) });
+    expect(dashboardText(admitted)).toBe(dashboardText(whole));
+    // Neither a streamed body nor one up to a MiB is asked.
+    await renderSnapshot(snapshotOf(fragments, { byKey: true }), NOW, { admit: admit(true) });
+    await renderSnapshot(snapshotOf(fragmentsOf(10)), NOW, { admit: admit(true) });
+    expect(asked).toHaveLength(2);
   });
 });

@@ -29,7 +29,7 @@ import { LIVE_STREAM_HEADERS, type LiveRefusal, type LiveUpdates } from "./adapt
 import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import type { FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
-import { renderSnapshot, type RenderedDashboard } from "./domain/renderDashboard.ts";
+import { LargeBodyRefusedError, renderSnapshot, type RenderedDashboard } from "./domain/renderDashboard.ts";
 import {
   dashboardHeaders,
   dashboardScope,
@@ -55,6 +55,12 @@ export interface AppDeps {
    * (default 32); more are assembled whole first (see renderSnapshot).
    */
   streamedBodiesMax?: number;
+  /**
+   * Most bytes of bodies over a MiB assembled whole (past streamedBodiesMax, or from a store that
+   * cannot stream them) held at once (default 256 MiB); past it such a request is answered 503.
+   * One body is always admitted when none is held, whatever its size.
+   */
+  assembledBodiesMaxBytes?: number;
   /** When to compress bodies the request accepts compressed; without it, none are. */
   compression?: CompressionLimits;
   /** Waits for a request's minSeq; without it no sequence is known to be visible (fresh: false). */
@@ -102,6 +108,7 @@ const UNAUTHORIZED = { message: "Unauthorized" };
 const INVALID_CLIENT_ID = { message: "Invalid clientId" };
 const INVALID_MIN_SEQ = { message: "Invalid minSeq: must be a stream sequence from 1 to 9007199254740991" };
 const TOO_MANY_WAITING = { message: "Too many requests are waiting for minSeq; try again shortly" };
+const TOO_MANY_LARGE_BODIES = { message: "Too many large dashboards are being sent; try again shortly" };
 
 /** 500 bodies: they say what failed, never why (that is logged). */
 const DASHBOARD_FAILURE = {
@@ -294,6 +301,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
   let compressedStreams = 0;
   /** Large bodies being filled from a snapshot they hold (see renderSnapshot) now. */
   let streamedBodies = 0;
+  /** Bytes of large bodies assembled whole and not yet released (also the gauge's value). */
+  let assembledBytes = 0;
+  const assembledMax = deps.assembledBodiesMaxBytes ?? 256 * 1024 * 1024;
 
   /**
    * The body to answer with at `version`: the cached one, or one read and rendered now (its
@@ -322,12 +332,27 @@ export function createApp(deps: AppDeps): Hono<Env> {
       slotHeld = false;
     };
     if (stream) metrics.streamedBodies.set(++streamedBodies);
+    // The memory a large body assembled whole takes, counted from before it is filled until released.
+    let assembled = 0;
+    const admit = (bytes: number) => {
+      if (assembledBytes > 0 && assembledBytes + bytes > assembledMax) return false;
+      assembled = bytes;
+      assembledBytes += bytes;
+      metrics.assembledBodyBytes.set(assembledBytes);
+      return true;
+    };
+    const giveMemoryBack = () => {
+      assembledBytes -= assembled;
+      assembled = 0;
+      metrics.assembledBodyBytes.set(assembledBytes);
+    };
     let rendered: RenderedDashboard;
     try {
       // The snapshot is the render's now: closed by it, or by the body's release() when streamed.
-      rendered = await renderSnapshot(snapshot, at, { select: page && pageSelection(page), stream });
+      rendered = await renderSnapshot(snapshot, at, { select: page && pageSelection(page), stream, admit });
     } catch (error) {
       giveSlotBack();
+      giveMemoryBack();
       throw error;
     }
     if (!rendered.streamed) giveSlotBack();
@@ -335,9 +360,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (rendered.whole) deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
     // A large body took a while to lay out: let other requests run before it is written.
     else await setImmediate();
-    if (!rendered.streamed) return { dashboard: rendered, version: snapshot.version };
+    if (!rendered.streamed && assembled === 0) return { dashboard: rendered, version: snapshot.version };
     const release = () => {
       giveSlotBack();
+      giveMemoryBack();
       rendered.release();
     };
     return { dashboard: { ...rendered, release }, version: snapshot.version };
@@ -472,7 +498,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
       }
     }
     const key = dashboardKey(ownerId, clientId) + (pageQuery ?? "");
-    const body = await currentBody({ ownerId, clientId, page, at }, key, version);
+    let body: Awaited<ReturnType<typeof currentBody>>;
+    try {
+      body = await currentBody({ ownerId, clientId, page, at }, key, version);
+    } catch (error) {
+      if (!(error instanceof LargeBodyRefusedError)) throw error;
+      metrics.largeBodiesRefused.inc();
+      return c.json(TOO_MANY_LARGE_BODIES, 503, { "Retry-After": "1" });
+    }
     try {
       const tag = dashboardTag(scope, body.version, body.dashboard.validUntil);
       // `*` (any current body), or a tag equal to this one that the check above could not vouch for.

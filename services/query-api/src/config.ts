@@ -21,6 +21,9 @@ export const queryApiSettings = z.object({
   // Large bodies sent at once while being filled from a snapshot of the store, each holding an
   // LMDB read transaction until sent; past it a large body is assembled whole first (0: always).
   STREAMED_BODIES_MAX: intSetting(0, 10_000).default(32),
+  // Memory for large bodies assembled whole (past STREAMED_BODIES_MAX, or on MongoDB) at once; past
+  // it such a request is answered 503 (one body is always admitted when none is held).
+  ASSEMBLED_BODIES_MAX_MB: intSetting(1, 65_536).default(256),
   // A large body whose client reads nothing of it for this long is abandoned: the connection is
   // closed, freeing the body (and its compressor) that a stalled client would otherwise hold.
   STALLED_BODY_TIMEOUT_MS: intSetting(1000, 3_600_000).default(60_000),

@@ -42,6 +42,14 @@ export const queryApiMetrics = {
     name: "keybox_query_dashboard_streamed_bodies",
     help: "Large GET /dashboard bodies being filled from a snapshot of the store they hold now",
   }),
+  assembledBodyBytes: new Gauge({
+    name: "keybox_query_dashboard_assembled_body_bytes",
+    help: "Bytes of large GET /dashboard bodies assembled whole and not yet sent (ASSEMBLED_BODIES_MAX_MB caps it)",
+  }),
+  largeBodiesRefused: new Counter({
+    name: "keybox_query_dashboard_large_bodies_refused_total",
+    help: "GET /dashboard answered 503 because assembling its large body would pass ASSEMBLED_BODIES_MAX_MB",
+  }),
   compressedStreams: new Gauge({
     name: "keybox_query_dashboard_compressed_streams",
     help: "Large GET /dashboard bodies being streamed through a compressor now",

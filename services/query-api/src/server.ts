@@ -56,6 +56,7 @@ export async function startQueryApi(
     compression: { minBytes: config.COMPRESSION_MIN_BYTES, maxStreams: config.COMPRESSION_MAX_STREAMS },
     stalledBodyTimeoutMs: config.STALLED_BODY_TIMEOUT_MS,
     streamedBodiesMax: config.STREAMED_BODIES_MAX,
+    assembledBodiesMaxBytes: config.ASSEMBLED_BODIES_MAX_MB * 1024 * 1024,
     maxPageLimit: config.PAGE_MAX_LIMIT,
     freshness: new AckFloorWatch({
       nc,

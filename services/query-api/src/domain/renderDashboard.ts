@@ -120,6 +120,25 @@ export function renderDashboard(
   return body.done();
 }
 
+/** Thrown by renderSnapshot when `admit` refuses the memory a large body would be assembled in. */
+export class LargeBodyRefusedError extends Error {
+  constructor(readonly byteLength: number) {
+    super(`no memory to assemble a ${byteLength}-byte dashboard body now`);
+  }
+}
+
+export interface RenderOptions {
+  /** A page's clients (see paging.ts); without it, all of them. */
+  select?: ClientSelection | undefined;
+  /** Whether a large body may be streamed from the snapshot (default true). */
+  stream?: boolean;
+  /**
+   * Asked before a body over a MiB is assembled whole, with its length: false refuses it
+   * (LargeBodyRefusedError), before any of its memory is taken. Bodies streamed are not asked.
+   */
+  admit?: (byteLength: number) => boolean;
+}
+
 /**
  * renderDashboard of a store's snapshot, which it takes over: it is closed here, or by the body's
  * release() when the body is streamed from it (a body over a MiB, from a store that reads a
@@ -128,7 +147,7 @@ export function renderDashboard(
 export async function renderSnapshot(
   snapshot: DashboardSnapshot,
   now: Date,
-  { select, stream = true }: { select?: ClientSelection | undefined; stream?: boolean } = {},
+  { select, stream = true, admit }: RenderOptions = {},
 ): Promise<RenderedDashboard> {
   let streamed = false;
   try {
@@ -136,10 +155,12 @@ export async function renderSnapshot(
     await snapshot.fragments((fragment) => layout.visit(fragment));
     const placement = layout.place(select);
     const fragment = snapshot.fragment?.bind(snapshot);
-    if (stream && fragment && placement.byteLength > PIECE_BYTES) {
+    const large = placement.byteLength > PIECE_BYTES;
+    if (stream && fragment && large) {
       streamed = true;
       return streamedBody(placement, layout.readAgain(fragment), () => snapshot.close());
     }
+    if (large && admit && !admit(placement.byteLength)) throw new LargeBodyRefusedError(placement.byteLength);
     const body = new BodyFill(placement);
     await snapshot.fragments((stored) => body.fill(stored));
     return body.done();
