@@ -3,7 +3,7 @@
 // that does not hold still.
 import { describe, expect, it } from "vitest";
 import type { DashboardSnapshot, StoredFragment } from "@keybox/read-model";
-import { freePieceCount, PIECE_BYTES } from "../services/query-api/src/domain/bodyPieces.ts";
+import { freePieceCount, givePieces, PIECE_BYTES, takePiece } from "../services/query-api/src/domain/bodyPieces.ts";
 import {
   LargeBodyRefusedError,
   renderDashboard,
@@ -179,6 +179,7 @@ describe("a rendered dashboard", () => {
       asked.push(bytes);
       return !refuse;
     };
+    givePieces([takePiece()]); // a free piece at least, which a body taking memory would take
     const freeBefore = freePieceCount();
     const refusing = snapshotOf(fragments);
     await expect(renderSnapshot(refusing, NOW, { admit: admit(true) })).rejects.toBeInstanceOf(LargeBodyRefusedError);

@@ -249,6 +249,23 @@ async function sendCompressedWhole(
   return c.body(body as Uint8Array<ArrayBuffer>, 200, headers);
 }
 
+/** Calls `release` once the response is sent, or its connection closes (a queued response is never closed). */
+function releaseWhenAnswered(c: Context<Env>, release: () => void): void {
+  const response = c.env?.outgoing;
+  const socket = c.env?.incoming?.socket;
+  if (!response) {
+    release();
+    return;
+  }
+  const done = () => {
+    socket?.off("close", done);
+    release();
+  };
+  response.once("finish", done);
+  response.once("close", done);
+  socket?.once("close", done);
+}
+
 /**
  * Closes the connection when the client reads nothing of a large body for `ms`: the body's pieces
  * (and a compressor) would otherwise stay held for as long as the client keeps the socket open.
@@ -304,6 +321,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
   /** Bytes of large bodies assembled whole and not yet released (also the gauge's value). */
   let assembledBytes = 0;
   const assembledMax = deps.assembledBodiesMaxBytes ?? 256 * 1024 * 1024;
+  /** Counts `bytes` as held by a large body; the function returned gives them back (once). */
+  const holdMemory = (bytes: number) => {
+    assembledBytes += bytes;
+    metrics.assembledBodyBytes.set(assembledBytes);
+    let held = true;
+    return () => {
+      if (held) assembledBytes -= bytes;
+      held = false;
+      metrics.assembledBodyBytes.set(assembledBytes);
+    };
+  };
 
   /**
    * The body to answer with at `version`: the cached one, or one read and rendered now (its
@@ -333,18 +361,11 @@ export function createApp(deps: AppDeps): Hono<Env> {
     };
     if (stream) metrics.streamedBodies.set(++streamedBodies);
     // The memory a large body assembled whole takes, counted from before it is filled until released.
-    let assembled = 0;
+    let giveMemoryBack = () => {};
     const admit = (bytes: number) => {
       if (assembledBytes > 0 && assembledBytes + bytes > assembledMax) return false;
-      assembled = bytes;
-      assembledBytes += bytes;
-      metrics.assembledBodyBytes.set(assembledBytes);
+      giveMemoryBack = holdMemory(bytes);
       return true;
-    };
-    const giveMemoryBack = () => {
-      assembledBytes -= assembled;
-      assembled = 0;
-      metrics.assembledBodyBytes.set(assembledBytes);
     };
     let rendered: RenderedDashboard;
     try {
@@ -356,11 +377,13 @@ export function createApp(deps: AppDeps): Hono<Env> {
       throw error;
     }
     if (!rendered.streamed) giveSlotBack();
-    // Only a body in one piece (up to a MiB): what the fast path sends as it is.
-    if (rendered.whole) deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
+    if (rendered.whole) {
+      // Only a body in one piece (up to a MiB): what the fast path sends as it is.
+      deps.cache?.set(key, { version: snapshot.version, dashboard: rendered });
+      return { dashboard: rendered, version: snapshot.version };
+    }
     // A large body took a while to lay out: let other requests run before it is written.
-    else await setImmediate();
-    if (!rendered.streamed && assembled === 0) return { dashboard: rendered, version: snapshot.version };
+    await setImmediate();
     const release = () => {
       giveSlotBack();
       giveMemoryBack();
@@ -383,6 +406,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const outgoing = socketOf(c);
     const { compression } = deps;
     const coding = compression ? codingFor(dashboard.byteLength, negotiated, compression.minBytes) : "identity";
+    // A large body handed over whole waits, copied, for its response's turn: counted until then.
+    if (!outgoing && !dashboard.whole) releaseWhenAnswered(c, holdMemory(dashboard.byteLength));
     if (dashboard.whole || !outgoing) {
       if (coding === "identity") return send(c, dashboard, tag, extra, deps.log);
       return sendCompressedWhole(c, dashboard, tag, coding, extra, deps.cache, key);
