@@ -16,6 +16,7 @@ import {
 import {
   keyId,
   partKey,
+  recordKeyOf,
   registerKey,
   type LicenseChunk,
   type LicenseRegister,
@@ -432,6 +433,17 @@ describe.each(["__proto__", "constructor", "prototype", "toString"])("the id %s"
     const events = [client(id), projectOf(id, id), license(id, id, { clientId: id })];
     expect(tree(dashboard(events))).toEqual([[id, [[id, [id]]]]]);
     expect(tree(dashboardForClient(events, id))).toEqual([[id, [[id, [id]]]]]);
+  });
+
+  it("names records whose keys give back those keys (LMDB reads a record the rules ask for by it)", () => {
+    const keys: RecordKey[] = [
+      partKey(id, id),
+      partKey(id, id, id),
+      partKey(id, id, id, 7),
+      registerKey(id, "project", id),
+      registerKey(id, "license", id),
+    ];
+    for (const key of keys) expect(recordKeyOf(keyId(key))).toEqual(key);
   });
 });
 

@@ -6,10 +6,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { Database } from "lmdb";
 import { afterAll, describe, expect, it } from "vitest";
 import { buildEnvelope } from "@keybox/contract";
 import { applyBatch } from "@keybox/projector";
-import { isBrokenStore, partKey, StoreUnavailableError, type Part } from "@keybox/read-model";
+import { isBrokenStore, keyId, partKey, registerKey, StoreUnavailableError, type Part } from "@keybox/read-model";
 import { committed, LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardOf, renderBody, toEvent } from "./support/inMemory.ts";
@@ -184,5 +185,112 @@ describe("a write transaction whose commit fails", () => {
     // A transaction whose body threw is rejected with what it threw.
     const thrown = new Error("refused");
     await expect(committed(Promise.reject(thrown))).rejects.toBe(thrown);
+  });
+});
+
+describe("records a batch writes on LMDB", () => {
+  /** The store's databases, as it opens them. */
+  const databasesOf = (store: LmdbDashboardStore) =>
+    store as unknown as Record<"parts" | "registers" | "fragments", Database<unknown, (string | number)[]>>;
+  const range = (ownerId: string) => ({ start: [ownerId], end: [ownerId, "~"] });
+
+  it("are counted in the bytes it reports as they are stored", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const owner = "o7";
+      const place = { clientId: "c1", projectId: "p1" };
+      const events = [
+        clientCreated(owner, "c1"),
+        projectCreated(owner, "p1", { clientId: "c1" }),
+        licenseEvent(owner, "l1", place),
+        licenseEvent(owner, "l2", place),
+      ];
+      const outcome = await applyBatch(store, events.map(toEvent), 1);
+      let stored = 0;
+      const { parts, registers, fragments } = databasesOf(store);
+      for (const db of [parts, registers, fragments])
+        for (const key of db.getKeys(range(owner))) stored += db.getBinary(key)!.length;
+      expect(stored).toBeGreaterThan(0);
+      expect(outcome.written.bytes).toBe(stored);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("leave no record of a chunk in `parts` once it holds a live license again after holding none", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const owner = "o8";
+      const place = { clientId: "c1", projectId: "p1" };
+      const chunkKey = [owner, "c1", "p1", 1];
+      const { parts, fragments } = databasesOf(store);
+      const created = [
+        clientCreated(owner, "c1"),
+        projectCreated(owner, "p1", place),
+        licenseEvent(owner, "l1", place),
+      ];
+      await applyBatch(store, created.map(toEvent), 1);
+      const deleted = buildEnvelope({
+        entity: "license",
+        action: "deleted",
+        version: 2,
+        data: { id: "l1", ownerId: owner, ...place },
+      });
+      await applyBatch(store, [toEvent(deleted)], 2);
+      // Its tombstone only: a record of `parts`, no fragment.
+      expect(parts.get(chunkKey)).toBeDefined();
+      expect(fragments.get(chunkKey)).toBeUndefined();
+
+      const again = licenseEvent(owner, "l2", place);
+      await applyBatch(store, [toEvent(again)], 3);
+      expect(parts.get(chunkKey)).toBeUndefined();
+      expect(fragments.get(chunkKey)).toBeDefined();
+      expect(renderBody((await readDashboard(store, owner)).fragments, new Date())).toEqual(
+        dashboardOf([...created, deleted, again], owner, new Date()),
+      );
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe("a batch on LMDB", () => {
+  it("reads only what each event needs, each record once: an update in its place reads its project's register, head and chunk", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const owner = "o9";
+      const place = { clientId: "c1", projectId: "p1" };
+      const created = [
+        clientCreated(owner, "c1"),
+        projectCreated(owner, "p1", place),
+        ...["l1", "l2", "l3"].map((id) => licenseEvent(owner, id, place)),
+      ];
+      await applyBatch(store, created.map(toEvent), 1);
+      const read: string[] = [];
+      const inTransaction = store.commitInWriteTransaction.bind(store);
+      store.commitInWriteTransaction = (prepare, seq) =>
+        inTransaction(
+          (load) =>
+            prepare((keys) => {
+              read.push(...keys.map(keyId));
+              return load(keys);
+            }),
+          seq,
+        );
+      const renewed = licenseEvent(owner, "l2", { ...place, duration: 48 }, { version: 2, action: "renewed" });
+      const added = licenseEvent(owner, "l4", place);
+      await applyBatch(store, [toEvent(renewed), toEvent(added)], 2);
+      expect(read).toEqual([
+        keyId(registerKey(owner, "project", "p1")),
+        keyId(partKey(owner, "c1", "p1")),
+        keyId(partKey(owner, "c1", "p1", 1)),
+        keyId(registerKey(owner, "license", "l4")), // a new license: where is it filed already?
+      ]);
+      expect(renderBody((await readDashboard(store, owner)).fragments, new Date())).toEqual(
+        dashboardOf([...created, renewed, added], owner, new Date()),
+      );
+    } finally {
+      await store.close();
+    }
   });
 });

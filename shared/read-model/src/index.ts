@@ -10,6 +10,7 @@ export {
   PART_MAX_BYTES,
   partKey,
   READ_MODEL_FORMATS,
+  recordKeyOf,
   registerKey,
   type ChunkRange,
   type ClientPart,

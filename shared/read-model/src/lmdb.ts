@@ -4,11 +4,12 @@ import { randomInt } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { setImmediate } from "node:timers/promises";
-import { open, type Database, type RootDatabase, type RootDatabaseOptions, type Transaction } from "lmdb";
+import { asBinary, open, type Database, type RootDatabase, type RootDatabaseOptions, type Transaction } from "lmdb";
 import { decodeStoredChunk, encodeFragment, encodeStoredChunk } from "./fragments.ts";
 import { generationName } from "./generations.ts";
 import {
   checkReadModelFormat,
+  keyId,
   READ_MODEL_FORMATS,
   type LicenseChunk,
   type Part,
@@ -75,6 +76,21 @@ interface EnvSync {
 }
 
 const NOTHING_THROWN = Symbol("nothing thrown");
+
+/** lmdb-js's encoder of a database (msgpack, with its shared structures), which its types leave out. */
+interface WithEncoder {
+  encoder: { encode(value: Stored): Uint8Array };
+}
+
+/**
+ * Puts a record encoded as putSync would encode it, and returns its size: the projector counts the
+ * bytes it writes, and reading each record back to measure it cost a B-tree search per record.
+ */
+function putCountingBytes(db: Database<Stored, LmdbKey>, key: LmdbKey, value: Stored): number {
+  const encoded = (db as unknown as WithEncoder).encoder.encode(value);
+  db.putSync(key, asBinary(encoded) as unknown as Stored); // stored as exactly these bytes
+  return encoded.byteLength;
+}
 
 function lmdbKey(key: RecordKey): LmdbKey {
   return key.type === "part"
@@ -195,16 +211,21 @@ export class LmdbDashboardStore implements DashboardStore {
   /**
    * A record as stored (in a write transaction: as that transaction sees it). A license chunk with
    * a live license is kept once, as its fragment (encodeStoredChunk); one with none, or written by
-   * format 6, is a record of `parts`.
+   * format 6, is a record of `parts`. `notInParts` collects the chunks found to have no record
+   * there, whose writes then need not remove one (commitInTransaction).
    */
-  private read(key: RecordKey): RevisionedRecord {
+  private read(key: RecordKey, notInParts?: Set<string>): RevisionedRecord {
     const k = lmdbKey(key);
     if (key.type === "part" && key.chunk > 0) {
       const fragment = this.fragments.get(k);
       const chunk = fragment === undefined ? null : decodeStoredChunk(fragment);
-      if (chunk) return { key, value: chunk.chunk, rev: chunk.rev };
+      if (chunk) {
+        notInParts?.add(keyId(key));
+        return { key, value: chunk.chunk, rev: chunk.rev };
+      }
     }
     const stored = this.db(key).get(k);
+    if (stored === undefined && key.type === "part" && key.chunk > 0) notInParts?.add(keyId(key));
     return { key, value: stored?.value ?? null, rev: stored?.rev ?? 0 };
   }
 
@@ -226,12 +247,11 @@ export class LmdbDashboardStore implements DashboardStore {
   ): Promise<Committed> {
     // What `prepare` read is the latest state, and stays so until this transaction ends (LMDB has
     // one writer at a time): there is nothing to check.
-    return this.write(() =>
-      this.commitInTransaction(
-        prepare((keys) => keys.map((key) => this.read(key))),
-        streamSeq,
-      ),
-    );
+    return this.write(() => {
+      const notInParts = new Set<string>();
+      const commit = prepare((keys) => keys.map((key) => this.read(key, notInParts)));
+      return this.commitInTransaction(commit, streamSeq, notInParts);
+    });
   }
 
   async checkWritable(): Promise<void> {
@@ -286,8 +306,11 @@ export class LmdbDashboardStore implements DashboardStore {
     return this.read(key).rev === loadedRev;
   }
 
-  /** Writes a commit in the current write transaction; a commit with no writes writes nothing. */
-  private commitInTransaction({ writes }: Commit, streamSeq: number): Committed {
+  /**
+   * Writes a commit in the current write transaction; a commit with no writes writes nothing.
+   * `notInParts`: chunks this transaction read and found no record of in `parts` (see read).
+   */
+  private commitInTransaction({ writes }: Commit, streamSeq: number, notInParts?: ReadonlySet<string>): Committed {
     if (writes.length === 0) return { ok: true, changes: new Map(), written: { records: 0, bytes: 0 } };
     // Revisions come from one counter, so a record deleted and created again never reuses one.
     const rev = (this.meta.get(COMMITS) ?? 0) + 1;
@@ -301,16 +324,14 @@ export class LmdbDashboardStore implements DashboardStore {
           ? encodeStoredChunk(write.value as LicenseChunk, rev)
           : null;
       if (chunk) {
-        db.removeSync(k); // its tombstones, or what format 6 kept of it
+        // Its tombstones, or what format 6 kept of it: a B-tree search for nothing when it has none.
+        if (!notInParts?.has(keyId(write.key))) db.removeSync(k);
         this.fragments.putSync(k, chunk);
         bytes += chunk.byteLength;
         continue;
       }
       if (write.value === null) db.removeSync(k);
-      else {
-        db.putSync(k, { rev, value: write.value });
-        bytes += db.getBinaryFast(k)?.length ?? 0;
-      }
+      else bytes += putCountingBytes(db, k, { rev, value: write.value });
       if (write.key.type === "part") {
         const fragment = write.value === null ? null : encodeFragment(write.value as Part);
         if (fragment === null) this.fragments.removeSync(k);

@@ -124,6 +124,12 @@ export function keyId(key: RecordKey): string {
     : `r/${key.ownerId}/${key.entity}/${key.id}`;
 }
 
+/** The key a keyId was made of. */
+export function recordKeyOf(id: string): RecordKey {
+  const [type, ownerId, a, b, chunk] = id.split("/") as [string, string, string, string, string?];
+  return type === "p" ? partKey(ownerId, a, b, Number(chunk)) : registerKey(ownerId, a as RegisterKey["entity"], b);
+}
+
 /** A store's format: the one it writes, and the earlier ones it reads as they are and upgrades in place. */
 export interface ReadModelFormat {
   current: number;

@@ -4,6 +4,7 @@
 import type { KeyboxEvent } from "@keybox/contract";
 import {
   keyId,
+  recordKeyOf,
   type Commit,
   type DashboardChange,
   type DashboardStore,
@@ -37,23 +38,53 @@ interface Prepared {
 }
 
 /**
+ * A slice that reads what it lacks from the store's write transaction as the rules ask for it, so
+ * that each event is projected once instead of again after each round of loads. Holds every
+ * record, as any can be read.
+ */
+class ReadThroughSlice extends Map<string, SliceEntry> {
+  constructor(private readonly read: (key: RecordKey) => SliceEntry) {
+    super();
+  }
+
+  override get(id: string): SliceEntry {
+    let entry = super.get(id);
+    if (entry === undefined) {
+      entry = this.read(recordKeyOf(id));
+      super.set(id, entry);
+    }
+    return entry;
+  }
+
+  override has(id: string): boolean {
+    this.get(id);
+    return true;
+  }
+}
+
+/**
  * Projects a batch, asking for records as it finds it needs them: it yields the keys to load and
- * is resumed with the records. The same steps run with the store's asynchronous loads, or inside
- * the store's write transaction with its reads there.
+ * is resumed with the records, or, given `readNow` (a store's reads inside its write transaction),
+ * reads each as the rules ask for it (ReadThroughSlice) and yields nothing.
  */
 function* prepare(
   events: readonly KeyboxEvent[],
   options: ProjectionOptions,
   preload: readonly RecordKey[],
+  readNow?: (key: RecordKey) => RevisionedRecord,
 ): Generator<readonly RecordKey[], Prepared, readonly RevisionedRecord[]> {
   // `slice` is this attempt's working copy; `loaded` what the store said, with revisions.
-  const slice = new Map<string, SliceEntry>();
   const loaded = new Map<string, { entry: SliceEntry; rev: number }>();
+  const loadedEntry = (record: RevisionedRecord, id = keyId(record.key)) => {
+    const entry = { key: record.key, value: record.value };
+    loaded.set(id, { entry, rev: record.rev });
+    return entry;
+  };
+  const slice = readNow ? new ReadThroughSlice((key) => loadedEntry(readNow(key))) : new Map<string, SliceEntry>();
   const take = (records: readonly RevisionedRecord[]) => {
     for (const record of records) {
-      const entry = { key: record.key, value: record.value };
-      loaded.set(keyId(record.key), { entry, rev: record.rev });
-      slice.set(keyId(record.key), entry);
+      const id = keyId(record.key);
+      slice.set(id, loadedEntry(record, id));
     }
   };
   if (preload.length) take(yield preload);
@@ -78,7 +109,7 @@ function* prepare(
   return { commit: { writes, reads }, applied, loadedKeys: [...loaded.values()].map(({ entry }) => entry.key) };
 }
 
-/** Runs a projection to its end with synchronous loads (inside a store's write transaction). */
+/** Runs a projection to its end with synchronous loads (reading through, it asks for none). */
 function prepareWith(steps: ReturnType<typeof prepare>, load: (keys: readonly RecordKey[]) => RevisionedRecord[]) {
   let step = steps.next();
   while (!step.done) step = steps.next(load(step.value));
@@ -103,7 +134,8 @@ export async function applyBatch(
     // Reads there are local: only what each event certainly needs is read (ProjectionOptions.readAhead).
     const asNeeded = { ...options, readAhead: false };
     const committed = store.commitInWriteTransaction((load) => {
-      prepared = prepareWith(prepare(events, asNeeded, []), load);
+      const readNow = (key: RecordKey) => load([key])[0]!;
+      prepared = prepareWith(prepare(events, asNeeded, [], readNow), load);
       return prepared.commit;
     }, streamSeq);
     onCommit();

@@ -87,14 +87,27 @@ export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT
       applyProject(ws, event.ownerId, event.entityId, event.data.clientId, incoming as Entry<ProjectState>);
       break;
     case "license":
-      applyLicense(ws, event.ownerId, event.data.projectId, event.data.clientId, {
-        id: event.entityId,
-        v: event.version,
-        state: event.deleted ? null : renderLicense(event.data),
-      });
+      applyLicense(ws, event.ownerId, event.data.projectId, event.data.clientId, licenseEntry(event));
       break;
   }
   return { missing: [...ws.missing.values()], writes: [...ws.writes.values()] };
+}
+
+type LicenseEvent = Extract<KeyboxEvent, { entity: "license" }>;
+
+/**
+ * Each license event's entry, rendered once: an event is projected again after each round of
+ * loads, and rendering its JSON was the costliest step of a round. Entries are never changed.
+ */
+const licenseEntries = new WeakMap<LicenseEvent, LicenseEntry>();
+
+function licenseEntry(event: LicenseEvent): LicenseEntry {
+  let entry = licenseEntries.get(event);
+  if (entry === undefined) {
+    entry = { id: event.entityId, v: event.version, state: event.deleted ? null : renderLicense(event.data) };
+    licenseEntries.set(event, entry);
+  }
+  return entry;
 }
 
 /** Applies one event. The same slice object comes back when the event is stale or a duplicate. */
