@@ -8,6 +8,7 @@
 // publish call, not from its ack: a bare consumer's echo often arrives in the same socket read as
 // the ack, before the ack's promise settles, which would make the baseline 0.
 import http from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { headers, type PubAck } from "nats";
 import { publishEvent, type Envelope } from "@keybox/contract";
 import { range, type Bench, type Measured } from "../context.ts";
@@ -52,6 +53,8 @@ export interface RoundResult {
 interface LoadedRoundResult extends RoundResult {
   /** The HTTP load on the query API during the round. */
   load: LoadResult;
+  /** This thread's event-loop delay meanwhile (it publishes, takes the notices, reads, times), ms. */
+  probeDelay: { p99: number; max: number };
 }
 
 /** `apiRate`: the query API's load during the projector rounds, in requests per second. */
@@ -124,11 +127,15 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
         `when its license has that version or a later one, so the figure includes one GET. From the first publish ` +
         `until every sample has shown, each projector round also loads the same query API with the seed example's ` +
         `GET /dashboard, autocannon ${connections} connections at ${formatNumber(apiRate)} req/s in all: half the ` +
-        `API's row-1 median, as in row 3; the probes come on top. The bare rounds run without HTTP load.`,
+        `API's row-1 median, as in row 3; the probes come on top. autocannon runs in this process, so the ` +
+        `samples carry its work: the probing thread's event-loop delay is given below. The bare rounds run ` +
+        `without HTTP load.`,
       `Row 8: publish rate held ${rates(api)} events/s (projector rounds), ${rates(bare)} (bare rounds); samples ` +
         `shown ${shown(api)} (projector), ${shown(bare)} (bare); the query API's load held ` +
         `${api.map((r) => formatNumber(r.load.requestsPerSecond)).join(", ")} req/s, p99 ` +
-        `${api.map((r) => formatNumber(r.load.p99)).join(", ")} ms.`,
+        `${api.map((r) => formatNumber(r.load.p99)).join(", ")} ms; the probing thread's event-loop delay p99 ` +
+        `${api.map((r) => formatNumber(r.probeDelay.p99)).join(", ")} ms, max ` +
+        `${api.map((r) => formatNumber(r.probeDelay.max)).join(", ")} ms.`,
     ],
   };
 }
@@ -272,6 +279,8 @@ async function throughTheReadModel(
       if (now - (lastChecked.get(ownerId) ?? 0) >= FALLBACK_CHECK_MS) check(ownerId);
   }, FALLBACK_CHECK_MS / 2);
   const lag = watchLag(bench.nats, MAIN_DURABLE);
+  const probeDelay = monitorEventLoopDelay({ resolution: 10 });
+  probeDelay.enable();
   // The load spans every sample's way through, not only the publishing: the last samples show later.
   const endLoad = new AbortController();
   const seed = seeded.bodies.seed;
@@ -300,13 +309,19 @@ async function throughTheReadModel(
     endLoad.abort();
     await settle(() => checking.size === 0, 10_000);
     const maxLag = lag.stop();
+    probeDelay.disable();
     // The next round starts from a drained consumer.
     const deadline = performance.now() + settleTimeoutMs(bench);
     while (((await consumerLag(bench.nats, MAIN_DURABLE)) ?? 0) > 0 && performance.now() < deadline) await sleep(100);
-    return { ...finish(samples, maxLag, publishedPerSecond, "projector + query API"), load: await apiLoad };
+    return {
+      ...finish(samples, maxLag, publishedPerSecond, "projector + query API"),
+      load: await apiLoad,
+      probeDelay: { p99: probeDelay.percentile(99) / 1e6, max: probeDelay.max / 1e6 },
+    };
   } finally {
     endLoad.abort();
     lag.stop();
+    probeDelay.disable();
     clearInterval(fallback);
     notices.unsubscribe();
     agent.destroy();
