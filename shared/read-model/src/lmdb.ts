@@ -211,8 +211,10 @@ export class LmdbDashboardStore implements DashboardStore {
   /**
    * A record as stored (in a write transaction: as that transaction sees it). A license chunk with
    * a live license is kept once, as its fragment (encodeStoredChunk); one with none, or written by
-   * format 6, is a record of `parts`. `notInParts` collects the chunks found to have no record
-   * there, whose writes then need not remove one (commitInTransaction).
+   * format 6, is a record of `parts`: a chunk's fragment with its state and a record of it in
+   * `parts` never both exist, as each write of one removes the other (a fragment written by format
+   * 6 carries no state). `notInParts` collects the chunks read here that have no record there
+   * (found as such a fragment, or in neither), whose writes then need not remove one.
    */
   private read(key: RecordKey, notInParts?: Set<string>): RevisionedRecord {
     const k = lmdbKey(key);

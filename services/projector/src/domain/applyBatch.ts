@@ -43,14 +43,14 @@ interface Prepared {
  * record, as any can be read.
  */
 class ReadThroughSlice extends Map<string, SliceEntry> {
-  constructor(private readonly read: (key: RecordKey) => SliceEntry) {
+  constructor(private readonly read: (id: string) => SliceEntry) {
     super();
   }
 
   override get(id: string): SliceEntry {
     let entry = super.get(id);
     if (entry === undefined) {
-      entry = this.read(recordKeyOf(id));
+      entry = this.read(id);
       super.set(id, entry);
     }
     return entry;
@@ -80,7 +80,9 @@ function* prepare(
     loaded.set(id, { entry, rev: record.rev });
     return entry;
   };
-  const slice = readNow ? new ReadThroughSlice((key) => loadedEntry(readNow(key))) : new Map<string, SliceEntry>();
+  const slice = readNow
+    ? new ReadThroughSlice((id) => loadedEntry(readNow(recordKeyOf(id)), id))
+    : new Map<string, SliceEntry>();
   const take = (records: readonly RevisionedRecord[]) => {
     for (const record of records) {
       const id = keyId(record.key);

@@ -74,7 +74,8 @@ export interface Projection {
  * The effect of one validated event on the slice. A register can point at a part not yet loaded,
  * so `missing` is loaded and the event projected again until nothing is missing: each round asks
  * only for records not loaded yet (at most three rounds in the tests' random histories with
- * readAhead, moves included; more without it, each a local read).
+ * readAhead, moves included; more without it). A slice that reads what it lacks as it is asked
+ * (LMDB's, in applyBatch) leaves nothing missing: one round.
  */
 export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT_PROJECTION): Projection {
   const ws = new Workspace(slice, options);
@@ -96,8 +97,9 @@ export function projectEvent(slice: Slice, event: KeyboxEvent, options = DEFAULT
 type LicenseEvent = Extract<KeyboxEvent, { entity: "license" }>;
 
 /**
- * Each license event's entry, rendered once: an event is projected again after each round of
- * loads, and rendering its JSON was the costliest step of a round. Entries are never changed.
+ * Each license event's entry, rendered once: where an event is projected again after each round of
+ * loads (MongoDB's rounds, a conditional commit's retries), rendering its JSON was the costliest
+ * step of a round. Entries are never changed.
  */
 const licenseEntries = new WeakMap<LicenseEvent, LicenseEntry>();
 
