@@ -75,7 +75,7 @@ function* prepare(
 ): Generator<readonly RecordKey[], Prepared, readonly RevisionedRecord[]> {
   // `slice` is this attempt's working copy; `loaded` what the store said, with revisions.
   const loaded = new Map<string, { entry: SliceEntry; rev: number }>();
-  const loadedEntry = (record: RevisionedRecord, id = keyId(record.key)) => {
+  const loadedEntry = (record: RevisionedRecord, id: string) => {
     const entry = { key: record.key, value: record.value };
     loaded.set(id, { entry, rev: record.rev });
     return entry;
