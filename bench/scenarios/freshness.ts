@@ -1,6 +1,7 @@
 // Row 8: freshness. License updates are published at a steady rate over many owners; for every
 // n-th event, the time from its publish until GET /dashboard shows it (the owner's dashboard is
-// fetched when the projector's change notice for that owner arrives, and every 100 ms otherwise).
+// fetched when the projector's change notice for that owner arrives, and 100 ms after its last
+// publish or fetch otherwise). A sample waits from its publish: its notice may come before its ack.
 // Meanwhile the query API serves the seed example at half its maximum (row 3's rate), as the issue's
 // target asks: freshness on an idle API would say nothing about a replica that is also serving.
 // Baseline: the same events on a stream of their own, read by a bare consumer that echoes each
@@ -12,7 +13,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { headers, type PubAck } from "nats";
 import { publishEvent, type Envelope } from "@keybox/contract";
 import { range, type Bench, type Measured } from "../context.ts";
-import { bearer, get, load, type LoadResult } from "../http.ts";
+import { bearer, get, load, scrapeMetric, type LoadResult } from "../http.ts";
 import { addBareDurable, consumerLag, deleteDurable, type Nats } from "../jetstream.ts";
 import { observe } from "../observations.ts";
 import { sleep } from "../processes.ts";
@@ -57,6 +58,28 @@ interface LoadedRoundResult extends RoundResult {
   load: LoadResult;
   /** This thread's event-loop delay meanwhile (it publishes, takes the notices, reads, times), ms. */
   probeDelay: { p99: number; max: number };
+  /** Samples shown by a fetch no change notice asked for (it was lost, or came too late). */
+  shownByFallback: number;
+  /** The projector's batches in the round: how many, their mean size and mean time to apply. */
+  batches: ProjectorBatches;
+}
+
+interface ProjectorBatches {
+  count: number;
+  events: number;
+  applySeconds: number;
+}
+
+/** The projector's batch counters so far (its metrics: batch sizes, apply times). */
+async function projectorBatches(projector: { baseUrl: string }): Promise<ProjectorBatches> {
+  const [count, events, applySeconds] = await Promise.all(
+    [
+      "keybox_projector_batch_events_count",
+      "keybox_projector_batch_events_sum",
+      "keybox_projector_apply_seconds_sum",
+    ].map((name) => scrapeMetric(projector.baseUrl, name)),
+  );
+  return { count: count ?? 0, events: events ?? 0, applySeconds: applySeconds ?? 0 };
 }
 
 /** `apiRate`: the query API's load during the projector rounds, in requests per second. */
@@ -125,7 +148,9 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
         `publish call (a bare consumer's echo often arrives in the same socket read as the publish ack, before the ` +
         `ack's promise settles, so timing from the ack would make the baseline 0; the publish → ack time itself was ` +
         `p50 ${ms(ackLatencies, 50)}, p99 ${ms(ackLatencies, 99)} in the projector rounds). The dashboard is fetched ` +
-        `when the owner's change notice arrives (or every ${FALLBACK_CHECK_MS} ms), and a sample counts as shown ` +
+        `when the owner's change notice arrives (or once ${FALLBACK_CHECK_MS} ms passed without a fetch or a ` +
+        `publish to that owner), a sample waiting from its publish call (its notice can come before its ack), and ` +
+        `a sample counts as shown ` +
         `when its license has that version or a later one, so the figure includes one GET. From the first publish ` +
         `until every sample has shown, each projector round also loads the same query API with the seed example's ` +
         `GET /dashboard, autocannon ${connections} connections at ${formatNumber(apiRate)} req/s in all: half the ` +
@@ -137,7 +162,9 @@ export async function measureFreshness(bench: Bench, seeded: Seeded, apiRate: nu
         `${api.map((r) => formatNumber(r.load.requestsPerSecond)).join(", ")} req/s, p99 ` +
         `${api.map((r) => formatNumber(r.load.p99)).join(", ")} ms; the probing thread's event-loop delay p99 ` +
         `${api.map((r) => formatNumber(r.probeDelay.p99)).join(", ")} ms, max ` +
-        `${api.map((r) => formatNumber(r.probeDelay.max)).join(", ")} ms.`,
+        `${api.map((r) => formatNumber(r.probeDelay.max)).join(", ")} ms; samples shown by a fetch no change ` +
+        `notice asked for (every ${FALLBACK_CHECK_MS} ms): ${api.map((r) => r.shownByFallback).join(", ")}; the ` +
+        `projector's batches (its metrics): ${api.map(({ batches: b }) => `${formatNumber(b.count)} of ${formatNumber(b.events / b.count)} events, applied and committed in ${formatNumber((b.applySeconds / b.count) * 1000)} ms`).join("; ")} (mean).`,
     ],
   };
 }
@@ -151,11 +178,14 @@ const ms = (values: number[], p: number) => `${formatNumber(percentile(values, p
 const rates = (results: RoundResult[]) => results.map((r) => formatNumber(r.publishedPerSecond)).join(", ");
 const shown = (results: RoundResult[]) => results.map((r) => `${r.latencies.length}/${r.samples}`).join(", ");
 
-/** Publishes `events` at the configured rate; `onAck` gets each ack as it arrives, with when it was sent. */
+/**
+ * Publishes `events` at the configured rate. `publish` gets each event with its index and when it
+ * is sent (the time samples count from); `onAck` gets each ack as it arrives.
+ */
 export async function publishAtRate(
   bench: Bench,
   events: Envelope[],
-  publish: (event: Envelope) => Promise<PubAck>,
+  publish: (event: Envelope, index: number, sentAt: number) => Promise<PubAck>,
   onAck: (index: number, ack: PubAck, sentAt: number) => void,
 ): Promise<number> {
   const rate = bench.options.freshness.eventsPerSecond;
@@ -169,7 +199,7 @@ export async function publishAtRate(
     for (; next < due && pending.size < MAX_IN_FLIGHT; next++) {
       const index = next;
       const sentAt = performance.now();
-      const done: Promise<void> = publish(events[index]!)
+      const done: Promise<void> = publish(events[index]!, index, sentAt)
         .then(
           (ack) => onAck(index, ack, sentAt),
           (error: unknown) => observe("publisher", `publish failed: ${(error as Error).message}`),
@@ -239,10 +269,13 @@ async function throughTheReadModel(
   const checkAgain = new Set<string>();
   const lastChecked = new Map<string, number>();
 
+  /** Samples shown by a fetch no change notice asked for. */
+  let shownByFallback = 0;
+
   /** Fetches the owner's dashboard and settles every waiting sample it shows; one fetch per owner at a time. */
-  const check = (ownerId: string): void => {
+  const check = (ownerId: string, cause: "notice" | "fallback"): void => {
     if (checking.has(ownerId)) {
-      checkAgain.add(ownerId);
+      if (cause === "notice") checkAgain.add(ownerId);
       return;
     }
     checking.add(ownerId);
@@ -255,6 +288,7 @@ async function throughTheReadModel(
         const still = (waiting.get(ownerId) ?? []).filter((sample) => {
           if (shownVersion(text, sample.licenseId) < sample.version) return true;
           sample.latencyMs = at - sample.sentAt;
+          if (cause === "fallback") shownByFallback++;
           return false;
         });
         if (still.length) waiting.set(ownerId, still);
@@ -265,21 +299,25 @@ async function throughTheReadModel(
       )
       .finally(() => {
         checking.delete(ownerId);
-        if (checkAgain.delete(ownerId) && waiting.has(ownerId)) check(ownerId);
+        if (checkAgain.delete(ownerId) && waiting.has(ownerId)) check(ownerId, "notice");
       });
   };
 
   const notices = bench.nats.nc.subscribe(`${NOTICE_PREFIX}>`, {
     callback: (_error, msg) => {
       const ownerId = msg.subject.slice(NOTICE_PREFIX.length);
-      if (waiting.has(ownerId)) check(ownerId);
+      if (waiting.has(ownerId)) check(ownerId, "notice");
     },
   });
+  // An owner is fetched without a notice once neither a fetch nor a publish to it was that recent.
   const fallback = setInterval(() => {
     const now = performance.now();
-    for (const ownerId of waiting.keys())
-      if (now - (lastChecked.get(ownerId) ?? 0) >= FALLBACK_CHECK_MS) check(ownerId);
+    for (const [ownerId, owed] of waiting) {
+      const since = Math.max(lastChecked.get(ownerId) ?? 0, owed[owed.length - 1]!.sentAt);
+      if (now - since >= FALLBACK_CHECK_MS) check(ownerId, "fallback");
+    }
   }, FALLBACK_CHECK_MS / 2);
+  const batchesBefore = await projectorBatches(seeded.projector);
   const lag = watchLag(bench.nats, MAIN_DURABLE);
   const probeDelay = monitorEventLoopDelay({ resolution: PROBE_DELAY_RESOLUTION_MS });
   probeDelay.enable();
@@ -298,13 +336,18 @@ async function throughTheReadModel(
     const publishedPerSecond = await publishAtRate(
       bench,
       events,
-      (event) => publishEvent(bench.nats.js, event),
+      (event, index, sentAt) => {
+        // A sample waits from its publish, not its ack: the change notice can come first.
+        const sample = samples.get(index);
+        if (sample) {
+          sample.sentAt = sentAt;
+          waiting.set(sample.ownerId, [...(waiting.get(sample.ownerId) ?? []), sample]);
+        }
+        return publishEvent(bench.nats.js, event);
+      },
       (index, _ack, sentAt) => {
         const sample = samples.get(index);
-        if (!sample) return;
-        sample.sentAt = sentAt;
-        sample.ackMs = performance.now() - sentAt;
-        waiting.set(sample.ownerId, [...(waiting.get(sample.ownerId) ?? []), sample]);
+        if (sample) sample.ackMs = performance.now() - sentAt;
       },
     );
     await settle(() => waiting.size === 0, settleTimeoutMs(bench));
@@ -317,6 +360,12 @@ async function throughTheReadModel(
     while (((await consumerLag(bench.nats, MAIN_DURABLE)) ?? 0) > 0 && performance.now() < deadline) await sleep(100);
     return {
       ...finish(samples, maxLag, publishedPerSecond, "projector + query API"),
+      shownByFallback,
+      batches: await projectorBatches(seeded.projector).then((after) => ({
+        count: after.count - batchesBefore.count,
+        events: after.events - batchesBefore.events,
+        applySeconds: after.applySeconds - batchesBefore.applySeconds,
+      })),
       load: await apiLoad,
       // Each sample is the time between two timer turns: the resolution itself is no delay.
       probeDelay: {
