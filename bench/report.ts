@@ -36,8 +36,19 @@ export function describeEnvironment(repoRoot: string): Environment {
   const cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? os.cpus()[0]?.model;
   const distribution = /^PRETTY_NAME="?([^"\n]+)"?$/m.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? os.type();
   const head = run("git", ["-C", repoRoot, "rev-parse", "--short", "HEAD"]);
-  // Others may be editing the services while this runs: say exactly what was built.
-  const status = run("git", ["-C", repoRoot, "status", "--porcelain", "--", "shared", "services", "scripts"]);
+  // Others may be editing the services while this runs: say exactly what was built, and what measured it.
+  const status = run("git", [
+    "-C",
+    repoRoot,
+    "status",
+    "--porcelain",
+    "--",
+    "shared",
+    "services",
+    "scripts",
+    "bench",
+    ":(exclude)bench/results",
+  ]);
   const changed = status === "unknown" || status === "" ? [] : status.split("\n").map((line) => line.slice(3));
   return {
     cpuModel: cpuModel ?? "unknown",
