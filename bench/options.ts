@@ -25,8 +25,11 @@ export interface BenchOptions {
   smallTenantLicenses: number;
   /** Row 8 has rounds of its own: the quick run does one. */
   freshness: { rounds: number; seconds: number; eventsPerSecond: number; owners: number; sampleEvery: number };
-  /** Rows 9 and 10: owners whose streams time deliveries; idle streams held, and for how long. */
-  live: { probes: number; idleStreams: number; idleSeconds: number };
+  /**
+   * Rows 10 and 11: owners whose streams time deliveries; idle streams held, for how long, and the
+   * query API's heartbeat meanwhile (the idle time holds at least two).
+   */
+  live: { probes: number; idleStreams: number; idleSeconds: number; heartbeatSeconds: number };
 }
 
 const FULL: BenchOptions = {
@@ -42,7 +45,7 @@ const FULL: BenchOptions = {
   perEventUpdates: 10_000,
   smallTenantLicenses: 100,
   freshness: { rounds: 3, seconds: 10, eventsPerSecond: 2000, owners: 500, sampleEvery: 20 },
-  live: { probes: 300, idleStreams: 10_000, idleSeconds: 35 },
+  live: { probes: 300, idleStreams: 10_000, idleSeconds: 35, heartbeatSeconds: 15 },
 };
 
 const QUICK: BenchOptions = {
@@ -57,8 +60,8 @@ const QUICK: BenchOptions = {
   drainOwners: 200,
   perEventUpdates: 2000,
   smallTenantLicenses: 100,
-  freshness: { rounds: 1, seconds: 5, eventsPerSecond: 2000, owners: 500, sampleEvery: 20 },
-  live: { probes: 300, idleStreams: 10_000, idleSeconds: 16 },
+  freshness: { rounds: 1, seconds: 3, eventsPerSecond: 2000, owners: 500, sampleEvery: 20 },
+  live: { probes: 300, idleStreams: 10_000, idleSeconds: 7, heartbeatSeconds: 3 },
 };
 
 /** The scenarios a run can be limited to with `--only` (the rows each measures). */
