@@ -48,6 +48,8 @@ export function describeEnvironment(repoRoot: string): Environment {
     "scripts",
     "bench",
     ":(exclude)bench/results",
+    "test/support",
+    "package-lock.json",
   ]);
   const changed = status === "unknown" || status === "" ? [] : status.split("\n").map((line) => line.slice(3));
   return {

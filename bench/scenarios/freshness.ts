@@ -86,8 +86,9 @@ async function projectorBatches(projector: Running): Promise<ProjectorBatches | 
 
 /** The batches between two readings of the projector's counters, as the report gives them. */
 function batchesBetween(before: ProjectorBatches | undefined, after: ProjectorBatches | undefined): string {
-  const count = before && after ? after.count - before.count : 0;
-  if (!before || !after || count === 0) return "no batches read";
+  if (!before || !after) return "its metrics could not be read";
+  const count = after.count - before.count;
+  if (count <= 0) return "no batches counted (none, or the projector restarted)";
   const events = (after.events - before.events) / count;
   const ms = ((after.applySeconds - before.applySeconds) / count) * 1000;
   return `${formatNumber(count)} of ${formatNumber(events)} events, applied and committed in ${formatNumber(ms)} ms`;
@@ -355,7 +356,7 @@ async function throughTheReadModel(
         if (!sample) return publishEvent(bench.nats.js, event);
         sample.sentAt = sentAt;
         waiting.set(sample.ownerId, [...(waiting.get(sample.ownerId) ?? []), sample]);
-        // One that was not published will never show: it does not wait (publishAtRate reports it).
+        // One whose publish failed may never show: it stops waiting (publishAtRate reports the failure).
         return publishEvent(bench.nats.js, event).catch((error: unknown) => {
           const still = waiting.get(sample.ownerId)?.filter((s) => s !== sample) ?? [];
           if (still.length) waiting.set(sample.ownerId, still);

@@ -176,8 +176,10 @@ async function measureIdleStreams(bench: Bench, seeded: Seeded): Promise<Measure
     streams.push(...(await openAll(range(idleStreams).map((i) => ({ url, token: tokens[i % IDLE_OWNERS]! })))));
     await sleep(2000);
     const after = memoryBytes(api.pid).rss;
+    const comments = () => streams.reduce((sum, s) => sum + s.comments.length, 0);
+    const commentsBefore = comments();
     const idleCpu = await cpuOver(api.pid, idleSeconds);
-    const heartbeats = streams.reduce((sum, s) => sum + s.comments.length, 0);
+    const heartbeats = comments() - commentsBefore; // those of the idle window only
     const growthPerStream = (after - before) / idleStreams;
     return {
       figures: [
