@@ -30,6 +30,16 @@ const client = (id: string): Part => ({
 });
 
 /** Replaces the store's environment sync with one that waits for the test to finish it. */
+/** Runs `use` on the store in `dir`, closing the store after, whatever happens. */
+async function withStore(use: (store: LmdbDashboardStore) => Promise<void>): Promise<void> {
+  const store = LmdbDashboardStore.open(dir);
+  try {
+    await use(store);
+  } finally {
+    await store.close();
+  }
+}
+
 function holdSyncs(store: LmdbDashboardStore): { held: SyncCallback[]; realSync: (callback: SyncCallback) => void } {
   const env = (store as unknown as { env: SyncingEnv }).env;
   const realSync = env.sync.bind(env);
@@ -44,9 +54,8 @@ async function until(condition: () => boolean): Promise<void> {
 }
 
 describe("an LMDB commit", () => {
-  it("resolves only once the data is flushed to disk", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("resolves only once the data is flushed to disk", () =>
+    withStore(async (store) => {
       const { held, realSync } = holdSyncs(store);
       let resolved = false;
       const pending = store
@@ -60,14 +69,10 @@ describe("an LMDB commit", () => {
       expect(resolved).toBe(false);
       realSync(held[0]!);
       expect((await pending).ok).toBe(true);
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 
-  it("fails as an outage when the flush fails", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("fails as an outage when the flush fails", () =>
+    withStore(async (store) => {
       const { held } = holdSyncs(store);
       const pending = store.commit(
         { writes: [{ key: partKey("o1", "c2"), value: client("c2"), baseRev: 0 }], reads: [] },
@@ -76,16 +81,12 @@ describe("an LMDB commit", () => {
       await until(() => held.length === 1);
       held[0]!(new Error("EIO: i/o error, fsync"));
       await expect(pending).rejects.toBeInstanceOf(StoreUnavailableError);
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });
 
 describe("a batch whose commit was not flushed", () => {
-  it("is not taken for applied when retried: a retry with nothing left to write still waits for a flush", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("is not taken for applied when retried: a retry with nothing left to write still waits for a flush", () =>
+    withStore(async (store) => {
       const events = [
         toEvent(
           buildEnvelope({
@@ -110,16 +111,12 @@ describe("a batch whose commit was not flushed", () => {
       await until(() => held.length === 3);
       realSync(held[2]!);
       expect((await again).applied).toBe(0);
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });
 
 describe("batches on LMDB", () => {
-  it("are prepared in the write transaction: concurrent ones keep each other's writes and never conflict", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("are prepared in the write transaction: concurrent ones keep each other's writes and never conflict", () =>
+    withStore(async (store) => {
       const owner = "o5";
       const parents = [clientCreated(owner, "c1"), projectCreated(owner, "p1", { clientId: "c1" })];
       // Each batch renames the client and adds two licenses to the same project (the same chunk).
@@ -135,16 +132,12 @@ describe("batches on LMDB", () => {
       expect(renderBody((await readDashboard(store, owner)).fragments, now)).toEqual(
         dashboardOf([...parents, ...batches.flat()], owner, now),
       );
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });
 
 describe("a client's version on LMDB", () => {
-  it("is a record in `meta` only while the client has a part: its last part's deletion removes it", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("is a record in `meta` only while the client has a part: its last part's deletion removes it", () =>
+    withStore(async (store) => {
       // Where the README says client versions are: [ownerId, "c", clientId] in the database `meta`.
       const meta = (store as unknown as { meta: { get(key: string[]): number | undefined } }).meta;
       const record = () => meta.get(["o6", "c", "c1"]);
@@ -153,10 +146,7 @@ describe("a client's version on LMDB", () => {
       const [part] = await store.load([partKey("o6", "c1")]);
       await store.commit({ writes: [{ key: partKey("o6", "c1"), value: null, baseRev: part!.rev }], reads: [] }, 2);
       expect(record()).toBeUndefined();
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });
 
 describe("a broken LMDB environment", () => {
@@ -194,9 +184,8 @@ describe("records a batch writes on LMDB", () => {
     store as unknown as Record<"parts" | "registers" | "fragments", Database<unknown, (string | number)[]>>;
   const range = (ownerId: string) => ({ start: [ownerId], end: [ownerId, "~"] });
 
-  it("are counted in the bytes it reports as they are stored", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("are counted in the bytes it reports as they are stored", () =>
+    withStore(async (store) => {
       const owner = "o7";
       const place = { clientId: "c1", projectId: "p1" };
       const events = [
@@ -212,14 +201,10 @@ describe("records a batch writes on LMDB", () => {
         for (const key of db.getKeys(range(owner))) stored += db.getBinary(key)!.length;
       expect(stored).toBeGreaterThan(0);
       expect(outcome.written.bytes).toBe(stored);
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 
-  it("leave no record of a chunk in `parts` once it holds a live license again after holding none", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("leave no record of a chunk in `parts` once it holds a live license again after holding none", () =>
+    withStore(async (store) => {
       const owner = "o8";
       const place = { clientId: "c1", projectId: "p1" };
       const chunkKey = [owner, "c1", "p1", 1];
@@ -248,16 +233,12 @@ describe("records a batch writes on LMDB", () => {
       expect(renderBody((await readDashboard(store, owner)).fragments, new Date())).toEqual(
         dashboardOf([...created, deleted, again], owner, new Date()),
       );
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });
 
 describe("a batch on LMDB", () => {
-  it("reads only what each event needs, each record once, as the rules ask: an update in its place reads its project's register, head and chunk", async () => {
-    const store = LmdbDashboardStore.open(dir);
-    try {
+  it("reads only what each event needs, each record once, as the rules ask: an update in its place reads its project's register, head and chunk", () =>
+    withStore(async (store) => {
       const owner = "o9";
       const place = { clientId: "c1", projectId: "p1" };
       const created = [
@@ -291,8 +272,5 @@ describe("a batch on LMDB", () => {
       expect(renderBody((await readDashboard(store, owner)).fragments, new Date())).toEqual(
         dashboardOf([...created, renewed, added], owner, new Date()),
       );
-    } finally {
-      await store.close();
-    }
-  });
+    }));
 });
