@@ -145,6 +145,16 @@ export async function timeDrain(
   );
 }
 
+/** Waits until `durable` has acknowledged every event up to `seq` (so a reader sees them), polling. */
+export async function acknowledged(nats: Nats, durable: string, seq: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while ((await nats.jsm.consumers.info(EVENTS_STREAM, durable)).ack_floor.stream_seq < seq) {
+    if (performance.now() > deadline)
+      throw new Error(`${durable} did not acknowledge sequence ${seq} within ${timeoutMs / 1000} s`);
+    await sleep(5);
+  }
+}
+
 /** Where a durable stands now (to open a drain window on a durable that already consumed). */
 export async function deliveredSequence(nats: Nats, durable: string): Promise<number> {
   try {

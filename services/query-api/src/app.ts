@@ -29,7 +29,12 @@ import { LIVE_STREAM_HEADERS, type LiveRefusal, type LiveUpdates } from "./adapt
 import type { OwnerVerifier, VerifiedOwner } from "./auth.ts";
 import type { FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import { parseLastEventId } from "./domain/liveChanges.ts";
-import { LargeBodyRefusedError, renderSnapshot, type RenderedDashboard } from "./domain/renderDashboard.ts";
+import {
+  LargeBodyRefusedError,
+  renderSnapshot,
+  type LayoutCache,
+  type RenderedDashboard,
+} from "./domain/renderDashboard.ts";
 import {
   dashboardHeaders,
   dashboardScope,
@@ -48,6 +53,8 @@ export interface AppDeps {
   log: Logger;
   /** Recently served dashboards; without it every request reads and renders. */
   cache?: DashboardCache;
+  /** Client layouts of recent reads (see LayoutCache); without it every read lays out every client. */
+  layoutCache?: LayoutCache;
   /** How long a large body may wait for its client to read before it is abandoned (default 60 s). */
   stalledBodyTimeoutMs?: number;
   /**
@@ -370,12 +377,18 @@ export function createApp(deps: AppDeps): Hono<Env> {
     let rendered: RenderedDashboard;
     try {
       // The snapshot is the render's now: closed by it, or by the body's release() when streamed.
-      rendered = await renderSnapshot(snapshot, at, { select: page && pageSelection(page), stream, admit });
+      rendered = await renderSnapshot(snapshot, at, {
+        select: page && pageSelection(page),
+        stream,
+        admit,
+        layouts: deps.layoutCache && { cache: deps.layoutCache, ownerId },
+      });
     } catch (error) {
       giveSlotBack();
       giveMemoryBack();
       throw error;
     }
+    if (deps.layoutCache) metrics.layoutCacheEntries.set(deps.layoutCache.entryCount);
     if (!rendered.streamed) giveSlotBack();
     if (rendered.whole) {
       // Only a body in one piece (up to a MiB): what the fast path sends as it is.

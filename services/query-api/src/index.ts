@@ -5,6 +5,7 @@ export { queryApiSettings, type QueryApiSettings } from "./config.ts";
 export {
   renderDashboard,
   renderSnapshot,
+  LayoutCache,
   type RenderedDashboard,
   type DashboardBody,
   type ClientView,

@@ -42,6 +42,10 @@ export const queryApiMetrics = {
     name: "keybox_query_dashboard_streamed_bodies",
     help: "Large GET /dashboard bodies being filled from a snapshot of the store they hold now",
   }),
+  layoutCacheEntries: new Gauge({
+    name: "keybox_query_layout_cache_entries",
+    help: "Entries of the client layouts kept between reads (about two per fragment; LAYOUT_CACHE_ENTRIES caps it)",
+  }),
   assembledBodyBytes: new Gauge({
     name: "keybox_query_dashboard_assembled_body_bytes",
     help: "Bytes of large GET /dashboard bodies assembled whole and not yet sent (ASSEMBLED_BODIES_MAX_MB caps it)",

@@ -11,6 +11,7 @@ import { readinessCheck } from "./adapters/readiness.ts";
 import { createApp } from "./app.ts";
 import { createOwnerVerifier } from "./auth.ts";
 import { DashboardCache } from "./domain/dashboardCache.ts";
+import { LayoutCache } from "./domain/renderDashboard.ts";
 import { createDashboardFastPath, withDashboardFastPath, type FastPathFindingsByRequest } from "./dashboardFastPath.ts";
 import type { QueryApiSettings } from "./config.ts";
 
@@ -45,6 +46,8 @@ export async function startQueryApi(
     config.RESPONSE_CACHE_MB > 0
       ? new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 })
       : undefined;
+  const layoutCache =
+    config.LAYOUT_CACHE_ENTRIES > 0 ? new LayoutCache({ maxEntries: config.LAYOUT_CACHE_ENTRIES }) : undefined;
   // What the fast path found out about a request it leaves to the app, so the app does not do it again.
   const fastPathFindings: FastPathFindingsByRequest = new WeakMap();
   const app = createApp({
@@ -69,6 +72,7 @@ export async function startQueryApi(
       log,
     }),
     ...(cache && { cache }),
+    ...(layoutCache && { layoutCache }),
     fastPathFindings,
   });
   // The app's cache and compression threshold, so both paths answer a request alike.

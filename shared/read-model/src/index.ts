@@ -51,6 +51,7 @@ export {
   type Committed,
   type DashboardChange,
   type DashboardSnapshot,
+  type SnapshotClients,
   type DashboardStore,
   type PartStats,
   type RecordRead,

@@ -26,6 +26,7 @@ import {
   type DashboardStore,
   type PartStats,
   type RevisionedRecord,
+  type StoredFragment,
   clientsDeletingParts,
   writtenOwners,
 } from "./store.ts";
@@ -391,19 +392,42 @@ export class LmdbDashboardStore implements DashboardStore {
     let closed = false;
     try {
       const version = this.versionNow(ownerId, clientId, transaction);
-      const prefix = clientId === undefined ? [ownerId] : [ownerId, clientId];
-      const range = { start: prefix, end: [...prefix, AFTER_ANY_ID], transaction };
+      /** Visits the fragments under `prefix` ([ownerId] or [ownerId, clientId]). */
+      const visitFragments = async (prefix: LmdbKey, visit: (fragment: StoredFragment) => void) => {
+        let visited = 0;
+        const range = { start: prefix, end: [...prefix, AFTER_ANY_ID], transaction };
+        for (const { key, value } of this.fragments.getRange(range)) {
+          visit({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), bytes: value });
+          if (++visited % FRAGMENTS_PER_TURN === 0) await setImmediate();
+        }
+      };
       return {
         version,
-        fragments: async (visit) => {
-          let visited = 0;
-          for (const { key, value } of this.fragments.getRange(range)) {
-            visit({ clientId: String(key[1]), projectId: String(key[2]), chunk: Number(key[3]), bytes: value });
-            if (++visited % FRAGMENTS_PER_TURN === 0) await setImmediate();
-          }
-        },
+        fragments: (visit) => visitFragments(clientId === undefined ? [ownerId] : [ownerId, clientId], visit),
         fragment: (clientId, projectId, chunk) =>
           this.fragments.get([ownerId, clientId, projectId, chunk], { transaction }),
+        clients: () => {
+          const versions = new Map<string, number>();
+          if (clientId !== undefined) {
+            if (version > 0) versions.set(clientId, version);
+          } else {
+            const range = {
+              start: [ownerId, CLIENT_VERSION],
+              end: [ownerId, CLIENT_VERSION, AFTER_ANY_ID],
+              transaction,
+            };
+            for (const { key, value } of this.meta.getRange(range)) versions.set(String((key as LmdbKey)[2]), value);
+          }
+          return {
+            identity: this.identity(),
+            clientId,
+            versions,
+            fragments: (client, visit) =>
+              clientId === undefined || client === clientId
+                ? visitFragments([ownerId, client], visit)
+                : Promise.resolve(),
+          };
+        },
         close: () => {
           // Once: a second done() would drop a reference another read of the same turn holds.
           if (!closed) transaction.done();

@@ -72,8 +72,25 @@ export interface DashboardSnapshot {
    * have it (LMDB): a large body is then filled in response order as it is sent, never whole.
    */
   fragment?(clientId: string, projectId: string, chunk: number): Uint8Array | undefined;
+  /**
+   * The snapshot's clients, for a reader that keeps what it laid out of each (LMDB has it): a
+   * client's fragments are the same in every snapshot of one store where its version is.
+   */
+  clients?(): SnapshotClients;
   /** Ends the snapshot (LMDB: its read transaction): called once, when done with it. */
   close(): void;
+}
+
+/** A snapshot's clients: each one's version, and its fragments alone (see DashboardSnapshot.clients). */
+export interface SnapshotClients {
+  /** The store's identity (DashboardStore.identity): versions from two identities never compare. */
+  identity: string;
+  /** The one client a client's snapshot holds; undefined in a whole dashboard's. */
+  clientId: string | undefined;
+  /** The version (DashboardStore.version) of each client that has parts, by client id. */
+  versions: ReadonlyMap<string, number>;
+  /** Visits one client's fragments, as DashboardSnapshot.fragments visits all of them. */
+  fragments(clientId: string, visit: (fragment: StoredFragment) => void): Promise<void>;
 }
 
 /**

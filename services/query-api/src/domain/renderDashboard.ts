@@ -93,13 +93,45 @@ const utf8 = new TextEncoder();
 const COMMA = utf8.encode(",");
 const CLOSE = utf8.encode("]}");
 
-/** Where a fragment was visited (its place in the visiting order), once its bytes are gone. */
-type Visited = { index: number };
-type ClientHead = Visited & { order: OrderKey };
-type ProjectHead = Visited & { order: OrderKey; clientId: string };
+/**
+ * A visited fragment, once its bytes are gone: where it was in its visit (`index`), the key to read
+ * it again by, and its body's length.
+ */
+interface FragmentRef {
+  readonly index: number;
+  readonly clientId: string;
+  readonly projectId: string;
+  readonly chunk: number;
+  readonly length: number;
+}
+/** What a body is made of, in order: joints and re-rendered licenses as bytes, stored bodies by reference. */
+type BodyItem = Uint8Array | FragmentRef;
+type ClientHead = { ref: FragmentRef; order: OrderKey };
+type ProjectHead = { ref: FragmentRef; order: OrderKey };
 /** A license chunk; `stale` (a copy) when a license in it has expired since it was rendered. */
-type ChunkHead = Visited & { first: OrderKey; validUntil: string | null; stale: LicensesFragment | undefined };
+type ChunkHead = { ref: FragmentRef; first: OrderKey; validUntil: string | null; stale: LicensesFragment | undefined };
 type ProjectEntry = { head: ProjectHead | undefined; chunks: ChunkHead[] };
+
+/** One client's stretch of the body, laid out: a whole dashboard or a page joins its clients'. */
+export interface ClientLayout {
+  /** The client's order key; undefined for a client with parts but no client fragment (not shown). */
+  order: OrderKey | undefined;
+  projectsCount: number;
+  /** The client's JSON object, from its opening to its closing brace. */
+  items: readonly BodyItem[];
+  byteLength: number;
+  /** The first time its bytes go out of date (an ACTIVE license in it passes its end), if any. */
+  validUntil: string | undefined;
+}
+
+/** The layout of a client with no client fragment: not shown, whatever is filed under it. */
+const NOTHING_SHOWN: ClientLayout = Object.freeze({
+  order: undefined,
+  projectsCount: 0,
+  items: Object.freeze([]),
+  byteLength: 0,
+  validUntil: undefined,
+});
 
 /**
  * Renders the dashboard from an owner's fragments (in any order) as the bytes of a DashboardBody,
@@ -115,7 +147,7 @@ export function renderDashboard(
 ): RenderedDashboard {
   const layout = new Layout(now);
   for (const fragment of stored) layout.visit(fragment);
-  const body = new BodyFill(layout.place(select));
+  const body = new BodyFill(place(layout.clientLayouts().values(), select), layout.refs);
   for (const fragment of stored) body.fill(fragment);
   return body.done();
 }
@@ -137,6 +169,8 @@ export interface RenderOptions {
    * (LargeBodyRefusedError), before any of its memory is taken. Bodies streamed are not asked.
    */
   admit?: (byteLength: number) => boolean;
+  /** Where the owner's client layouts are kept between reads (see LayoutCache), and whose they are. */
+  layouts?: { cache: LayoutCache; ownerId: string } | undefined;
 }
 
 /**
@@ -147,26 +181,149 @@ export interface RenderOptions {
 export async function renderSnapshot(
   snapshot: DashboardSnapshot,
   now: Date,
-  { select, stream = true, admit }: RenderOptions = {},
+  { select, stream = true, admit, layouts }: RenderOptions = {},
 ): Promise<RenderedDashboard> {
   let streamed = false;
   try {
-    const layout = new Layout(now);
-    await snapshot.fragments((fragment) => layout.visit(fragment));
-    const placement = layout.place(select);
     const fragment = snapshot.fragment?.bind(snapshot);
+    const read = fragment && ((ref: FragmentRef) => fragment(ref.clientId, ref.projectId, ref.chunk));
+    const kept = read && (await layouts?.cache.clientLayouts(layouts.ownerId, snapshot, now));
+    if (read && kept) {
+      const placement = place(kept, select);
+      if (placement.byteLength <= PIECE_BYTES) return assembledByKey(placement, read);
+      if (stream) {
+        streamed = true;
+        return streamedBody(placement, read, () => snapshot.close());
+      }
+      // Assembled whole, as any large body that is not streamed: from a visit, below.
+    }
+    const layout = new Layout(now);
+    await snapshot.fragments((stored) => layout.visit(stored));
+    const placement = place(layout.clientLayouts().values(), select);
     const large = placement.byteLength > PIECE_BYTES;
-    if (stream && fragment && large) {
+    if (stream && read && large) {
       streamed = true;
-      return streamedBody(placement, layout.readAgain(fragment), () => snapshot.close());
+      return streamedBody(placement, read, () => snapshot.close());
     }
     if (large && admit && !admit(placement.byteLength)) throw new LargeBodyRefusedError(placement.byteLength);
-    const body = new BodyFill(placement);
+    const body = new BodyFill(placement, layout.refs);
     await snapshot.fragments((stored) => body.fill(stored));
     return body.done();
   } finally {
     if (!streamed) snapshot.close();
   }
+}
+
+/**
+ * Client layouts of recent reads, by owner and client, reused while the client's version in the
+ * snapshot read is the one it was laid out at and no license in it has passed its end since: a
+ * client's fragments are the same wherever its version is (SnapshotClients), so a read of a large
+ * tenant lays out only the clients that changed since the last one. Bounded by entries (an item of a
+ * layout, and one per client: about two per fragment), least recently read owners dropped first. For stores whose snapshots tell
+ * their clients' versions (LMDB); others are laid out on every read.
+ *
+ * @example
+ * const layouts = new LayoutCache({ maxEntries: 100_000 });
+ * const body = await renderSnapshot(await store.openDashboard(ownerId), new Date(), { layouts: { cache: layouts, ownerId } });
+ */
+export class LayoutCache {
+  private readonly owners = new Map<string, KeptOwner>();
+  private entries = 0;
+  private readonly maxEntries: number;
+
+  constructor({ maxEntries }: { maxEntries: number }) {
+    this.maxEntries = maxEntries;
+  }
+
+  /**
+   * The layouts of every client of `snapshot` (an owner's, or one client's) as of `now`: kept ones
+   * where still right, the others laid out from the snapshot (all of it when most are missing, else
+   * client by client). Undefined when the snapshot does not tell its clients' versions.
+   */
+  async clientLayouts(ownerId: string, snapshot: DashboardSnapshot, now: Date): Promise<ClientLayout[] | undefined> {
+    const clients = snapshot.clients?.();
+    if (!clients) return undefined;
+    const nowIso = now.toISOString();
+    const before = this.owners.get(ownerId);
+    const kept = before?.identity === clients.identity ? before.clients : undefined;
+    const layouts = new Map<string, ClientLayout>();
+    const missing: string[] = [];
+    for (const [clientId, version] of clients.versions) {
+      const layout = kept?.get(clientId);
+      // Right from when it was laid out (a read of an earlier time may still show an expired license
+      // ACTIVE) until its first license passes its end.
+      if (
+        layout?.version === version &&
+        layout.laidOutAt <= nowIso &&
+        (layout.validUntil === undefined || nowIso < layout.validUntil)
+      )
+        layouts.set(clientId, layout);
+      else missing.push(clientId);
+    }
+    const laidOut = new Layout(now);
+    // A few clients are visited alone; past that, one visit of the whole snapshot costs less.
+    if (missing.length * 4 > clients.versions.size) await snapshot.fragments((stored) => laidOut.visit(stored));
+    else for (const clientId of missing) await clients.fragments(clientId, (stored) => laidOut.visit(stored));
+    const laid = laidOut.clientLayouts();
+    // A client without a version is shown (the snapshot has its fragments) but never kept.
+    for (const [clientId, layout] of laid) layouts.set(clientId, layout);
+    // Kept from here on, in this turn: other reads may have changed the cache during the visits.
+    const owner = this.ownerOf(ownerId, clients.identity);
+    for (const clientId of missing) {
+      const layout = laid.get(clientId) ?? NOTHING_SHOWN; // parts, but no fragment: nothing to show
+      this.set(owner, clientId, { ...layout, version: clients.versions.get(clientId)!, laidOutAt: nowIso });
+    }
+    // A whole dashboard's snapshot lists every client there is: the others were deleted.
+    if (clients.clientId === undefined)
+      for (const clientId of owner.clients.keys())
+        if (!clients.versions.has(clientId)) this.set(owner, clientId, undefined);
+    this.bound();
+    return [...layouts.values()];
+  }
+
+  /** How many entries the kept layouts hold (see the class): for tests and metrics. */
+  get entryCount(): number {
+    return this.entries;
+  }
+
+  /** The owner's kept layouts, made the most recently read; emptied if the store's identity changed. */
+  private ownerOf(ownerId: string, identity: string): KeptOwner {
+    let owner = this.owners.get(ownerId);
+    this.owners.delete(ownerId);
+    if (owner?.identity !== identity) {
+      this.entries -= owner?.entries ?? 0;
+      owner = { identity, clients: new Map(), entries: 0 };
+    }
+    this.owners.set(ownerId, owner);
+    return owner;
+  }
+
+  private set(owner: KeptOwner, clientId: string, layout: KeptLayout | undefined): void {
+    const size = (kept: KeptLayout | undefined) => (kept ? kept.items.length + 1 : 0);
+    const items = size(layout) - size(owner.clients.get(clientId));
+    owner.entries += items;
+    this.entries += items;
+    if (layout) owner.clients.set(clientId, layout);
+    else owner.clients.delete(clientId);
+  }
+
+  /** Drops the least recently read owners (the last read's too, if it alone is over the bound). */
+  private bound(): void {
+    for (const [ownerId, owner] of this.owners) {
+      if (this.entries <= this.maxEntries) return;
+      this.entries -= owner.entries;
+      this.owners.delete(ownerId);
+    }
+  }
+}
+
+/** A client's layout as kept: at which version of the client, and as of when (ISO form). */
+type KeptLayout = ClientLayout & { version: number; laidOutAt: string };
+interface KeptOwner {
+  identity: string;
+  clients: Map<string, KeptLayout>;
+  /** How many items its layouts hold, and one per client (what the cache is bounded by). */
+  entries: number;
 }
 
 /**
@@ -178,18 +335,19 @@ function detached(fragment: LicensesFragment): LicensesFragment {
   return { ...fragment, body: Buffer.from(fragment.body), activeSlots: () => slots };
 }
 
-/** The first visit: the fragments' heads, then the body's layout. */
+/** A client's fragments as a visit files them: its own (`head`), and its projects' by project id. */
+interface VisitedClient {
+  head: ClientHead | undefined;
+  projects: Map<string, ProjectEntry>;
+}
+
+/** The first visit: the fragments' heads, filed by client, then each client's layout. */
 class Layout {
   private readonly nowIso: string;
-  /** Each visited fragment's body length and key (client, project, chunk), by visiting order. */
-  private readonly bodyLengths: number[] = [];
-  private readonly clientIds: string[] = [];
-  private readonly projectIds: string[] = [];
-  private readonly chunks: number[] = [];
-  private readonly clients: ClientHead[] = [];
-  /** Project heads and license chunks by the part key they are filed under (client/project). */
-  private readonly projects = new Map<string, ProjectEntry>();
-  private validUntil: string | undefined;
+  /** Every visited fragment, by visiting order. */
+  readonly refs: FragmentRef[] = [];
+  /** By the client id the fragments are filed under. */
+  private readonly clients = new Map<string, VisitedClient>();
 
   constructor(now: Date) {
     this.nowIso = now.toISOString();
@@ -197,94 +355,57 @@ class Layout {
 
   visit({ clientId, projectId, chunk, bytes }: StoredFragment): void {
     const fragment = decodeFragment(bytes);
-    const index = this.bodyLengths.push(fragment.body.byteLength) - 1;
-    this.clientIds.push(clientId);
-    this.projectIds.push(projectId);
-    this.chunks.push(chunk);
+    const ref: FragmentRef = { index: this.refs.length, clientId, projectId, chunk, length: fragment.body.byteLength };
+    this.refs.push(ref);
+    let client = this.clients.get(clientId);
+    if (!client) {
+      client = { head: undefined, projects: new Map() };
+      this.clients.set(clientId, client);
+    }
+    // A head filed under another client's key than its own is corrupt: left out, never shown twice.
     if (fragment.kind === "client") {
-      this.clients.push({ index, order: fragment.order });
+      if (fragment.order[1] === clientId) client.head = { ref, order: fragment.order };
       return;
     }
-    const key = `${clientId}/${projectId}`;
-    let entry = this.projects.get(key);
+    let entry = client.projects.get(projectId);
     if (!entry) {
       entry = { head: undefined, chunks: [] };
-      this.projects.set(key, entry);
+      client.projects.set(projectId, entry);
     }
-    if (fragment.kind === "project") entry.head = { index, order: fragment.order, clientId: fragment.clientId };
-    else {
+    if (fragment.kind === "project") {
+      if (fragment.clientId === clientId) entry.head = { ref, order: fragment.order };
+    } else {
       const { first, validUntil } = fragment;
       const stale = validUntil !== null && validUntil <= this.nowIso ? detached(fragment) : undefined;
-      entry.chunks.push({ index, first, validUntil, stale });
+      entry.chunks.push({ ref, first, validUntil, stale });
     }
   }
 
-  /**
-   * Reads a visited fragment again, by its index: through `read`, by the key its visit gave it.
-   * It keeps the keys only, not the layout, for as long as the body is sent.
-   */
-  readAgain(read: NonNullable<DashboardSnapshot["fragment"]>): (index: number) => Uint8Array | undefined {
-    const { clientIds, projectIds, chunks } = this;
-    return (index) => read(clientIds[index]!, projectIds[index]!, chunks[index]!);
+  /** Each visited client's layout, by client id. */
+  clientLayouts(): Map<string, ClientLayout> {
+    const layouts = new Map<string, ClientLayout>();
+    for (const [clientId, client] of this.clients) layouts.set(clientId, this.clientLayout(client));
+    return layouts;
   }
 
-  /** The body in response order: joints and re-rendered licenses as bytes, stored bodies by index. */
-  place(select: ClientSelection | undefined): Placement {
-    const projectsByClient = new Map<string, ProjectEntry[]>();
-    for (const entry of this.projects.values()) {
-      if (!entry.head) continue;
-      const list = projectsByClient.get(entry.head.clientId) ?? [];
-      list.push(entry);
-      projectsByClient.set(entry.head.clientId, list);
+  private clientLayout({ head, projects }: VisitedClient): ClientLayout {
+    if (!head) return NOTHING_SHOWN;
+    const items: BodyItem[] = [head.ref];
+    let validUntil: string | undefined;
+    const until = (activeUntil: string | null) => {
+      if (activeUntil !== null && activeUntil > this.nowIso && (validUntil === undefined || activeUntil < validUntil))
+        validUntil = activeUntil;
+    };
+    const listed = [...projects.values()].filter((entry) => entry.head !== undefined);
+    listed.sort((a, b) => compareOrder(a.head!.order, b.head!.order));
+    for (const [m, { head: project, chunks }] of listed.entries()) {
+      if (m > 0) items.push(COMMA);
+      items.push(project!.ref);
+      this.licenses(items, chunks, until);
+      items.push(CLOSE);
     }
-    const clients = this.clients.sort((a, b) => compareOrder(a.order, b.order));
-    const page = select?.(clients.map((client) => client.order));
-    const chosen = page ? clients.slice(page.from, page.to) : clients;
-    const sequence: (Uint8Array | number)[] = [COMMA]; // replaced by the opening once counted
-    let projectsCount = 0;
-    for (const [n, client] of chosen.entries()) {
-      if (n > 0) sequence.push(COMMA);
-      sequence.push(client.index);
-      const listed = (projectsByClient.get(client.order[1]) ?? []).sort((a, b) =>
-        compareOrder(a.head!.order, b.head!.order),
-      );
-      for (const [m, { head, chunks }] of listed.entries()) {
-        if (m > 0) sequence.push(COMMA);
-        sequence.push(head!.index);
-        this.licenses(sequence, chunks);
-        sequence.push(CLOSE);
-      }
-      projectsCount += listed.length;
-      sequence.push(CLOSE);
-    }
-    sequence.push(CLOSE);
-    sequence[0] = utf8.encode(
-      `{"message":"Dashboard fetched successfully","clientsCount":${chosen.length},"projectsCount":${projectsCount},${
-        page ? `"nextCursor":${JSON.stringify(page.nextCursor)},` : ""
-      }"data":[`,
-    );
-    // One place per fragment, or an assembled body would keep bytes it never wrote (a pooled
-    // piece's old ones): only corrupt data (two heads naming one client) could list one twice.
-    const placed = new Uint8Array(this.bodyLengths.length);
-    let byteLength = 0;
-    for (const item of sequence) {
-      if (typeof item !== "number") byteLength += item.byteLength;
-      else if (placed[item]) throw new Error("a dashboard fragment was placed twice in the body");
-      else {
-        placed[item] = 1;
-        byteLength += this.bodyLengths[item]!;
-      }
-    }
-    return { sequence, bodyLengths: this.bodyLengths, byteLength, validUntil: this.validUntil };
-  }
-
-  private until(activeUntil: string | null): void {
-    if (
-      activeUntil !== null &&
-      activeUntil > this.nowIso &&
-      (this.validUntil === undefined || activeUntil < this.validUntil)
-    )
-      this.validUntil = activeUntil;
+    items.push(CLOSE);
+    return { order: head.order, projectsCount: listed.length, items, byteLength: lengthOf(items), validUntil };
   }
 
   /**
@@ -292,13 +413,13 @@ class Layout {
    * chunks' bodies are joined as they are, in the order of their first licenses; only a chunk
    * with an expired license is re-rendered.
    */
-  private licenses(sequence: (Uint8Array | number)[], chunks: ChunkHead[]): void {
+  private licenses(items: BodyItem[], chunks: ChunkHead[], until: (activeUntil: string | null) => void): void {
     chunks.sort((a, b) => compareOrder(a.first, b.first));
     for (const [k, chunk] of chunks.entries()) {
-      if (k > 0) sequence.push(COMMA);
+      if (k > 0) items.push(COMMA);
       if (!chunk.stale) {
-        sequence.push(chunk.index);
-        this.until(chunk.validUntil);
+        items.push(chunk.ref);
+        until(chunk.validUntil);
         continue;
       }
       // Only the licenses past their end are re-rendered; the stretches between them (commas
@@ -306,27 +427,54 @@ class Layout {
       const { body } = chunk.stale;
       let from = 0;
       for (const slot of chunk.stale.activeSlots()) {
-        this.until(slot.activeUntil);
+        until(slot.activeUntil);
         if (slot.activeUntil > this.nowIso) continue;
-        if (slot.start > from) sequence.push(body.subarray(from, slot.start));
-        sequence.push(licenseBytesAt(body, slot, this.nowIso));
+        if (slot.start > from) items.push(body.subarray(from, slot.start));
+        items.push(licenseBytesAt(body, slot, this.nowIso));
         from = slot.end;
       }
-      if (from < body.byteLength) sequence.push(body.subarray(from));
+      if (from < body.byteLength) items.push(body.subarray(from));
     }
   }
 }
 
-/**
- * The body laid out: what goes where, in response order — bytes (joints, re-rendered licenses) and
- * visited fragments' bodies by their index.
- */
+const lengthOf = (items: readonly BodyItem[]) => {
+  let length = 0;
+  for (const item of items) length += item instanceof Uint8Array ? item.byteLength : item.length;
+  return length;
+};
+
+/** The body laid out: what goes where, in response order. */
 interface Placement {
-  sequence: readonly (Uint8Array | number)[];
-  /** Each visited fragment's body length, by visiting order. */
-  bodyLengths: readonly number[];
+  sequence: readonly BodyItem[];
   byteLength: number;
   validUntil: string | undefined;
+}
+
+/** The body of the clients laid out (a page's, when `select` chooses some), in response order. */
+function place(clients: Iterable<ClientLayout>, select: ClientSelection | undefined): Placement {
+  const shown: (ClientLayout & { order: OrderKey })[] = [];
+  for (const client of clients) if (client.order) shown.push(client as ClientLayout & { order: OrderKey });
+  shown.sort((a, b) => compareOrder(a.order, b.order));
+  const page = select?.(shown.map((client) => client.order));
+  const chosen = page ? shown.slice(page.from, page.to) : shown;
+  const sequence: BodyItem[] = [COMMA]; // replaced by the opening once counted
+  let projectsCount = 0;
+  let validUntil: string | undefined;
+  for (const [n, client] of chosen.entries()) {
+    if (n > 0) sequence.push(COMMA);
+    for (const item of client.items) sequence.push(item);
+    projectsCount += client.projectsCount;
+    if (client.validUntil !== undefined && (validUntil === undefined || client.validUntil < validUntil))
+      validUntil = client.validUntil;
+  }
+  sequence.push(CLOSE);
+  sequence[0] = utf8.encode(
+    `{"message":"Dashboard fetched successfully","clientsCount":${chosen.length},"projectsCount":${projectsCount},${
+      page ? `"nextCursor":${JSON.stringify(page.nextCursor)},` : ""
+    }"data":[`,
+  );
+  return { sequence, byteLength: lengthOf(sequence), validUntil };
 }
 
 const SNAPSHOT_CHANGED = "a snapshot's fragments differed between two visits";
@@ -343,6 +491,30 @@ function recycle(piece: Uint8Array): void {
   givePieces([piece]);
 }
 
+/** A body up to a MiB in one buffer of its own, each fragment read by key (`read`). */
+function assembledByKey(
+  { sequence, byteLength, validUntil }: Placement,
+  read: (ref: FragmentRef) => Uint8Array | undefined,
+): RenderedDashboard {
+  const whole = Buffer.allocUnsafe(byteLength);
+  let at = 0;
+  for (const item of sequence) {
+    const bytes = item instanceof Uint8Array ? item : bodyAgain(read(item), item.length);
+    whole.set(bytes, at);
+    at += bytes.byteLength;
+  }
+  if (at !== byteLength) throw new Error("a dashboard body was not written whole");
+  return {
+    byteLength,
+    validUntil,
+    whole,
+    streamed: false,
+    pieces: () => [whole],
+    recycle: () => {},
+    release: () => {},
+  };
+}
+
 /**
  * A large body filled piece by piece as they are taken, in response order, each fragment read by
  * key from the snapshot (`read`), which `close` ends once the last piece is filled or the body is
@@ -350,8 +522,8 @@ function recycle(piece: Uint8Array): void {
  * two pieces: one that straddles two pieces is read again for the second.
  */
 function streamedBody(
-  { sequence, bodyLengths, byteLength, validUntil }: Placement,
-  read: (index: number) => Uint8Array | undefined,
+  { sequence, byteLength, validUntil }: Placement,
+  read: (ref: FragmentRef) => Uint8Array | undefined,
   close: () => void,
 ): RenderedDashboard {
   let closed = false;
@@ -364,7 +536,7 @@ function streamedBody(
     let filled = 0;
     let left = byteLength;
     for (const item of sequence) {
-      let bytes = typeof item === "number" ? bodyAgain(read(item), bodyLengths[item]!) : item;
+      let bytes = item instanceof Uint8Array ? item : bodyAgain(read(item), item.length);
       for (let from = 0; from < bytes.byteLength; ) {
         const count = Math.min(bytes.byteLength - from, PIECE_BYTES - filled);
         piece.set(count === bytes.byteLength ? bytes : bytes.subarray(from, from + count), filled);
@@ -376,7 +548,7 @@ function streamedBody(
         yield piece;
         piece = takePiece();
         filled = 0;
-        if (typeof item === "number" && from < bytes.byteLength) bytes = bodyAgain(read(item), bodyLengths[item]!);
+        if (!(item instanceof Uint8Array) && from < bytes.byteLength) bytes = bodyAgain(read(item), item.length);
       }
     }
     if (left !== 0) throw new Error("a dashboard body was not written whole");
@@ -408,18 +580,26 @@ class BodyFill {
   private visited = 0;
   private written = 0;
 
-  constructor(private readonly placement: Placement) {
-    const { sequence, bodyLengths, byteLength } = placement;
+  constructor(
+    private readonly placement: Placement,
+    /** The fragments of the first visit, by visiting order. */
+    private readonly refs: readonly FragmentRef[],
+  ) {
+    const { sequence, byteLength } = placement;
     if (byteLength <= PIECE_BYTES) this.pieces.push(Buffer.allocUnsafe(byteLength));
     else
       for (let at = 0; at < byteLength; at += PIECE_BYTES)
         this.pieces.push(takePiece().subarray(0, Math.min(PIECE_BYTES, byteLength - at)));
-    this.offsets = new Array<number>(bodyLengths.length).fill(-1);
+    this.offsets = new Array<number>(refs.length).fill(-1);
     let at = 0;
     for (const item of sequence) {
-      if (typeof item !== "number") this.write(at, item);
-      else this.offsets[item] = at;
-      at += typeof item === "number" ? bodyLengths[item]! : item.byteLength;
+      if (item instanceof Uint8Array) {
+        this.write(at, item);
+        at += item.byteLength;
+        continue;
+      }
+      this.offsets[item.index] = at;
+      at += item.length;
     }
   }
 
@@ -427,7 +607,7 @@ class BodyFill {
     const index = this.visited++;
     const at = this.offsets[index];
     if (at === undefined) throw new Error(SNAPSHOT_CHANGED);
-    const body = bodyAgain(bytes, this.placement.bodyLengths[index]!);
+    const body = bodyAgain(bytes, this.refs[index]!.length);
     if (at >= 0) this.write(at, body);
   }
 

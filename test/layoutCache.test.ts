@@ -1,0 +1,190 @@
+// The query API's layout cache (LayoutCache): a read that reuses the layouts of the clients that did
+// not change since an earlier read must send exactly the bytes a read that lays out everything
+// sends, whatever the events, the client filter, the page and the time (licenses expire at read
+// time), and must visit only the clients that changed. On the real LMDB store, whose snapshots tell
+// their clients' versions.
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import fc from "fast-check";
+import { afterAll, describe, expect, it } from "vitest";
+import { applyBatch } from "@keybox/projector";
+import { LayoutCache, renderSnapshot } from "@keybox/query-api";
+import { buildEnvelope, type KeyboxEvent } from "@keybox/contract";
+import type { DashboardSnapshot } from "@keybox/read-model";
+import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
+import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
+import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
+import { dashboardText, toEvent } from "./support/inMemory.ts";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-layout-cache-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Read times: before, at and after the arbitraries' expiry times, so cached layouts go out of date. */
+const READ_TIMES = [NOW, new Date("2024-06-15T00:00:00.000Z"), new Date("2024-08-01T00:00:00.000Z")];
+
+/** A snapshot that counts the fragments visited through it, whole or client by client. */
+function counted(snapshot: DashboardSnapshot, visits: { whole: number; clients: string[] }): DashboardSnapshot {
+  return {
+    ...snapshot,
+    fragments: (visit) => {
+      visits.whole++;
+      return snapshot.fragments(visit);
+    },
+    clients: () => {
+      const clients = snapshot.clients!();
+      return {
+        ...clients,
+        fragments: (clientId, visit) => {
+          visits.clients.push(clientId);
+          return clients.fragments(clientId, visit);
+        },
+      };
+    },
+  };
+}
+
+async function render(
+  store: LmdbDashboardStore,
+  ownerId: string,
+  now: Date,
+  { clientId, cache, page }: { clientId?: string; cache?: LayoutCache; page?: number } = {},
+): Promise<string> {
+  const snapshot = await store.openDashboard(ownerId, clientId);
+  const select =
+    page === undefined
+      ? undefined
+      : (clients: readonly unknown[]) => ({
+          from: page,
+          to: page + 2,
+          nextCursor: page + 2 < clients.length ? "x" : null,
+        });
+  const rendered = await renderSnapshot(snapshot, now, { select, layouts: cache && { cache, ownerId } });
+  try {
+    return dashboardText(rendered);
+  } finally {
+    rendered.release();
+  }
+}
+
+describe("a read with the layout cache", () => {
+  it("sends exactly what a read without it sends, after any events, filter, page and time", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    let run = 0;
+    let seq = 0;
+    /** Reads that showed anything: the property is about dashboards, not empty ones. */
+    let shown = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          historyArb.chain((history) => deliveryOf(history)),
+          fc.integer({ min: 1, max: 6 }),
+          fc.constantFrom(...CHUNKINGS),
+          async (delivery, batchSize, options) => {
+            const suffix = `-${++run}`;
+            const events = delivery.map(
+              (e) =>
+                ({
+                  ...e,
+                  ownerId: e.ownerId + suffix,
+                  data: { ...e.data, ownerId: e.ownerId + suffix },
+                }) as KeyboxEvent,
+            );
+            const cache = new LayoutCache({ maxEntries: 1000 });
+            for (let i = 0; i < events.length; i += batchSize) {
+              await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
+              for (const ownerId of OWNERS.map((o) => o + suffix))
+                for (const now of READ_TIMES) {
+                  const reads = [{}, { page: 0 }, { page: 1 }, ...CLIENT_IDS.map((clientId) => ({ clientId }))];
+                  for (const read of reads) {
+                    const expected = await render(store, ownerId, now, read);
+                    if (expected.includes('"_id"')) shown++;
+                    expect(await render(store, ownerId, now, { ...read, cache })).toBe(expected);
+                  }
+                }
+            }
+          },
+        ),
+        { numRuns: 60 },
+      );
+      expect(shown).toBeGreaterThan(1000);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("lays out again only the clients that changed, and keeps within its bound", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const ownerId = "tenant";
+      const events = [];
+      for (let c = 0; c < 20; c++) {
+        events.push(clientCreated(ownerId, `c${c}`), projectCreated(ownerId, `p${c}`, { clientId: `c${c}` }));
+        for (let l = 0; l < 3; l++)
+          events.push(licenseEvent(ownerId, `l${c}-${l}`, { clientId: `c${c}`, projectId: `p${c}` }));
+      }
+      await applyBatch(store, events.map(toEvent), 1);
+      const cache = new LayoutCache({ maxEntries: 1000 });
+      const read = async () => {
+        const visits = { whole: 0, clients: [] as string[] };
+        const snapshot = counted(await store.openDashboard(ownerId), visits);
+        const rendered = await renderSnapshot(snapshot, NOW, { layouts: { cache, ownerId } });
+        rendered.release();
+        return { visits, text: dashboardText(rendered) };
+      };
+      expect((await read()).visits).toEqual({ whole: 1, clients: [] }); // nothing kept: one visit of all
+      expect((await read()).visits).toEqual({ whole: 0, clients: [] }); // nothing changed
+      await applyBatch(
+        store,
+        [
+          toEvent(
+            licenseEvent(ownerId, "l7-1", { clientId: "c7", projectId: "p7" }, { version: 2, action: "renewed" }),
+          ),
+        ],
+        2,
+      );
+      const afterChange = await read();
+      expect(afterChange.visits).toEqual({ whole: 0, clients: ["c7"] });
+      expect(afterChange.text).toBe(await render(store, ownerId, NOW));
+
+      // A client deleted: laid out again, showing nothing (its tombstone keeps it a version).
+      await applyBatch(store, [toEvent(clientCreated(ownerId, "lonely"))], 3);
+      await read();
+      const withLonely = cache.entryCount;
+      await applyBatch(store, [toEvent(clientEvent(ownerId, "lonely", {}, { version: 2, action: "deleted" }))], 4);
+      expect((await read()).visits).toEqual({ whole: 0, clients: ["lonely"] });
+      expect(cache.entryCount).toBe(withLonely - 2); // its head and closing brace
+      // A client left with no part at all (its only project moved away) has no version: dropped.
+      await applyBatch(store, [toEvent(projectCreated(ownerId, "moving", { clientId: "ghost" }))], 5);
+      expect((await read()).visits).toEqual({ whole: 0, clients: ["ghost"] });
+      const withGhost = cache.entryCount;
+      const moved = buildEnvelope({
+        entity: "project",
+        action: "updated",
+        version: 2,
+        data: { id: "moving", ownerId, clientId: "c0", name: "moving", createdAt: "2024-01-01T00:00:00.000Z" },
+      });
+      await applyBatch(store, [toEvent(moved)], 6);
+      const afterMove = await read();
+      expect(afterMove.visits).toEqual({ whole: 0, clients: ["c0"] });
+      expect(afterMove.text).toBe(await render(store, ownerId, NOW));
+      // c0 gained the project (a comma, its head, its closing bracket); ghost's entry went.
+      expect(cache.entryCount).toBe(withGhost + 3 - 1);
+
+      // An owner whose layouts alone exceed the bound is not kept: every read lays it out.
+      const small = new LayoutCache({ maxEntries: 10 });
+      for (const expected of [1, 1]) {
+        const visits = { whole: 0, clients: [] as string[] };
+        (
+          await renderSnapshot(counted(await store.openDashboard(ownerId), visits), NOW, {
+            layouts: { cache: small, ownerId },
+          })
+        ).release();
+        expect(visits.whole).toBe(expected);
+      }
+      expect(small.entryCount).toBe(0);
+    } finally {
+      await store.close();
+    }
+  });
+});
