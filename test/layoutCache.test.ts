@@ -90,7 +90,7 @@ describe("a read with the layout cache", () => {
                   data: { ...e.data, ownerId: e.ownerId + suffix },
                 }) as KeyboxEvent,
             );
-            const cache = new LayoutCache({ maxEntries: 1000 });
+            const cache = new LayoutCache({ maxBytes: 1024 * 1024 });
             for (let i = 0; i < events.length; i += batchSize) {
               await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
               for (const ownerId of OWNERS.map((o) => o + suffix))
@@ -124,7 +124,7 @@ describe("a read with the layout cache", () => {
           events.push(licenseEvent(ownerId, `l${c}-${l}`, { clientId: `c${c}`, projectId: `p${c}` }));
       }
       await applyBatch(store, events.map(toEvent), 1);
-      const cache = new LayoutCache({ maxEntries: 1000 });
+      const cache = new LayoutCache({ maxBytes: 1024 * 1024 });
       const read = async () => {
         const visits = { whole: 0, clients: [] as string[] };
         const snapshot = counted(await store.openDashboard(ownerId), visits);
@@ -150,14 +150,15 @@ describe("a read with the layout cache", () => {
       // A client deleted: laid out again, showing nothing (its tombstone keeps it a version).
       await applyBatch(store, [toEvent(clientCreated(ownerId, "lonely"))], 3);
       await read();
-      const withLonely = cache.entryCount;
+      const withLonely = cache.bytes;
       await applyBatch(store, [toEvent(clientEvent(ownerId, "lonely", {}, { version: 2, action: "deleted" }))], 4);
       expect((await read()).visits).toEqual({ whole: 0, clients: ["lonely"] });
-      expect(cache.entryCount).toBe(withLonely - 2); // its head and closing brace
+      const item = (withLonely - cache.bytes) / 2; // its head and closing brace went
+      expect(item).toBeGreaterThan(0);
       // A client left with no part at all (its only project moved away) has no version: dropped.
       await applyBatch(store, [toEvent(projectCreated(ownerId, "moving", { clientId: "ghost" }))], 5);
       expect((await read()).visits).toEqual({ whole: 0, clients: ["ghost"] });
-      const withGhost = cache.entryCount;
+      const withGhost = cache.bytes;
       const moved = buildEnvelope({
         entity: "project",
         action: "updated",
@@ -169,22 +170,75 @@ describe("a read with the layout cache", () => {
       expect(afterMove.visits).toEqual({ whole: 0, clients: ["c0"] });
       expect(afterMove.text).toBe(await render(store, ownerId, NOW));
       // c0 gained the project (a comma, its head, its closing bracket); ghost's entry went.
-      expect(cache.entryCount).toBe(withGhost + 3 - 1);
+      expect(cache.bytes).toBe(withGhost + 3 * item - item);
 
-      // An owner whose layouts alone exceed the bound is not kept: every read lays it out.
-      const small = new LayoutCache({ maxEntries: 10 });
-      for (const expected of [1, 1]) {
+      // An owner whose layouts alone exceed the bound is not kept (every read lays it out), and
+      // does not push out the others.
+      await applyBatch(store, [toEvent(clientCreated("other", "c1"))], 7);
+      const small = new LayoutCache({ maxBytes: 20 * item });
+      const visitsOf = async (owner: string) => {
         const visits = { whole: 0, clients: [] as string[] };
-        (
-          await renderSnapshot(counted(await store.openDashboard(ownerId), visits), NOW, {
-            layouts: { cache: small, ownerId },
-          })
-        ).release();
-        expect(visits.whole).toBe(expected);
-      }
-      expect(small.entryCount).toBe(0);
+        const snapshot = counted(await store.openDashboard(owner), visits);
+        (await renderSnapshot(snapshot, NOW, { layouts: { cache: small, ownerId: owner } })).release();
+        return visits.whole;
+      };
+      expect(await visitsOf("other")).toBe(1);
+      expect([await visitsOf(ownerId), await visitsOf(ownerId)]).toEqual([1, 1]);
+      expect(await visitsOf("other")).toBe(0);
+      expect(small.bytes).toBeGreaterThan(0);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("a read from kept layouts", () => {
+  it("streams a large body, or assembles it whole, with the bytes of a read that lays out everything", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      const ownerId = "large";
+      const events = [clientCreated(ownerId, "c"), projectCreated(ownerId, "p", { clientId: "c" })];
+      for (let l = 0; l < 700; l++)
+        events.push(licenseEvent(ownerId, `l${l}`, { clientId: "c", projectId: "p", services: ["x".repeat(2000)] }));
+      await applyBatch(store, events.map(toEvent), 1);
+      const cache = new LayoutCache({ maxBytes: 1024 * 1024 });
+      const expected = await render(store, ownerId, NOW);
+      expect(expected.length).toBeGreaterThan(1024 * 1024);
+      for (const stream of [true, true, false]) {
+        const snapshot = await store.openDashboard(ownerId);
+        const rendered = await renderSnapshot(snapshot, NOW, { stream, layouts: { cache, ownerId } });
+        expect({ streamed: rendered.streamed, text: dashboardText(rendered) }).toEqual({
+          streamed: stream,
+          text: expected,
+        });
+        rendered.release();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("never comes from another store (a rebuilt one has another identity)", async () => {
+    const other = mkdtempSync(path.join(os.tmpdir(), "keybox-layout-cache-other-"));
+    const [first, second] = [LmdbDashboardStore.open(dir), LmdbDashboardStore.open(other)];
+    try {
+      const ownerId = "rebuilt";
+      await applyBatch(first, [toEvent(clientCreated(ownerId, "c", { name: "First" }))], 1);
+      // Version 1 of the client in both, with a project in the second only.
+      const secondEvents = [
+        clientCreated(ownerId, "c", { name: "Second" }),
+        projectCreated(ownerId, "p", { clientId: "c" }),
+      ];
+      await applyBatch(second, secondEvents.map(toEvent), 1);
+      const cache = new LayoutCache({ maxBytes: 1024 * 1024 });
+      expect(await render(first, ownerId, NOW, { cache })).toContain('"name":"First"');
+      // The same owner, client and version in the other store: its own layout, its own bytes.
+      const expected = await render(second, ownerId, NOW);
+      expect(expected).toContain('"_id":"p"');
+      expect(await render(second, ownerId, NOW, { cache })).toBe(expected);
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+      rmSync(other, { recursive: true, force: true });
     }
   });
 });

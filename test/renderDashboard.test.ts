@@ -100,7 +100,7 @@ describe("a rendered dashboard", () => {
         const snapshot = snapshotOf(fragments, { second, byKey });
         // Assembled: while rendering; streamed: while its pieces are taken.
         await expect(renderSnapshot(snapshot, NOW).then((body) => [...body.pieces()])).rejects.toThrow(
-          "a snapshot's fragments differed between two visits",
+          "a snapshot's fragments differed from their layout",
         );
       }
     });

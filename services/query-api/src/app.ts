@@ -388,7 +388,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       giveMemoryBack();
       throw error;
     }
-    if (deps.layoutCache) metrics.layoutCacheEntries.set(deps.layoutCache.entryCount);
+    if (deps.layoutCache) metrics.layoutCacheBytes.set(deps.layoutCache.bytes);
     if (!rendered.streamed) giveSlotBack();
     if (rendered.whole) {
       // Only a body in one piece (up to a MiB): what the fast path sends as it is.

@@ -14,8 +14,8 @@ export const queryApiSettings = z.object({
   HOST: z.string().min(1).default("0.0.0.0"),
   // Memory for recently served dashboards (0 turns the cache off).
   RESPONSE_CACHE_MB: intSetting(0, 4096).default(64),
-  // Entries (about two per fragment) the kept layouts of recently read clients may hold (0: none kept).
-  LAYOUT_CACHE_ENTRIES: intSetting(0, 100_000_000).default(100_000),
+  // Memory for the layouts of recently read clients (0 lays out every client on every read).
+  LAYOUT_CACHE_MB: intSetting(0, 4096).default(32),
   // Smaller dashboard bodies are sent uncompressed: compressing them saves less than it costs.
   COMPRESSION_MIN_BYTES: intSetting(0, 2 ** 31 - 1).default(1024),
   // Large bodies streamed through a compressor at once (each holds one and keeps the threadpool busy).

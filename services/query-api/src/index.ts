@@ -6,6 +6,7 @@ export {
   renderDashboard,
   renderSnapshot,
   LayoutCache,
+  type ClientLayout,
   type RenderedDashboard,
   type DashboardBody,
   type ClientView,

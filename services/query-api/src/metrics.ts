@@ -42,9 +42,9 @@ export const queryApiMetrics = {
     name: "keybox_query_dashboard_streamed_bodies",
     help: "Large GET /dashboard bodies being filled from a snapshot of the store they hold now",
   }),
-  layoutCacheEntries: new Gauge({
-    name: "keybox_query_layout_cache_entries",
-    help: "Entries of the client layouts kept between reads (about two per fragment; LAYOUT_CACHE_ENTRIES caps it)",
+  layoutCacheBytes: new Gauge({
+    name: "keybox_query_layout_cache_bytes",
+    help: "About how much memory the client layouts kept between reads hold (LAYOUT_CACHE_MB caps it)",
   }),
   assembledBodyBytes: new Gauge({
     name: "keybox_query_dashboard_assembled_body_bytes",

@@ -47,7 +47,7 @@ export async function startQueryApi(
       ? new DashboardCache({ maxEntries: 10_000, maxBytes: config.RESPONSE_CACHE_MB * 1024 * 1024 })
       : undefined;
   const layoutCache =
-    config.LAYOUT_CACHE_ENTRIES > 0 ? new LayoutCache({ maxEntries: config.LAYOUT_CACHE_ENTRIES }) : undefined;
+    config.LAYOUT_CACHE_MB > 0 ? new LayoutCache({ maxBytes: config.LAYOUT_CACHE_MB * 1024 * 1024 }) : undefined;
   // What the fast path found out about a request it leaves to the app, so the app does not do it again.
   const fastPathFindings: FastPathFindingsByRequest = new WeakMap();
   const app = createApp({

@@ -422,10 +422,11 @@ export class LmdbDashboardStore implements DashboardStore {
             identity: this.identity(),
             clientId,
             versions,
-            fragments: (client, visit) =>
-              clientId === undefined || client === clientId
-                ? visitFragments([ownerId, client], visit)
-                : Promise.resolve(),
+            fragments: (client, visit) => {
+              if (clientId !== undefined && client !== clientId)
+                throw new Error(`a snapshot of client ${clientId} has no fragments of client ${client}`);
+              return visitFragments([ownerId, client], visit);
+            },
           };
         },
         close: () => {

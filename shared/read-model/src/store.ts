@@ -87,7 +87,10 @@ export interface SnapshotClients {
   identity: string;
   /** The one client a client's snapshot holds; undefined in a whole dashboard's. */
   clientId: string | undefined;
-  /** The version (DashboardStore.version) of each client that has parts, by client id. */
+  /**
+   * The version of each client that has parts, by client id, as the store it came from counts them
+   * (a generation's own, where DashboardSnapshot.version may be shifted: see generations.ts).
+   */
   versions: ReadonlyMap<string, number>;
   /** Visits one client's fragments, as DashboardSnapshot.fragments visits all of them. */
   fragments(clientId: string, visit: (fragment: StoredFragment) => void): Promise<void>;

@@ -3,15 +3,15 @@
 // and license chunks by time, then id) and re-renders only license chunks that a license's expiry
 // has overtaken. Nothing of the projection's state is decoded.
 //
-// It visits the fragments first for their heads, which give the response order and every body's
-// length, so the body's size and each fragment's place in it are known before a byte of it is
-// written. Then the bodies, each copied once, straight into their place: a large body from a store
-// that reads a fragment by key (LMDB) is filled piece by piece in response order as the response
-// takes the pieces, from the same snapshot, so it is never whole in memory; otherwise (and for a
-// body up to a MiB) the fragments are visited a second time and the body is assembled whole. Only
-// a chunk to re-render is copied on the way (kept from the first visit), and few objects outlive a
-// visit: a large tenant's read made about ten per fragment survive until the body was assembled,
-// and collecting them was a quarter of its time.
+// First the layout: each client's fragments' heads give the order and every body's length, so the
+// body's size and each fragment's place in it are known before a byte of it is written. A layout
+// is kept per client (LayoutCache) while the client's version is unchanged, so on a store that
+// tells its clients' versions (LMDB) a read visits only the clients that changed. Then the bodies,
+// each copied once, straight into their place: from a store that reads a fragment by key (LMDB), a
+// large body is filled piece by piece in response order as the response takes the pieces, from the
+// same snapshot, so it is never whole in memory, and any other body is assembled whole from reads
+// by key; from other stores, the fragments are visited a second time. Only a chunk to re-render is
+// copied on the way.
 import {
   compareOrder,
   decodeFragment,
@@ -57,7 +57,7 @@ export interface RenderedDashboard {
   /**
    * The body's bytes in order, taken once: `whole`, or pieces of a MiB each (the last less). A
    * streamed body's pieces are filled as they are taken, from the snapshot it was laid out from,
-   * and fail (throw) if that snapshot's fragments differ from its first visit.
+   * and fail (throw) if that snapshot's fragments differ from its layout.
    */
   pieces(): Iterable<Uint8Array>;
   /**
@@ -106,11 +106,11 @@ interface FragmentRef {
 }
 /** What a body is made of, in order: joints and re-rendered licenses as bytes, stored bodies by reference. */
 type BodyItem = Uint8Array | FragmentRef;
-type ClientHead = { ref: FragmentRef; order: OrderKey };
-type ProjectHead = { ref: FragmentRef; order: OrderKey };
+/** A client's or a project's fragment, and its order key. */
+type Head = { ref: FragmentRef; order: OrderKey };
 /** A license chunk; `stale` (a copy) when a license in it has expired since it was rendered. */
 type ChunkHead = { ref: FragmentRef; first: OrderKey; validUntil: string | null; stale: LicensesFragment | undefined };
-type ProjectEntry = { head: ProjectHead | undefined; chunks: ChunkHead[] };
+type ProjectEntry = { head: Head | undefined; chunks: ChunkHead[] };
 
 /** One client's stretch of the body, laid out: a whole dashboard or a page joins its clients'. */
 export interface ClientLayout {
@@ -122,6 +122,8 @@ export interface ClientLayout {
   byteLength: number;
   /** The first time its bytes go out of date (an ACTIVE license in it passes its end), if any. */
   validUntil: string | undefined;
+  /** About how much memory it holds, in bytes: its items, and the bytes of its re-rendered chunks. */
+  memory: number;
 }
 
 /** The layout of a client with no client fragment: not shown, whatever is filed under it. */
@@ -131,7 +133,10 @@ const NOTHING_SHOWN: ClientLayout = Object.freeze({
   items: Object.freeze([]),
   byteLength: 0,
   validUntil: undefined,
+  memory: 0,
 });
+/** What an item of a layout is reckoned to take: a FragmentRef of five fields and its array slot (an estimate). */
+const ITEM_MEMORY = 80;
 
 /**
  * Renders the dashboard from an owner's fragments (in any order) as the bytes of a DashboardBody,
@@ -147,8 +152,10 @@ export function renderDashboard(
 ): RenderedDashboard {
   const layout = new Layout(now);
   for (const fragment of stored) layout.visit(fragment);
-  const body = new BodyFill(place(layout.clientLayouts().values(), select), layout.refs);
-  for (const fragment of stored) body.fill(fragment);
+  const body = new BodyFill(place(layout.clientLayouts().values(), select));
+  const offsets = body.offsetsByVisit(stored.length);
+  for (const [index, { bytes }] of stored.entries())
+    if (offsets[index]! >= 0) body.write(offsets[index]!, bodyAgain(bytes, layout.refs[index]!.length));
   return body.done();
 }
 
@@ -186,59 +193,92 @@ export async function renderSnapshot(
   let streamed = false;
   try {
     const fragment = snapshot.fragment?.bind(snapshot);
-    const read = fragment && ((ref: FragmentRef) => fragment(ref.clientId, ref.projectId, ref.chunk));
-    const kept = read && (await layouts?.cache.clientLayouts(layouts.ownerId, snapshot, now));
-    if (read && kept) {
-      const placement = place(kept, select);
-      if (placement.byteLength <= PIECE_BYTES) return assembledByKey(placement, read);
-      if (stream) {
-        streamed = true;
-        return streamedBody(placement, read, () => snapshot.close());
-      }
-      // Assembled whole, as any large body that is not streamed: from a visit, below.
-    }
-    const layout = new Layout(now);
-    await snapshot.fragments((stored) => layout.visit(stored));
-    const placement = place(layout.clientLayouts().values(), select);
+    if (!fragment) return await visitedTwice(snapshot, now, { select, admit });
+    const kept = await layouts?.cache.clientLayouts(layouts.ownerId, snapshot, now);
+    const clients = kept ?? (await laidOut(snapshot, now));
+    const placement = place(clients, select);
+    // Kept layouts were right for this snapshot's versions: a body that does not match them is
+    // read with layouts laid out again next time.
+    const forget = kept && layouts ? () => layouts.cache.forget(layouts.ownerId) : () => {};
+    const read = (ref: FragmentRef) => fragment(ref.clientId, ref.projectId, ref.chunk);
     const large = placement.byteLength > PIECE_BYTES;
-    if (stream && read && large) {
+    if (stream && large) {
       streamed = true;
-      return streamedBody(placement, read, () => snapshot.close());
+      return streamedBody(placement, read, () => snapshot.close(), forget);
     }
     if (large && admit && !admit(placement.byteLength)) throw new LargeBodyRefusedError(placement.byteLength);
-    const body = new BodyFill(placement, layout.refs);
-    await snapshot.fragments((stored) => body.fill(stored));
-    return body.done();
+    try {
+      return assembledByKey(placement, read);
+    } catch (error) {
+      forget();
+      throw error;
+    }
   } finally {
     if (!streamed) snapshot.close();
   }
 }
 
+/** Every client of a snapshot laid out, in one visit. */
+async function laidOut(snapshot: DashboardSnapshot, now: Date): Promise<Iterable<ClientLayout>> {
+  const layout = new Layout(now);
+  await snapshot.fragments((stored) => layout.visit(stored));
+  return layout.clientLayouts().values();
+}
+
+/** A body from a store that reads no fragment by key: laid out from one visit, filled from a second. */
+async function visitedTwice(
+  snapshot: DashboardSnapshot,
+  now: Date,
+  { select, admit }: Pick<RenderOptions, "select" | "admit">,
+): Promise<RenderedDashboard> {
+  const layout = new Layout(now);
+  await snapshot.fragments((stored) => layout.visit(stored));
+  const placement = place(layout.clientLayouts().values(), select);
+  if (placement.byteLength > PIECE_BYTES && admit && !admit(placement.byteLength))
+    throw new LargeBodyRefusedError(placement.byteLength);
+  const body = new BodyFill(placement);
+  const offsets = body.offsetsByVisit(layout.refs.length);
+  let visited = 0;
+  await snapshot.fragments(({ bytes }) => {
+    const at = offsets[visited];
+    if (at === undefined) throw new Error(SNAPSHOT_CHANGED);
+    const stored = bodyAgain(bytes, layout.refs[visited++]!.length);
+    if (at >= 0) body.write(at, stored);
+  });
+  if (visited !== offsets.length) throw new Error(SNAPSHOT_CHANGED);
+  return body.done();
+}
+
 /**
  * Client layouts of recent reads, by owner and client, reused while the client's version in the
- * snapshot read is the one it was laid out at and no license in it has passed its end since: a
- * client's fragments are the same wherever its version is (SnapshotClients), so a read of a large
- * tenant lays out only the clients that changed since the last one. Bounded by entries (an item of a
- * layout, and one per client: about two per fragment), least recently read owners dropped first. For stores whose snapshots tell
- * their clients' versions (LMDB); others are laid out on every read.
+ * snapshot read is the one it was laid out at, and from the time it was laid out until a license
+ * in it passes its end: a client's fragments are the same in every snapshot where its version is
+ * (SnapshotClients), so a read of a large tenant lays out only the clients that changed since the
+ * last one. Bounded by the memory its layouts hold (about 160 bytes a fragment); the least recently
+ * read owners are dropped first, and an owner whose layouts alone exceed the bound is not kept.
+ * For stores whose snapshots tell their clients' versions (LMDB); others are laid out on every read.
  *
  * @example
- * const layouts = new LayoutCache({ maxEntries: 100_000 });
- * const body = await renderSnapshot(await store.openDashboard(ownerId), new Date(), { layouts: { cache: layouts, ownerId } });
+ * const layouts = new LayoutCache({ maxBytes: 32 * 1024 * 1024 });
+ * const snapshot = await store.openDashboard(ownerId);
+ * const body = await renderSnapshot(snapshot, new Date(), { layouts: { cache: layouts, ownerId } });
  */
 export class LayoutCache {
   private readonly owners = new Map<string, KeptOwner>();
-  private entries = 0;
-  private readonly maxEntries: number;
+  private memory = 0;
+  private readonly maxBytes: number;
 
-  constructor({ maxEntries }: { maxEntries: number }) {
-    this.maxEntries = maxEntries;
+  constructor({ maxBytes }: { maxBytes: number }) {
+    this.maxBytes = maxBytes;
   }
 
   /**
    * The layouts of every client of `snapshot` (an owner's, or one client's) as of `now`: kept ones
-   * where still right, the others laid out from the snapshot (all of it when most are missing, else
-   * client by client). Undefined when the snapshot does not tell its clients' versions.
+   * where still right, the others laid out from the snapshot (all of it in one visit when more than
+   * a quarter are missing, else client by client). Undefined when the snapshot does not tell its
+   * clients' versions. Every client with fragments has a version (the store gives one to each
+   * client it writes parts of, and removes it only with the last part), so the clients listed are
+   * all there are.
    */
   async clientLayouts(ownerId: string, snapshot: DashboardSnapshot, now: Date): Promise<ClientLayout[] | undefined> {
     const clients = snapshot.clients?.();
@@ -246,73 +286,77 @@ export class LayoutCache {
     const nowIso = now.toISOString();
     const before = this.owners.get(ownerId);
     const kept = before?.identity === clients.identity ? before.clients : undefined;
-    const layouts = new Map<string, ClientLayout>();
+    const layouts: ClientLayout[] = [];
     const missing: string[] = [];
     for (const [clientId, version] of clients.versions) {
       const layout = kept?.get(clientId);
-      // Right from when it was laid out (a read of an earlier time may still show an expired license
-      // ACTIVE) until its first license passes its end.
       if (
         layout?.version === version &&
         layout.laidOutAt <= nowIso &&
         (layout.validUntil === undefined || nowIso < layout.validUntil)
       )
-        layouts.set(clientId, layout);
+        layouts.push(layout);
       else missing.push(clientId);
     }
     const laidOut = new Layout(now);
-    // A few clients are visited alone; past that, one visit of the whole snapshot costs less.
     if (missing.length * 4 > clients.versions.size) await snapshot.fragments((stored) => laidOut.visit(stored));
     else for (const clientId of missing) await clients.fragments(clientId, (stored) => laidOut.visit(stored));
     const laid = laidOut.clientLayouts();
-    // A client without a version is shown (the snapshot has its fragments) but never kept.
-    for (const [clientId, layout] of laid) layouts.set(clientId, layout);
     // Kept from here on, in this turn: other reads may have changed the cache during the visits.
     const owner = this.ownerOf(ownerId, clients.identity);
     for (const clientId of missing) {
       const layout = laid.get(clientId) ?? NOTHING_SHOWN; // parts, but no fragment: nothing to show
+      layouts.push(layout);
       this.set(owner, clientId, { ...layout, version: clients.versions.get(clientId)!, laidOutAt: nowIso });
     }
     // A whole dashboard's snapshot lists every client there is: the others were deleted.
     if (clients.clientId === undefined)
       for (const clientId of owner.clients.keys())
         if (!clients.versions.has(clientId)) this.set(owner, clientId, undefined);
-    this.bound();
-    return [...layouts.values()];
+    this.bound(ownerId, owner);
+    return layouts;
   }
 
-  /** How many entries the kept layouts hold (see the class): for tests and metrics. */
-  get entryCount(): number {
-    return this.entries;
+  /** Drops what is kept of the owner's layouts. */
+  forget(ownerId: string): void {
+    const owner = this.owners.get(ownerId);
+    if (!owner) return;
+    this.memory -= owner.memory;
+    this.owners.delete(ownerId);
+  }
+
+  /** About how much memory the kept layouts hold, in bytes (for tests and metrics). */
+  get bytes(): number {
+    return this.memory;
   }
 
   /** The owner's kept layouts, made the most recently read; emptied if the store's identity changed. */
   private ownerOf(ownerId: string, identity: string): KeptOwner {
     let owner = this.owners.get(ownerId);
-    this.owners.delete(ownerId);
     if (owner?.identity !== identity) {
-      this.entries -= owner?.entries ?? 0;
-      owner = { identity, clients: new Map(), entries: 0 };
+      this.forget(ownerId);
+      owner = { identity, clients: new Map(), memory: 0 };
     }
+    this.owners.delete(ownerId);
     this.owners.set(ownerId, owner);
     return owner;
   }
 
   private set(owner: KeptOwner, clientId: string, layout: KeptLayout | undefined): void {
-    const size = (kept: KeptLayout | undefined) => (kept ? kept.items.length + 1 : 0);
-    const items = size(layout) - size(owner.clients.get(clientId));
-    owner.entries += items;
-    this.entries += items;
+    const size = (kept: KeptLayout | undefined) => (kept ? kept.memory + ITEM_MEMORY : 0);
+    const change = size(layout) - size(owner.clients.get(clientId));
+    owner.memory += change;
+    this.memory += change;
     if (layout) owner.clients.set(clientId, layout);
     else owner.clients.delete(clientId);
   }
 
-  /** Drops the least recently read owners (the last read's too, if it alone is over the bound). */
-  private bound(): void {
-    for (const [ownerId, owner] of this.owners) {
-      if (this.entries <= this.maxEntries) return;
-      this.entries -= owner.entries;
-      this.owners.delete(ownerId);
+  /** Keeps the cache within its bound after `ownerId`'s read: that owner dropped first if it alone is over. */
+  private bound(ownerId: string, owner: KeptOwner): void {
+    if (owner.memory > this.maxBytes || owner.clients.size === 0) this.forget(ownerId);
+    for (const [oldest] of this.owners) {
+      if (this.memory <= this.maxBytes) return;
+      this.forget(oldest);
     }
   }
 }
@@ -322,8 +366,8 @@ type KeptLayout = ClientLayout & { version: number; laidOutAt: string };
 interface KeptOwner {
   identity: string;
   clients: Map<string, KeptLayout>;
-  /** How many items its layouts hold, and one per client (what the cache is bounded by). */
-  entries: number;
+  /** About how much memory its layouts hold (what the cache is bounded by). */
+  memory: number;
 }
 
 /**
@@ -332,12 +376,15 @@ interface KeptOwner {
  */
 function detached(fragment: LicensesFragment): LicensesFragment {
   const slots = fragment.activeSlots();
-  return { ...fragment, body: Buffer.from(fragment.body), activeSlots: () => slots };
+  // Memory of its own, not a slice of Node's shared pool that a kept layout would hold whole.
+  const body = Buffer.allocUnsafeSlow(fragment.body.byteLength);
+  body.set(fragment.body);
+  return { ...fragment, body, activeSlots: () => slots };
 }
 
 /** A client's fragments as a visit files them: its own (`head`), and its projects' by project id. */
 interface VisitedClient {
-  head: ClientHead | undefined;
+  head: Head | undefined;
   projects: Map<string, ProjectEntry>;
 }
 
@@ -405,7 +452,10 @@ class Layout {
       items.push(CLOSE);
     }
     items.push(CLOSE);
-    return { order: head.order, projectsCount: listed.length, items, byteLength: lengthOf(items), validUntil };
+    // A re-rendered chunk holds its copy and its re-rendered licenses: at most twice its bytes.
+    let memory = items.length * ITEM_MEMORY;
+    for (const { chunks } of listed) for (const { stale } of chunks) if (stale) memory += 2 * stale.body.byteLength;
+    return { order: head.order, projectsCount: listed.length, items, byteLength: lengthOf(items), validUntil, memory };
   }
 
   /**
@@ -477,7 +527,7 @@ function place(clients: Iterable<ClientLayout>, select: ClientSelection | undefi
   return { sequence, byteLength: lengthOf(sequence), validUntil };
 }
 
-const SNAPSHOT_CHANGED = "a snapshot's fragments differed between two visits";
+const SNAPSHOT_CHANGED = "a snapshot's fragments differed from their layout";
 
 /** The stored body of a fragment visited again, checked against its first visit's length. */
 function bodyAgain(bytes: Uint8Array | undefined, expectedLength: number): Buffer {
@@ -491,28 +541,16 @@ function recycle(piece: Uint8Array): void {
   givePieces([piece]);
 }
 
-/** A body up to a MiB in one buffer of its own, each fragment read by key (`read`). */
-function assembledByKey(
-  { sequence, byteLength, validUntil }: Placement,
-  read: (ref: FragmentRef) => Uint8Array | undefined,
-): RenderedDashboard {
-  const whole = Buffer.allocUnsafe(byteLength);
+/** A body assembled whole (in one buffer of its own up to a MiB), each fragment read by key. */
+function assembledByKey(placement: Placement, read: (ref: FragmentRef) => Uint8Array | undefined): RenderedDashboard {
+  const body = new BodyFill(placement);
   let at = 0;
-  for (const item of sequence) {
+  for (const item of placement.sequence) {
     const bytes = item instanceof Uint8Array ? item : bodyAgain(read(item), item.length);
-    whole.set(bytes, at);
+    body.write(at, bytes);
     at += bytes.byteLength;
   }
-  if (at !== byteLength) throw new Error("a dashboard body was not written whole");
-  return {
-    byteLength,
-    validUntil,
-    whole,
-    streamed: false,
-    pieces: () => [whole],
-    recycle: () => {},
-    release: () => {},
-  };
+  return body.done();
 }
 
 /**
@@ -525,6 +563,8 @@ function streamedBody(
   { sequence, byteLength, validUntil }: Placement,
   read: (ref: FragmentRef) => Uint8Array | undefined,
   close: () => void,
+  /** Called when a fragment is not what the layout says (the pieces then throw). */
+  mismatched: () => void,
 ): RenderedDashboard {
   let closed = false;
   const release = () => {
@@ -556,6 +596,14 @@ function streamedBody(
     if (filled > 0) yield piece.subarray(0, filled);
     else givePieces([piece]);
   }
+  function* checkedPieces(): Generator<Uint8Array> {
+    try {
+      yield* pieces();
+    } catch (error) {
+      mismatched();
+      throw error;
+    }
+  }
   let taken = false;
   return {
     byteLength,
@@ -565,54 +613,59 @@ function streamedBody(
     pieces: () => {
       if (taken) throw new Error("a streamed dashboard's pieces are taken once");
       taken = true;
-      return pieces();
+      return checkedPieces();
     },
     recycle,
     release,
   };
 }
 
-/** The second visit: each stored body copied into its place in the body, assembled whole. */
+/** A body assembled whole: pieces of a MiB (one buffer of its own up to a MiB), bytes written into place. */
 class BodyFill {
-  /** Where each visited fragment's body goes in the body; -1 for one left out. */
-  private readonly offsets: number[];
   private readonly pieces: Buffer[] = [];
-  private visited = 0;
   private written = 0;
 
-  constructor(
-    private readonly placement: Placement,
-    /** The fragments of the first visit, by visiting order. */
-    private readonly refs: readonly FragmentRef[],
-  ) {
-    const { sequence, byteLength } = placement;
+  constructor(private readonly placement: Placement) {
+    const { byteLength } = placement;
     if (byteLength <= PIECE_BYTES) this.pieces.push(Buffer.allocUnsafe(byteLength));
     else
       for (let at = 0; at < byteLength; at += PIECE_BYTES)
         this.pieces.push(takePiece().subarray(0, Math.min(PIECE_BYTES, byteLength - at)));
-    this.offsets = new Array<number>(refs.length).fill(-1);
+  }
+
+  /**
+   * Writes the joints and says where each of `visited` fragments of one visit goes in the body, by
+   * its index in that visit (-1 for one left out), for a second visit in the same order to fill.
+   */
+  offsetsByVisit(visited: number): number[] {
+    const offsets = new Array<number>(visited).fill(-1);
     let at = 0;
-    for (const item of sequence) {
+    for (const item of this.placement.sequence) {
       if (item instanceof Uint8Array) {
         this.write(at, item);
         at += item.byteLength;
         continue;
       }
-      this.offsets[item.index] = at;
+      offsets[item.index] = at;
       at += item.length;
+    }
+    return offsets;
+  }
+
+  /** Copies `bytes` to `at` in the body, across pieces if it straddles them. */
+  write(at: number, bytes: Uint8Array): void {
+    this.written += bytes.byteLength;
+    for (let from = 0; from < bytes.byteLength; ) {
+      const piece = this.pieces[Math.floor(at / PIECE_BYTES)]!;
+      const offset = at % PIECE_BYTES;
+      const count = Math.min(bytes.byteLength - from, piece.byteLength - offset);
+      piece.set(count === bytes.byteLength ? bytes : bytes.subarray(from, from + count), offset);
+      from += count;
+      at += count;
     }
   }
 
-  fill({ bytes }: StoredFragment): void {
-    const index = this.visited++;
-    const at = this.offsets[index];
-    if (at === undefined) throw new Error(SNAPSHOT_CHANGED);
-    const body = bodyAgain(bytes, this.refs[index]!.length);
-    if (at >= 0) this.write(at, body);
-  }
-
   done(): RenderedDashboard {
-    if (this.visited !== this.offsets.length) throw new Error(SNAPSHOT_CHANGED);
     const { byteLength, validUntil } = this.placement;
     // Sent only once every byte is written: the pieces are not zeroed, and may be a body's before.
     if (this.written !== byteLength) throw new Error("a dashboard body was not written whole");
@@ -628,18 +681,5 @@ class BodyFill {
       recycle: whole ? () => {} : recycle,
       release: () => {},
     };
-  }
-
-  /** Copies `bytes` to `at` in the body, across pieces if it straddles them. */
-  private write(at: number, bytes: Uint8Array): void {
-    this.written += bytes.byteLength;
-    for (let from = 0; from < bytes.byteLength; ) {
-      const piece = this.pieces[Math.floor(at / PIECE_BYTES)]!;
-      const offset = at % PIECE_BYTES;
-      const count = Math.min(bytes.byteLength - from, piece.byteLength - offset);
-      piece.set(count === bytes.byteLength ? bytes : bytes.subarray(from, from + count), offset);
-      from += count;
-      at += count;
-    }
   }
 }
