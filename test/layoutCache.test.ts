@@ -10,10 +10,10 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
 import { LayoutCache, renderSnapshot } from "@keybox/query-api";
-import { buildEnvelope, type KeyboxEvent } from "@keybox/contract";
+import { buildEnvelope } from "@keybox/contract";
 import type { DashboardSnapshot } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
-import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
+import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS, withOwnerSuffix } from "./support/arbitraries.ts";
 import { clientCreated, clientEvent, licenseEvent, projectCreated } from "./support/events.ts";
 import { dashboardText, toEvent } from "./support/inMemory.ts";
 
@@ -82,14 +82,7 @@ describe("a read with the layout cache", () => {
           fc.constantFrom(...CHUNKINGS),
           async (delivery, batchSize, options) => {
             const suffix = `-${++run}`;
-            const events = delivery.map(
-              (e) =>
-                ({
-                  ...e,
-                  ownerId: e.ownerId + suffix,
-                  data: { ...e.data, ownerId: e.ownerId + suffix },
-                }) as KeyboxEvent,
-            );
+            const events = withOwnerSuffix(delivery, suffix);
             const cache = new LayoutCache({ maxBytes: 1024 * 1024 });
             for (let i = 0; i < events.length; i += batchSize) {
               await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);

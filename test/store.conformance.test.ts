@@ -6,7 +6,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { applyBatch } from "@keybox/projector";
 import { createApp, createOwnerVerifier, renderDashboard, type DashboardBody } from "@keybox/query-api";
-import { buildEnvelope, type Envelope, type KeyboxEvent, type LicenseState } from "@keybox/contract";
+import { buildEnvelope, type Envelope, type LicenseState } from "@keybox/contract";
 import {
   LICENSE_CHUNK_TARGET_BYTES,
   PART_MAX_BYTES,
@@ -18,7 +18,7 @@ import {
   type RecordKey,
 } from "@keybox/read-model";
 import { createLogger } from "@keybox/runtime";
-import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS } from "./support/arbitraries.ts";
+import { CHUNKINGS, CLIENT_IDS, deliveryOf, historyArb, NOW, OWNERS, withOwnerSuffix } from "./support/arbitraries.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { dashboardText, toEvent } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
@@ -266,14 +266,7 @@ for (const adapter of adapters) {
         await fc.assert(
           fc.asyncProperty(scenario, async ([delivery, batchSize, options]) => {
             const suffix = `-v${++run}`;
-            const events = delivery.map(
-              (e) =>
-                ({
-                  ...e,
-                  ownerId: e.ownerId + suffix,
-                  data: { ...e.data, ownerId: e.ownerId + suffix },
-                }) as KeyboxEvent,
-            );
+            const events = withOwnerSuffix(delivery, suffix);
             const views = OWNERS.flatMap((o) => CLIENT_IDS.map((c) => [o + suffix, c] as const));
             const seen = async () =>
               Promise.all(
@@ -697,13 +690,6 @@ for (const adapter of adapters) {
             services: [],
           },
         });
-      /** The history under owners of its own: the store keeps what earlier runs wrote. */
-      const withOwnerSuffix = (events: readonly KeyboxEvent[], suffix: string) =>
-        events.map(
-          (e) =>
-            ({ ...e, ownerId: e.ownerId + suffix, data: { ...e.data, ownerId: e.ownerId + suffix } }) as KeyboxEvent,
-        );
-
       describe.each(["__proto__", "constructor", "prototype", "toString"])("license %s", (id) => {
         it("serves its update (v2 ACTIVE), not v1 PENDING", async () => {
           const owner = `upd${id}`;

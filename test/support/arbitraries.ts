@@ -170,6 +170,12 @@ export const historyArb = fc
   )
   .map((history) => history.map(toEvent));
 
+/** `events` under owners of their own (`suffix` appended): a store keeps what earlier runs wrote. */
+export const withOwnerSuffix = (events: readonly KeyboxEvent[], suffix: string) =>
+  events.map(
+    (e) => ({ ...e, ownerId: e.ownerId + suffix, data: { ...e.data, ownerId: e.ownerId + suffix } }) as KeyboxEvent,
+  );
+
 /** A delivery of `history`: a permutation with some events delivered again at random places. */
 export const deliveryOf = (history: KeyboxEvent[]) =>
   fc
