@@ -20,8 +20,14 @@ import { dashboardText, toEvent } from "./support/inMemory.ts";
 const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-layout-cache-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Read times: before, at and after the arbitraries' expiry times, so cached layouts go out of date. */
-const READ_TIMES = [NOW, new Date("2024-06-15T00:00:00.000Z"), new Date("2024-08-01T00:00:00.000Z")];
+/**
+ * When the reads after batch `b` of `batches` happen: rising from before the arbitraries' first
+ * expiry time to after their last, so kept layouts are reused across commits and go out of date.
+ */
+function readTime(b: number, batches: number): Date {
+  const [from, to] = [Date.parse("2024-04-30T00:00:00.000Z"), Date.parse("2024-08-01T00:00:00.000Z")];
+  return new Date(from + ((to - from) * b) / Math.max(1, batches - 1));
+}
 
 /** A snapshot that counts the fragments visited through it, whole or client by client. */
 function counted(snapshot: DashboardSnapshot, visits: { whole: number; clients: string[] }): DashboardSnapshot {
@@ -84,10 +90,13 @@ describe("a read with the layout cache", () => {
             const suffix = `-${++run}`;
             const events = withOwnerSuffix(delivery, suffix);
             const cache = new LayoutCache({ maxBytes: 1024 * 1024 });
-            for (let i = 0; i < events.length; i += batchSize) {
-              await applyBatch(store, events.slice(i, i + batchSize), ++seq, options);
+            const batches = Math.ceil(events.length / batchSize);
+            for (let b = 0; b < batches; b++) {
+              await applyBatch(store, events.slice(b * batchSize, (b + 1) * batchSize), ++seq, options);
+              const now = readTime(b, batches);
+              // Twice: the second read of each kind finds every layout kept.
               for (const ownerId of OWNERS.map((o) => o + suffix))
-                for (const now of READ_TIMES) {
+                for (const _ of [1, 2]) {
                   const reads = [{}, { page: 0 }, { page: 1 }, ...CLIENT_IDS.map((clientId) => ({ clientId }))];
                   for (const read of reads) {
                     const expected = await render(store, ownerId, now, read);
@@ -206,6 +215,36 @@ describe("a read from kept layouts", () => {
         });
         rendered.release();
       }
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("drops the least recently read owner first, and an owner's layouts when a body does not match them", async () => {
+    const store = LmdbDashboardStore.open(dir);
+    try {
+      for (const ownerId of ["lru-a", "lru-b", "lru-c"])
+        await applyBatch(store, [toEvent(clientCreated(ownerId, "c"))], 1);
+      const probe = new LayoutCache({ maxBytes: 1024 * 1024 });
+      await render(store, "lru-a", NOW, { cache: probe });
+      const cache = new LayoutCache({ maxBytes: 2 * probe.bytes }); // room for two such owners
+      const visitsOf = async (ownerId: string, snapshotOf = (s: DashboardSnapshot) => s) => {
+        const visits = { whole: 0, clients: [] as string[] };
+        const snapshot = snapshotOf(counted(await store.openDashboard(ownerId), visits));
+        (await renderSnapshot(snapshot, NOW, { layouts: { cache, ownerId } })).release();
+        return visits.whole;
+      };
+      for (const ownerId of ["lru-a", "lru-b", "lru-a", "lru-c"]) await visitsOf(ownerId);
+      // b was read least recently: dropped for c; a, read again, stayed.
+      expect([await visitsOf("lru-a"), await visitsOf("lru-c"), await visitsOf("lru-b")]).toEqual([0, 0, 1]);
+
+      // A fragment that is not what a kept layout says: the read fails, and the next lays out again.
+      const shorter = (snapshot: DashboardSnapshot): DashboardSnapshot => ({
+        ...snapshot,
+        fragment: (clientId, projectId, chunk) => snapshot.fragment!(clientId, projectId, chunk)?.subarray(0, -1),
+      });
+      await expect(visitsOf("lru-a", shorter)).rejects.toThrow("differed from their layout");
+      expect(await visitsOf("lru-a")).toBe(1);
     } finally {
       await store.close();
     }

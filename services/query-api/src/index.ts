@@ -6,7 +6,6 @@ export {
   renderDashboard,
   renderSnapshot,
   LayoutCache,
-  type ClientLayout,
   type RenderedDashboard,
   type DashboardBody,
   type ClientView,

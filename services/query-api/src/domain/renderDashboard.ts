@@ -23,7 +23,11 @@ import {
   type OrderKey,
   type StoredFragment,
 } from "@keybox/read-model";
+import { setImmediate } from "node:timers/promises";
 import { givePieces, PIECE_BYTES, takePiece } from "./bodyPieces.ts";
+
+/** A large owner's clients are laid out this many fragments at a time per event-loop turn. */
+const FRAGMENTS_PER_TURN = 250;
 
 export type { LicenseView };
 
@@ -135,7 +139,10 @@ const NOTHING_SHOWN: ClientLayout = Object.freeze({
   validUntil: undefined,
   memory: 0,
 });
-/** What an item of a layout is reckoned to take: a FragmentRef of five fields and its array slot (an estimate). */
+/**
+ * What an item of a layout is reckoned to take (an estimate): a FragmentRef of five fields and its
+ * array slot; a kept client's entry is charged as much again.
+ */
 const ITEM_MEMORY = 80;
 
 /**
@@ -194,12 +201,12 @@ export async function renderSnapshot(
   try {
     const fragment = snapshot.fragment?.bind(snapshot);
     if (!fragment) return await visitedTwice(snapshot, now, { select, admit });
-    const kept = await layouts?.cache.clientLayouts(layouts.ownerId, snapshot, now);
-    const clients = kept ?? (await laidOut(snapshot, now));
+    const fromCache = await layouts?.cache.clientLayouts(layouts.ownerId, snapshot, now);
+    const clients = fromCache ?? (await layOutAll(snapshot, now));
     const placement = place(clients, select);
     // Kept layouts were right for this snapshot's versions: a body that does not match them is
     // read with layouts laid out again next time.
-    const forget = kept && layouts ? () => layouts.cache.forget(layouts.ownerId) : () => {};
+    const forget = fromCache && layouts ? () => layouts.cache.forget(layouts.ownerId) : () => {};
     const read = (ref: FragmentRef) => fragment(ref.clientId, ref.projectId, ref.chunk);
     const large = placement.byteLength > PIECE_BYTES;
     if (stream && large) {
@@ -208,7 +215,7 @@ export async function renderSnapshot(
     }
     if (large && admit && !admit(placement.byteLength)) throw new LargeBodyRefusedError(placement.byteLength);
     try {
-      return assembledByKey(placement, read);
+      return await assembledByKey(placement, read);
     } catch (error) {
       forget();
       throw error;
@@ -219,7 +226,7 @@ export async function renderSnapshot(
 }
 
 /** Every client of a snapshot laid out, in one visit. */
-async function laidOut(snapshot: DashboardSnapshot, now: Date): Promise<Iterable<ClientLayout>> {
+async function layOutAll(snapshot: DashboardSnapshot, now: Date): Promise<Iterable<ClientLayout>> {
   const layout = new Layout(now);
   await snapshot.fragments((stored) => layout.visit(stored));
   return layout.clientLayouts().values();
@@ -298,10 +305,23 @@ export class LayoutCache {
         layouts.push(layout);
       else missing.push(clientId);
     }
-    const laidOut = new Layout(now);
-    if (missing.length * 4 > clients.versions.size) await snapshot.fragments((stored) => laidOut.visit(stored));
-    else for (const clientId of missing) await clients.fragments(clientId, (stored) => laidOut.visit(stored));
-    const laid = laidOut.clientLayouts();
+    const layout = new Layout(now);
+    if (missing.length * 4 > clients.versions.size) await snapshot.fragments((stored) => layout.visit(stored));
+    else {
+      // Many small clients in a row: other requests get a turn now and then, as in a visit of all.
+      let visited = 0;
+      for (const clientId of missing) {
+        await clients.fragments(clientId, (stored) => {
+          layout.visit(stored);
+          visited++;
+        });
+        if (visited >= FRAGMENTS_PER_TURN) {
+          visited = 0;
+          await setImmediate();
+        }
+      }
+    }
+    const laid = layout.clientLayouts(new Set(missing));
     // Kept from here on, in this turn: other reads may have changed the cache during the visits.
     const owner = this.ownerOf(ownerId, clients.identity);
     for (const clientId of missing) {
@@ -376,10 +396,14 @@ interface KeptOwner {
  */
 function detached(fragment: LicensesFragment): LicensesFragment {
   const slots = fragment.activeSlots();
-  // Memory of its own, not a slice of Node's shared pool that a kept layout would hold whole.
-  const body = Buffer.allocUnsafeSlow(fragment.body.byteLength);
-  body.set(fragment.body);
-  return { ...fragment, body, activeSlots: () => slots };
+  return { ...fragment, body: ownCopy(fragment.body), activeSlots: () => slots };
+}
+
+/** A copy in memory of its own, not a slice of Node's shared pool that a kept layout would hold whole. */
+function ownCopy(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
 }
 
 /** A client's fragments as a visit files them: its own (`head`), and its projects' by project id. */
@@ -428,10 +452,11 @@ class Layout {
     }
   }
 
-  /** Each visited client's layout, by client id. */
-  clientLayouts(): Map<string, ClientLayout> {
+  /** Each visited client's layout (of those in `only`, when given), by client id. */
+  clientLayouts(only?: ReadonlySet<string>): Map<string, ClientLayout> {
     const layouts = new Map<string, ClientLayout>();
-    for (const [clientId, client] of this.clients) layouts.set(clientId, this.clientLayout(client));
+    for (const [clientId, client] of this.clients)
+      if (!only || only.has(clientId)) layouts.set(clientId, this.clientLayout(client));
     return layouts;
   }
 
@@ -480,7 +505,7 @@ class Layout {
         until(slot.activeUntil);
         if (slot.activeUntil > this.nowIso) continue;
         if (slot.start > from) items.push(body.subarray(from, slot.start));
-        items.push(licenseBytesAt(body, slot, this.nowIso));
+        items.push(ownCopy(licenseBytesAt(body, slot, this.nowIso)));
         from = slot.end;
       }
       if (from < body.byteLength) items.push(body.subarray(from));
@@ -541,14 +566,26 @@ function recycle(piece: Uint8Array): void {
   givePieces([piece]);
 }
 
-/** A body assembled whole (in one buffer of its own up to a MiB), each fragment read by key. */
-function assembledByKey(placement: Placement, read: (ref: FragmentRef) => Uint8Array | undefined): RenderedDashboard {
+/**
+ * A body assembled whole (in one buffer of its own up to a MiB), each fragment read by key; other
+ * requests get a turn after each MiB.
+ */
+async function assembledByKey(
+  placement: Placement,
+  read: (ref: FragmentRef) => Uint8Array | undefined,
+): Promise<RenderedDashboard> {
   const body = new BodyFill(placement);
   let at = 0;
+  let sinceTurn = 0;
   for (const item of placement.sequence) {
     const bytes = item instanceof Uint8Array ? item : bodyAgain(read(item), item.length);
     body.write(at, bytes);
     at += bytes.byteLength;
+    sinceTurn += bytes.byteLength;
+    if (sinceTurn >= PIECE_BYTES) {
+      sinceTurn = 0;
+      await setImmediate();
+    }
   }
   return body.done();
 }
@@ -563,8 +600,8 @@ function streamedBody(
   { sequence, byteLength, validUntil }: Placement,
   read: (ref: FragmentRef) => Uint8Array | undefined,
   close: () => void,
-  /** Called when a fragment is not what the layout says (the pieces then throw). */
-  mismatched: () => void,
+  /** Called when filling a piece fails (a fragment not what the layout says: the pieces then throw). */
+  failed: () => void,
 ): RenderedDashboard {
   let closed = false;
   const release = () => {
@@ -600,7 +637,7 @@ function streamedBody(
     try {
       yield* pieces();
     } catch (error) {
-      mismatched();
+      failed();
       throw error;
     }
   }
