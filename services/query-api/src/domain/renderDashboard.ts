@@ -159,10 +159,8 @@ export function renderDashboard(
 ): RenderedDashboard {
   const layout = new Layout(now);
   for (const fragment of stored) layout.visit(fragment);
-  const body = new BodyFill(place(layout.clientLayouts().values(), select));
-  const offsets = body.offsetsByVisit(stored.length);
-  for (const [index, { bytes }] of stored.entries())
-    if (offsets[index]! >= 0) body.write(offsets[index]!, bodyAgain(bytes, layout.refs[index]!.length));
+  const body = new SecondVisit(place(layout.clientLayouts().values(), select), layout.refs);
+  for (const { bytes } of stored) body.fill(bytes);
   return body.done();
 }
 
@@ -213,7 +211,7 @@ export async function renderSnapshot(
       streamed = true;
       return streamedBody(placement, read, () => snapshot.close(), forget);
     }
-    if (large && admit && !admit(placement.byteLength)) throw new LargeBodyRefusedError(placement.byteLength);
+    admitted(placement, admit);
     try {
       return await assembledByKey(placement, read);
     } catch (error) {
@@ -225,11 +223,21 @@ export async function renderSnapshot(
   }
 }
 
-/** Every client of a snapshot laid out, in one visit. */
-async function layOutAll(snapshot: DashboardSnapshot, now: Date): Promise<Iterable<ClientLayout>> {
+/** Every fragment of a snapshot visited once, for the layout of every client. */
+async function visitAll(snapshot: DashboardSnapshot, now: Date): Promise<Layout> {
   const layout = new Layout(now);
   await snapshot.fragments((stored) => layout.visit(stored));
-  return layout.clientLayouts().values();
+  return layout;
+}
+
+/** Every client of a snapshot laid out, in one visit. */
+async function layOutAll(snapshot: DashboardSnapshot, now: Date): Promise<Iterable<ClientLayout>> {
+  return (await visitAll(snapshot, now)).clientLayouts().values();
+}
+
+/** Throws LargeBodyRefusedError when `admit` refuses the memory of a body over a MiB to be assembled whole. */
+function admitted({ byteLength }: Placement, admit: RenderOptions["admit"]): void {
+  if (byteLength > PIECE_BYTES && admit && !admit(byteLength)) throw new LargeBodyRefusedError(byteLength);
 }
 
 /** A body from a store that reads no fragment by key: laid out from one visit, filled from a second. */
@@ -238,21 +246,11 @@ async function visitedTwice(
   now: Date,
   { select, admit }: Pick<RenderOptions, "select" | "admit">,
 ): Promise<RenderedDashboard> {
-  const layout = new Layout(now);
-  await snapshot.fragments((stored) => layout.visit(stored));
+  const layout = await visitAll(snapshot, now);
   const placement = place(layout.clientLayouts().values(), select);
-  if (placement.byteLength > PIECE_BYTES && admit && !admit(placement.byteLength))
-    throw new LargeBodyRefusedError(placement.byteLength);
-  const body = new BodyFill(placement);
-  const offsets = body.offsetsByVisit(layout.refs.length);
-  let visited = 0;
-  await snapshot.fragments(({ bytes }) => {
-    const at = offsets[visited];
-    if (at === undefined) throw new Error(SNAPSHOT_CHANGED);
-    const stored = bodyAgain(bytes, layout.refs[visited++]!.length);
-    if (at >= 0) body.write(at, stored);
-  });
-  if (visited !== offsets.length) throw new Error(SNAPSHOT_CHANGED);
+  admitted(placement, admit);
+  const body = new SecondVisit(placement, layout.refs);
+  await snapshot.fragments(({ bytes }) => body.fill(bytes));
   return body.done();
 }
 
@@ -544,12 +542,16 @@ function place(clients: Iterable<ClientLayout>, select: ClientSelection | undefi
       validUntil = client.validUntil;
   }
   sequence.push(CLOSE);
-  sequence[0] = utf8.encode(
+  const opening = utf8.encode(
     `{"message":"Dashboard fetched successfully","clientsCount":${chosen.length},"projectsCount":${projectsCount},${
       page ? `"nextCursor":${JSON.stringify(page.nextCursor)},` : ""
     }"data":[`,
   );
-  return { sequence, byteLength: lengthOf(sequence), validUntil };
+  sequence[0] = opening;
+  // The clients' lengths are known: what is added is the opening, the commas and the closing.
+  let byteLength = opening.byteLength + Math.max(0, chosen.length - 1) * COMMA.byteLength + CLOSE.byteLength;
+  for (const client of chosen) byteLength += client.byteLength;
+  return { sequence, byteLength, validUntil };
 }
 
 const SNAPSHOT_CHANGED = "a snapshot's fragments differed from their layout";
@@ -670,25 +672,6 @@ class BodyFill {
         this.pieces.push(takePiece().subarray(0, Math.min(PIECE_BYTES, byteLength - at)));
   }
 
-  /**
-   * Writes the joints and says where each of `visited` fragments of one visit goes in the body, by
-   * its index in that visit (-1 for one left out), for a second visit in the same order to fill.
-   */
-  offsetsByVisit(visited: number): number[] {
-    const offsets = new Array<number>(visited).fill(-1);
-    let at = 0;
-    for (const item of this.placement.sequence) {
-      if (item instanceof Uint8Array) {
-        this.write(at, item);
-        at += item.byteLength;
-        continue;
-      }
-      offsets[item.index] = at;
-      at += item.length;
-    }
-    return offsets;
-  }
-
   /** Copies `bytes` to `at` in the body, across pieces if it straddles them. */
   write(at: number, bytes: Uint8Array): void {
     this.written += bytes.byteLength;
@@ -718,5 +701,43 @@ class BodyFill {
       recycle: whole ? () => {} : recycle,
       release: () => {},
     };
+  }
+}
+
+/**
+ * A body assembled whole from a second visit of the fragments a layout visited, in the same order
+ * (`refs`, the layout's): each stored body is copied to where the layout placed it.
+ */
+class SecondVisit {
+  private readonly body: BodyFill;
+  /** Where each visited fragment's body goes, by its index in the visit; -1 for one left out. */
+  private readonly offsets: number[];
+  private visited = 0;
+
+  constructor(
+    placement: Placement,
+    private readonly refs: readonly FragmentRef[],
+  ) {
+    this.body = new BodyFill(placement);
+    this.offsets = new Array<number>(refs.length).fill(-1);
+    let at = 0;
+    for (const item of placement.sequence) {
+      if (item instanceof Uint8Array) this.body.write(at, item);
+      else this.offsets[item.index] = at;
+      at += item instanceof Uint8Array ? item.byteLength : item.length;
+    }
+  }
+
+  fill(bytes: Uint8Array): void {
+    const index = this.visited++;
+    const at = this.offsets[index];
+    if (at === undefined) throw new Error(SNAPSHOT_CHANGED);
+    const stored = bodyAgain(bytes, this.refs[index]!.length);
+    if (at >= 0) this.body.write(at, stored);
+  }
+
+  done(): RenderedDashboard {
+    if (this.visited !== this.offsets.length) throw new Error(SNAPSHOT_CHANGED);
+    return this.body.done();
   }
 }
