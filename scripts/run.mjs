@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm start` / `npm test` (and the separate services) on a fresh clone: installs what is missing
-// (node modules; nats-server through apt-get where possible), builds dist/ when it is stale, then
-// runs. Plain JavaScript with no dependencies, because it runs before anything is installed.
+// (node modules; nats-server, and for the tests strace, through apt-get where possible), builds dist/
+// when it is stale, then runs. Plain JavaScript with no dependencies, because it runs before
+// anything is installed.
 import { spawnSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
@@ -60,24 +61,25 @@ function ensureBuilt() {
   if (!run(process.execPath, ["scripts/build.mjs"])) process.exit(1);
 }
 
-function hasNatsServer() {
-  return spawnSync("nats-server", ["--version"], { stdio: "ignore" }).status === 0;
+/** Whether `command --version` (or `-V`) runs. */
+const installed = (command, versionFlag = "--version") =>
+  spawnSync(command, [versionFlag], { stdio: "ignore" }).status === 0;
+
+/** Installs a Debian package with apt-get where this process may (root, apt-get present); whether it did. */
+function aptInstall(pkg) {
+  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+  if (!isRoot || !installed("apt-get")) return false;
+  console.error(`${pkg} is missing; installing it with apt-get...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  return (
+    run("apt-get", ["install", "-y", pkg], { env }) ||
+    (run("apt-get", ["update"], { env }) && run("apt-get", ["install", "-y", pkg], { env }))
+  );
 }
 
 function ensureNatsServer() {
-  if (process.env.NATS_URL || hasNatsServer()) return;
-  const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
-  const hasApt = spawnSync("apt-get", ["--version"], { stdio: "ignore" }).status === 0;
-  if (isRoot && hasApt) {
-    console.error("nats-server is missing; installing it with apt-get...");
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    if (
-      run("apt-get", ["install", "-y", "nats-server"], { env }) ||
-      (run("apt-get", ["update"], { env }) && run("apt-get", ["install", "-y", "nats-server"], { env }))
-    ) {
-      if (hasNatsServer()) return;
-    }
-  }
+  if (process.env.NATS_URL || installed("nats-server")) return;
+  if (aptInstall("nats-server") && installed("nats-server")) return;
   console.error(
     [
       "nats-server (2.9 or newer, with JetStream) is needed and could not be installed automatically.",
@@ -86,6 +88,14 @@ function ensureNatsServer() {
     ].join("\n"),
   );
   process.exit(1);
+}
+
+/**
+ * strace, for the test that traces an LMDB commit's flush (test/lmdbStore.test.ts): installed where
+ * it can be; without it that test is skipped, saying why.
+ */
+function ensureStrace() {
+  if (!installed("strace", "-V")) aptInstall("strace");
 }
 
 /**
@@ -127,6 +137,7 @@ switch (command) {
   case "test":
     ensureNodeModules();
     ensureNatsServer();
+    ensureStrace();
     // The same checks as CI: types (and lint) first, then the suite.
     if (!run("npm", ["run", "--silent", "check"])) process.exit(1);
     exec(process.execPath, [path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...passThrough]);

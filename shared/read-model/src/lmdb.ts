@@ -71,11 +71,6 @@ const SHARED_STRUCTURES = Symbol.for("structures");
 
 type LmdbKey = (string | number)[];
 
-/** lmdb-js's asynchronous env sync, which its type declarations leave out. */
-interface EnvSync {
-  sync(callback: (error?: Error) => void): void;
-}
-
 const NOTHING_THROWN = Symbol("nothing thrown");
 
 /** lmdb-js's encoder of a database (msgpack, with its shared structures), which its types leave out. */
@@ -133,7 +128,17 @@ export function openLmdbEnv(dataDir: string): { env: RootDatabase; dir: string }
   // transaction callbacks (lmdb-js may run several queued ones in one transaction, and then they
   // fail together); with event-turn batching a failed commit also left a rejected promise of its
   // own that nobody could handle.
-  const env = open({ path: dir, maxDbs: MAX_DBS, mapSize: 64 * 1024 ** 3, eventTurnBatching: false });
+  // No overlapping sync (lmdb-js's default): a commit is flushed before it resolves, under the
+  // write lock, as in plain LMDB. With it, a process killed while flushing holds a sync lock that
+  // another process's next commit then finds orphaned, and lmdb-js's LMDB declares that process's
+  // environment broken (MDB_PANIC) instead of recovering; see test/lmdbCrash.test.ts.
+  const env = open({
+    path: dir,
+    maxDbs: MAX_DBS,
+    mapSize: 64 * 1024 ** 3,
+    eventTurnBatching: false,
+    overlappingSync: false,
+  });
   return { env, dir };
 }
 
@@ -264,8 +269,9 @@ export class LmdbDashboardStore implements DashboardStore {
   /**
    * Runs `body` in a write transaction and resolves once it is durable, without blocking the
    * event loop on the disk: lmdb-js's write thread holds the write lock and commits, `body` runs
-   * on this thread inside that transaction (its reads see its own writes), and the fsync happens
-   * off this thread. A child transaction, so that a `body` that throws leaves nothing behind.
+   * on this thread inside that transaction (its reads see its own writes), and the commit's flush
+   * happens on that thread, before the transaction resolves (see openLmdbEnv). A child
+   * transaction, so that a `body` that throws leaves nothing behind.
    * LMDB reports failures of the environment (a full disk is EIO or ENOSPC, a full map
    * MDB_MAP_FULL) with a numeric code, and a failed commit as a rejected promise: outages, not bad
    * records.
@@ -273,7 +279,7 @@ export class LmdbDashboardStore implements DashboardStore {
   private async write<T>(body: () => T): Promise<T> {
     let thrown: unknown = NOTHING_THROWN;
     try {
-      const result = await committed(
+      return await committed(
         this.env.childTransaction(() => {
           try {
             return body();
@@ -283,22 +289,10 @@ export class LmdbDashboardStore implements DashboardStore {
           }
         }),
       );
-      await this.durable();
-      return result;
     } catch (error) {
       if (error === thrown && typeof (error as { code?: unknown }).code !== "number") throw error;
       throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
     }
-  }
-
-  /**
-   * Resolves once every transaction committed so far is flushed to disk. mdb_env_sync on a libuv
-   * thread; it returns at once when lmdb-js's write thread has already synced them.
-   */
-  private durable(): Promise<void> {
-    return new Promise((resolve, reject) =>
-      (this.env as unknown as EnvSync).sync((error) => (error ? reject(error) : resolve())),
-    );
   }
 
   /**
