@@ -1,8 +1,10 @@
 // The LMDB adapter's own commit mechanics. "Acknowledged ⇒ durable": the projector acknowledges
-// events once their commit resolves, so a commit must resolve only after LMDB has flushed it to
-// disk. LMDB flushes the data before it writes the commit's meta page, so a flush that fails
-// fails the commit and leaves nothing of it committed (an outage, as any failed write: see the
-// full-disk test in test/projector.faults.test.ts).
+// events once their commit resolves, so a commit must resolve only after it is on disk. LMDB
+// flushes the data before it writes the commit's meta page (a data flush that fails fails the
+// commit, leaving nothing of it committed); the store flushes the meta page after it, off the write
+// lock, and a flush that fails there is an outage (held back here by intercepting the environment's
+// asynchronous sync). A batch with nothing left to write (its events applied by a commit whose
+// flush failed) is not acknowledged until a flush succeeds.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -21,6 +23,11 @@ import { readDashboard } from "./support/stores.ts";
 const dir = mkdtempSync(path.join(os.tmpdir(), "keybox-lmdb-store-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+type SyncCallback = (error?: Error) => void;
+interface SyncingEnv {
+  sync(callback: SyncCallback): void;
+}
+
 const client = (id: string): Part => ({
   kind: "client",
   client: { v: 1, state: { id, ownerId: "o1", name: id, email: `${id}@x.io`, createdAt: "2024-01-01T00:00:00.000Z" } },
@@ -36,6 +43,20 @@ async function withStore(use: (store: LmdbDashboardStore) => Promise<void>): Pro
   }
 }
 
+/** Replaces the store's environment sync with one that waits for the test to finish it. */
+function holdSyncs(store: LmdbDashboardStore): { held: SyncCallback[]; realSync: (callback: SyncCallback) => void } {
+  const env = (store as unknown as { env: SyncingEnv }).env;
+  const realSync = env.sync.bind(env);
+  const held: SyncCallback[] = [];
+  env.sync = (callback) => void held.push(callback);
+  return { held, realSync };
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
+
 const WRITER = "test/support/lmdbWriter.ts";
 
 /** Whether strace is here and may trace a child of this process. */
@@ -44,34 +65,110 @@ function straceWorks(): boolean {
 }
 
 describe("an LMDB commit", () => {
-  it("resolves only once LMDB has flushed it to disk", async ({ skip }) => {
-    // The flush happens inside LMDB's commit, on lmdb-js's write thread: only a trace of the
-    // process's system calls shows it. A writer commits three times, printing before and after
-    // each commit with a write of its own; between the two, the data file must have been flushed.
+  it("resolves only once it is on disk, its data flushed before the meta page that makes it the committed state", async ({
+    skip,
+  }) => {
+    // LMDB's commit writes the data pages, flushes them, then writes the meta page; the store
+    // flushes again (the meta page) before the commit resolves. That happens on lmdb-js's write
+    // thread and a libuv thread: only a trace of the process's system calls shows it. A writer
+    // commits three times, printing before and after each commit.
     if (!straceWorks()) {
       console.log("SKIPPED the commit-flush trace: strace is not installed or cannot trace here");
       return skip();
     }
     const trace = path.join(dir, "commit.trace");
+    const syscalls = "trace=openat,write,writev,pwrite64,pwritev,pwritev2,fdatasync,fsync";
     const traced = spawnSync(
       "strace",
-      ["-f", "-e", "trace=fdatasync,fsync,msync,write", "-o", trace, process.execPath, "--import", "tsx", WRITER]
+      ["-f", "-e", syscalls, "-o", trace, process.execPath, "--import", "tsx", WRITER]
         // Three commits of 20 clients by owner o1 to a folder of their own.
         .concat([path.join(dir, "traced"), "o1", "20", "3"]),
       { cwd: REPO_ROOT, encoding: "utf8" },
     );
     expect(traced.status, traced.stderr).toBe(0);
     const calls = readFileSync(trace, "utf8").split("\n");
+    const dataFile = new Set(
+      calls.flatMap((line) => /openat\(.*"[^"]*\/data\.mdb", .*\) = (\d+)$/.exec(line)?.[1] ?? []),
+    );
+    /** A write to the data file (its start: a write that blocks is split into two lines). */
+    const writesData = (line: string) =>
+      dataFile.has(/^\d+ (?:write|writev|pwrite64|pwritev2?)\((\d+),/.exec(line)?.[1] ?? "");
+    /** A flush that returned: `fdatasync(12) = 0`, or `<... fdatasync resumed>) = 0` from another thread. */
+    const flushed = (line: string) =>
+      /^\d+ (?:(?:fdatasync|fsync)\(\d+\)|<\.\.\. (?:fdatasync|fsync) resumed>\)) += 0$/.test(line);
     const at = (text: string) => calls.findIndex((line) => line.includes(`write(1, "${text}\\n"`));
-    /** A flush that returned: `fdatasync(12) = 0`, or `<... fdatasync resumed>) = 0` on another thread. */
-    const flushed = /(?:\b(?:fdatasync|fsync|msync)\(.*\)|<\.\.\. (?:fdatasync|fsync|msync) resumed>.*\)) += 0$/;
+    expect(dataFile.size).toBeGreaterThan(0);
     for (const n of [1, 2, 3]) {
-      const [begun, resolved] = [at(`committing ${n}`), at(`committed ${n}`)];
-      expect(begun).toBeGreaterThanOrEqual(0);
-      expect(resolved).toBeGreaterThan(begun);
-      expect(calls.slice(begun, resolved).some((line) => flushed.test(line))).toBe(true);
+      const commit = calls.slice(at(`committing ${n}`), at(`committed ${n}`));
+      expect(commit.length).toBeGreaterThan(0);
+      // The meta page is the commit's last write to the data file.
+      const meta = commit.findLastIndex(writesData);
+      const lastData = commit.slice(0, meta).findLastIndex(writesData);
+      expect(lastData, `commit ${n} wrote no data before its meta page`).toBeGreaterThanOrEqual(0);
+      expect(commit.slice(lastData, meta).some(flushed), `commit ${n}: data not flushed before the meta page`).toBe(
+        true,
+      );
+      expect(commit.slice(meta).some(flushed), `commit ${n}: resolved before its meta page was flushed`).toBe(true);
     }
   });
+  it("resolves only once the data is flushed to disk", () =>
+    withStore(async (store) => {
+      const { held, realSync } = holdSyncs(store);
+      let resolved = false;
+      const pending = store
+        .commit({ writes: [{ key: partKey("o1", "c1"), value: client("c1"), baseRev: 0 }], reads: [] }, 1)
+        .then((result) => {
+          resolved = true;
+          return result;
+        });
+      await until(() => held.length === 1);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(resolved).toBe(false);
+      realSync(held[0]!);
+      expect((await pending).ok).toBe(true);
+    }));
+
+  it("fails as an outage when the flush fails", () =>
+    withStore(async (store) => {
+      const { held } = holdSyncs(store);
+      const pending = store.commit(
+        { writes: [{ key: partKey("o1", "c2"), value: client("c2"), baseRev: 0 }], reads: [] },
+        2,
+      );
+      await until(() => held.length === 1);
+      held[0]!(new Error("EIO: i/o error, fsync"));
+      await expect(pending).rejects.toBeInstanceOf(StoreUnavailableError);
+    }));
+});
+
+describe("a batch whose commit was not flushed", () => {
+  it("is not taken for applied when retried: a retry with nothing left to write still waits for a flush", () =>
+    withStore(async (store) => {
+      const events = [
+        toEvent(
+          buildEnvelope({
+            entity: "client",
+            action: "created",
+            version: 1,
+            data: { id: "c1", ownerId: "o4", name: "c1", email: "c1@x.io", createdAt: "2024-01-01T00:00:00.000Z" },
+          }),
+        ),
+      ];
+      const { held, realSync } = holdSyncs(store);
+      const first = applyBatch(store, events, 10);
+      await until(() => held.length === 1);
+      held[0]!(new Error("EIO: i/o error, fsync"));
+      await expect(first).rejects.toBeInstanceOf(StoreUnavailableError);
+      // Committed but not flushed: the retry finds nothing to write, and must not resolve on that.
+      const retry = applyBatch(store, events, 10);
+      await until(() => held.length === 2);
+      held[1]!(new Error("EIO: i/o error, fsync"));
+      await expect(retry).rejects.toBeInstanceOf(StoreUnavailableError);
+      const again = applyBatch(store, events, 10);
+      await until(() => held.length === 3);
+      realSync(held[2]!);
+      expect((await again).applied).toBe(0);
+    }));
 });
 
 describe("batches on LMDB", () => {

@@ -71,6 +71,11 @@ const SHARED_STRUCTURES = Symbol.for("structures");
 
 type LmdbKey = (string | number)[];
 
+/** lmdb-js's asynchronous env sync, which its type declarations leave out. */
+interface EnvSync {
+  sync(callback: (error?: Error) => void): void;
+}
+
 const NOTHING_THROWN = Symbol("nothing thrown");
 
 /** lmdb-js's encoder of a database (msgpack, with its shared structures), which its types leave out. */
@@ -128,22 +133,29 @@ export function openLmdbEnv(dataDir: string): { env: RootDatabase; dir: string }
   // transaction callbacks (lmdb-js may run several queued ones in one transaction, and then they
   // fail together); with event-turn batching a failed commit also left a rejected promise of its
   // own that nobody could handle.
-  // No overlapping sync (lmdb-js's default): a commit is flushed before it resolves, under the
-  // write lock, as in plain LMDB. With it, a process killed while flushing holds a sync lock that
-  // another process's next commit then finds orphaned, and lmdb-js's LMDB declares that process's
-  // environment broken (MDB_PANIC) instead of recovering; see test/lmdbCrash.test.ts.
+  // Durable commits without lmdb-js's overlapping sync (its default), under which a process killed
+  // while flushing left a lock that the next process to commit a large transaction found orphaned,
+  // and lmdb-js's LMDB then declared that process's environment broken (MDB_PANIC) instead of
+  // recovering (test/lmdbCrash.test.ts). A commit flushes its data under the write lock, then writes
+  // its meta page without waiting for it (noMetaSync: the database stays consistent, a crash can
+  // only undo the last commit); the store flushes that off the lock before the commit resolves
+  // (write), so the next commit need not wait for it.
   const env = open({
     path: dir,
     maxDbs: MAX_DBS,
     mapSize: 64 * 1024 ** 3,
     eventTurnBatching: false,
     overlappingSync: false,
+    noMetaSync: true,
   });
   return { env, dir };
 }
 
 export class LmdbDashboardStore implements DashboardStore {
-  /** One commit being made durable while the next is prepared in the following write transaction. */
+  /**
+   * One commit being made durable (its meta page flushed) while the next is prepared in the
+   * following write transaction.
+   */
   readonly commitsInFlight = 2;
   /** The identity, once there is one (see identity()). */
   private knownIdentity = "";
@@ -268,10 +280,10 @@ export class LmdbDashboardStore implements DashboardStore {
 
   /**
    * Runs `body` in a write transaction and resolves once it is durable, without blocking the
-   * event loop on the disk: lmdb-js's write thread holds the write lock and commits, `body` runs
-   * on this thread inside that transaction (its reads see its own writes), and the commit's flush
-   * happens on that thread, before the transaction resolves (see openLmdbEnv). A child
-   * transaction, so that a `body` that throws leaves nothing behind.
+   * event loop on the disk: lmdb-js's write thread holds the write lock and commits (flushing the
+   * data), `body` runs on this thread inside that transaction (its reads see its own writes), and
+   * the meta page is flushed on a libuv thread after the lock is released (see openLmdbEnv). A
+   * child transaction, so that a `body` that throws leaves nothing behind.
    * LMDB reports failures of the environment (a full disk is EIO or ENOSPC, a full map
    * MDB_MAP_FULL) with a numeric code, and a failed commit as a rejected promise: outages, not bad
    * records.
@@ -279,7 +291,7 @@ export class LmdbDashboardStore implements DashboardStore {
   private async write<T>(body: () => T): Promise<T> {
     let thrown: unknown = NOTHING_THROWN;
     try {
-      return await committed(
+      const result = await committed(
         this.env.childTransaction(() => {
           try {
             return body();
@@ -289,10 +301,22 @@ export class LmdbDashboardStore implements DashboardStore {
           }
         }),
       );
+      await this.durable();
+      return result;
     } catch (error) {
       if (error === thrown && typeof (error as { code?: unknown }).code !== "number") throw error;
       throw new StoreUnavailableError(`LMDB cannot write: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  /**
+   * Resolves once every transaction committed so far is on disk, meta pages included: mdb_env_sync
+   * on a libuv thread, which takes no lock.
+   */
+  private durable(): Promise<void> {
+    return new Promise((resolve, reject) =>
+      (this.env as unknown as EnvSync).sync((error) => (error ? reject(error) : resolve())),
+    );
   }
 
   /**
