@@ -4,7 +4,7 @@
 // when it is stale, then runs. Plain JavaScript with no dependencies, because it runs before
 // anything is installed.
 import { spawnSync, spawn } from "node:child_process";
-import { existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -91,11 +91,14 @@ function ensureNatsServer() {
 }
 
 /**
- * strace, for the test that traces an LMDB commit's flush (test/lmdbStore.test.ts): installed where
- * it can be; without it that test is skipped, saying why.
+ * strace, for the test that traces an LMDB commit's flushes (test/lmdbStore.test.ts): installed
+ * where it can be, tried once per install of the node modules; without it that test is skipped,
+ * saying why.
  */
 function ensureStrace() {
-  if (!installed("strace", "-V")) aptInstall("strace");
+  const triedBefore = path.join(root, "node_modules", ".keybox-strace-unavailable");
+  if (installed("strace", "-V") || existsSync(triedBefore)) return;
+  if (!aptInstall("strace") || !installed("strace", "-V")) writeFileSync(triedBefore, "");
 }
 
 /**
