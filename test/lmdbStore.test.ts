@@ -66,7 +66,7 @@ function returnedCalls(trace: string): string[] {
   const unfinished = new Map<string, string>();
   const calls: string[] = [];
   for (const line of trace.split("\n")) {
-    const [, pid, call] = /^(\d+) (.*)$/.exec(line) ?? [];
+    const [, pid, call] = /^(\d+) +(.*)$/.exec(line) ?? []; // strace pads shorter pids
     if (pid === undefined || call === undefined) continue;
     if (call.endsWith(" <unfinished ...>")) unfinished.set(pid, call.slice(0, -" <unfinished ...>".length));
     else if (call.startsWith("<... ")) calls.push(`${unfinished.get(pid) ?? ""}${call.slice(call.indexOf(">") + 1)}`);
