@@ -14,7 +14,7 @@ import { DEMO_OWNER_ID, exampleEvents } from "../scripts/seedExample.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
-import { REPO_ROOT, spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { REPO_ROOT, spawnService, stopAll, waitUntilReady, type ServiceProcess } from "./support/process.ts";
 
 const expected = createRequire(import.meta.url)("./fixtures/seed-example-response.json");
 const nats = useNats();
@@ -27,8 +27,7 @@ beforeAll(async () => {
   await buildServices(outdir);
 });
 afterAll(async () => {
-  for (const service of running) service.child.kill("SIGTERM");
-  await Promise.all(running.map((s) => s.exited));
+  await stopAll(running, "SIGTERM");
   rmSync(outdir, { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
 });

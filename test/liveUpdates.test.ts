@@ -14,7 +14,7 @@ import { clientCreated, clientEvent } from "./support/events.ts";
 import { bearer, httpGet, rawRequest } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, startPipeline, tokenFor, type Pipeline } from "./support/pipeline.ts";
-import { spawnQueryApi, type ServiceProcess } from "./support/process.ts";
+import { spawnQueryApi, stopAll, type ServiceProcess } from "./support/process.ts";
 import { openSse, type SseStream } from "./support/sse.ts";
 import { toEvent } from "./support/inMemory.ts";
 
@@ -28,8 +28,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const stream of streams) stream.close();
-  for (const service of running) service.child.kill("SIGKILL");
-  await Promise.all(running.map((s) => s.exited));
+  await stopAll(running);
   await pipeline?.stop();
 });
 

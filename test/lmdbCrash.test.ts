@@ -11,13 +11,12 @@ import { afterAll, describe, expect, it } from "vitest";
 import { partKey, type ClientPart } from "@keybox/read-model";
 import { LmdbDashboardStore } from "@keybox/read-model/lmdb";
 import { eventually } from "./support/pipeline.ts";
-import { spawnService, type ServiceProcess } from "./support/process.ts";
+import { spawnService, stopAll, type ServiceProcess } from "./support/process.ts";
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), "keybox-lmdb-crash-"));
 const running: ServiceProcess[] = [];
 afterAll(async () => {
-  for (const writer of running) writer.child.kill("SIGKILL");
-  await Promise.all(running.map((w) => w.exited));
+  await stopAll(running);
   rmSync(dataDir, { recursive: true, force: true });
 });
 

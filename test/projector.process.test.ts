@@ -14,15 +14,14 @@ import { clientCreated } from "./support/events.ts";
 import { clientIdsIn } from "./support/inMemory.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually } from "./support/pipeline.ts";
-import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { spawnService, stopAll, waitUntilReady, type ServiceProcess } from "./support/process.ts";
 import { readDashboard } from "./support/stores.ts";
 
 const nats = useNats();
 const dirs: string[] = [];
 const running: ServiceProcess[] = [];
 afterAll(async () => {
-  for (const service of running) service.child.kill("SIGKILL");
-  await Promise.all(running.map((s) => s.exited));
+  await stopAll(running);
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 

@@ -17,7 +17,7 @@ import { clientCreated } from "./support/events.ts";
 import { bearer, httpGet } from "./support/http.ts";
 import { useNats } from "./support/nats.ts";
 import { TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
-import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { spawnService, stopAll, waitUntilReady, type ServiceProcess } from "./support/process.ts";
 
 const nats = useNats();
 const dataDir = mkdtempSync(path.join(os.tmpdir(), "keybox-ryw-"));
@@ -27,8 +27,7 @@ beforeAll(async () => {
   nc = await connectNats(nats.url, "ryw-writer");
 });
 afterAll(async () => {
-  for (const service of running) service.child.kill("SIGKILL");
-  await Promise.all(running.map((s) => s.exited));
+  await stopAll(running);
   await nc?.close();
   rmSync(dataDir, { recursive: true, force: true });
 });

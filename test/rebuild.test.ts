@@ -23,7 +23,7 @@ import { renderBody, toEvent } from "./support/inMemory.ts";
 import { TEST_STREAMS, useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
 import { referenceDashboard } from "./support/reference.ts";
-import { spawnQueryApi, spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { spawnQueryApi, spawnService, stopAll, waitUntilReady, type ServiceProcess } from "./support/process.ts";
 import { openSse } from "./support/sse.ts";
 import { readDashboard } from "./support/stores.ts";
 
@@ -31,8 +31,7 @@ const nats = useNats();
 const dirs: string[] = [];
 const running: ServiceProcess[] = [];
 afterAll(async () => {
-  for (const service of running) service.child.kill("SIGKILL");
-  await Promise.all(running.map((s) => s.exited));
+  await stopAll(running);
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 

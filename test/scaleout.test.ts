@@ -14,14 +14,13 @@ import { toEvent } from "./support/inMemory.ts";
 import { referenceDashboard } from "./support/reference.ts";
 import { useNats } from "./support/nats.ts";
 import { eventually, TEST_JWT_SECRET, tokenFor } from "./support/pipeline.ts";
-import { spawnService, waitUntilReady, type ServiceProcess } from "./support/process.ts";
+import { spawnService, stopAll, waitUntilReady, type ServiceProcess } from "./support/process.ts";
 
 const nats = useNats();
 const dataDir = mkdtempSync(path.join(os.tmpdir(), "keybox-scaleout-"));
 const running: ServiceProcess[] = [];
 afterAll(async () => {
-  for (const service of running) service.child.kill("SIGKILL");
-  await Promise.all(running.map((s) => s.exited));
+  await stopAll(running);
   rmSync(dataDir, { recursive: true, force: true });
 });
 

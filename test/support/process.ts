@@ -40,6 +40,12 @@ export function spawnService(
   return { child, output: () => output, exited };
 }
 
+/** Kills every process of `services` (SIGKILL unless told otherwise) and waits until all have ended. */
+export async function stopAll(services: readonly ServiceProcess[], signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+  for (const service of services) service.child.kill(signal);
+  await Promise.all(services.map((s) => s.exited));
+}
+
 export async function waitUntilReady(baseUrl: string, service: ServiceProcess, timeoutMs = 30_000): Promise<void> {
   await eventually(async () => {
     if (service.child.exitCode !== null) throw new Error(`service exited early:\n${service.output()}`);
