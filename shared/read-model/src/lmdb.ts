@@ -137,9 +137,9 @@ export function openLmdbEnv(dataDir: string): { env: RootDatabase; dir: string }
   // while flushing left a lock that the next process to commit a large transaction found orphaned,
   // and lmdb-js's LMDB then declared that process's environment broken (MDB_PANIC) instead of
   // recovering (test/lmdbCrash.test.ts). A commit flushes its data under the write lock, then writes
-  // its meta page without waiting for it (noMetaSync: the database stays consistent, a crash can
-  // only undo the last commit); the store flushes that off the lock before the commit resolves
-  // (write), so the next commit need not wait for it.
+  // its meta page without waiting for it (noMetaSync: the database stays consistent, a host crash
+  // can only undo a commit whose meta page is not flushed yet, so not yet acknowledged); the store
+  // flushes that off the lock before the commit resolves (write), so the next commit need not wait.
   const env = open({
     path: dir,
     maxDbs: MAX_DBS,
